@@ -1,0 +1,241 @@
+"""C-arm contract: X-ray generator, flat-panel detector, positioner and collimator.
+
+Everything is in the units its name says. Angles follow DICOM (PS3.3 C.8.7.5): the primary
+angle is positive towards the patient's left (LAO), the secondary angle positive cranial; a
+tube tilted 15° caudad is ``secondary_angle_deg = -15``.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ._bounded import bounded
+from ._validate import check_range as _check_range
+from .events import EventSource
+
+
+class FocalSpot(enum.StrEnum):
+    SMALL = "small"
+    LARGE = "large"
+
+
+FOCAL_SPOT_MM = {FocalSpot.SMALL: 0.6, FocalSpot.LARGE: 1.2}
+
+
+@dataclass(frozen=True, slots=True)
+class Technique:
+    """Generator technique for one exposure or one fluoroscopy pulse.
+
+    Give either ``exposure_ms`` (with ``ma``) or ``mas``; the other is derived.
+    """
+
+    kv: float
+    ma: float
+    exposure_ms: float
+    focal_spot: FocalSpot = FocalSpot.LARGE
+    filtration_mm_al: float = 2.5
+    filtration_mm_cu: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range("kv", self.kv, 40.0, 150.0)
+        _check_range("ma", self.ma, 0.1, 1250.0)
+        _check_range("exposure_ms", self.exposure_ms, 0.5, 6300.0)
+        _check_range("filtration_mm_al", self.filtration_mm_al, 0.0, 10.0)
+        _check_range("filtration_mm_cu", self.filtration_mm_cu, 0.0, 1.0)
+
+    @property
+    def mas(self) -> float:
+        return self.ma * self.exposure_ms / 1000.0
+
+    @classmethod
+    def from_mas(
+        cls,
+        kv: float,
+        mas: float,
+        ma: float,
+        focal_spot: FocalSpot = FocalSpot.LARGE,
+        filtration_mm_al: float = 2.5,
+        filtration_mm_cu: float = 0.0,
+    ) -> Technique:
+        return cls(kv, ma, mas / ma * 1000.0, focal_spot, filtration_mm_al, filtration_mm_cu)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionerPose:
+    """C-arm / tube geometry. ``sid_mm`` is source-to-image distance."""
+
+    primary_angle_deg: float = 0.0
+    secondary_angle_deg: float = 0.0
+    sid_mm: float = 1150.0
+
+    def __post_init__(self) -> None:
+        _check_range("primary_angle_deg", self.primary_angle_deg, -180.0, 180.0)
+        _check_range("secondary_angle_deg", self.secondary_angle_deg, -90.0, 90.0)
+        _check_range("sid_mm", self.sid_mm, 700.0, 1800.0)
+
+
+@dataclass(frozen=True, slots=True)
+class CollimationField:
+    """Collimated field size at the image receptor plane."""
+
+    width_mm: float
+    height_mm: float
+
+    def __post_init__(self) -> None:
+        _check_range("width_mm", self.width_mm, 10.0, 480.0)
+        _check_range("height_mm", self.height_mm, 10.0, 480.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Dose:
+    """Dose indicators of one irradiation event (reference point per IEC 60601-2-43)."""
+
+    reference_air_kerma_mgy: float
+    entrance_air_kerma_mgy: float
+    dap_gy_cm2: float
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One detector readout.
+
+    ``acquired_at_s`` is the device-reported moment of the exposure on the host monotonic
+    clock; ``pixels`` are raw detector values (more radiation, higher value).
+    """
+
+    pixels: npt.NDArray[np.uint16]
+    pixel_spacing_mm: float
+    acquired_at_s: float
+    technique: Technique
+    pose: PositionerPose
+    collimation: CollimationField
+    dose: Dose
+    bits_stored: int = 16
+
+
+@dataclass(frozen=True, slots=True)
+class FluoroRequest:
+    """A pulsed fluoroscopy run."""
+
+    pulse_rate_hz: float
+    duration_s: float
+    technique: Technique
+
+    def __post_init__(self) -> None:
+        _check_range("pulse_rate_hz", self.pulse_rate_hz, 0.5, 30.0)
+        _check_range("duration_s", self.duration_s, 0.1, 600.0)
+
+    @property
+    def n_pulses(self) -> int:
+        return max(1, round(self.pulse_rate_hz * self.duration_s))
+
+
+@dataclass(frozen=True, slots=True)
+class FluoroRun:
+    frames: tuple[Frame, ...]
+    pulse_rate_hz: float
+    started_at_s: float
+    ended_at_s: float
+
+    @property
+    def frame_time_ms(self) -> float:
+        return 1000.0 / self.pulse_rate_hz
+
+
+@dataclass(frozen=True, slots=True)
+class CArmStatus:
+    ready: bool
+    beam_on: bool
+    technique: Technique | None
+    pose: PositionerPose
+    collimation: CollimationField
+    moving: bool
+    fluoro_time_s: float = 0.0
+    cumulative_reference_air_kerma_mgy: float = 0.0
+    cumulative_dap_gy_cm2: float = 0.0
+    faults: tuple[str, ...] = field(default_factory=tuple)
+
+
+class CArm(EventSource, ABC):
+    """The device side of a C-arm: generator, detector, positioner, collimator.
+
+    Public methods bound every await; drivers implement the ``_``-prefixed hooks.
+    ``expose`` and ``fluoro`` are fire-once: they are never retried by a driver, and a
+    timeout means the outcome is unknown (query :meth:`status`).
+    """
+
+    #: Positioner speed used to bound motion waits when the caller gives no timeout.
+    rotation_speed_deg_s: float = 10.0
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    async def set_technique(self, technique: Technique, *, timeout_s: float = 2.0) -> None:
+        await bounded(self.name, "set_technique", timeout_s, self._set_technique(technique))
+
+    async def move_positioner(
+        self, pose: PositionerPose, *, timeout_s: float | None = None
+    ) -> None:
+        if timeout_s is None:
+            current = (await self.status()).pose
+            sweep = max(
+                abs(pose.primary_angle_deg - current.primary_angle_deg),
+                abs(pose.secondary_angle_deg - current.secondary_angle_deg),
+            )
+            timeout_s = 2.0 * sweep / self.rotation_speed_deg_s + 5.0
+        await bounded(self.name, "move_positioner", timeout_s, self._move_positioner(pose))
+
+    async def set_collimation(
+        self, collimation: CollimationField, *, timeout_s: float = 3.0
+    ) -> None:
+        await bounded(self.name, "set_collimation", timeout_s, self._set_collimation(collimation))
+
+    async def expose(self, *, timeout_s: float | None = None) -> Frame:
+        """Take one radiographic exposure with the current technique."""
+        if timeout_s is None:
+            technique = (await self.status()).technique
+            exposure_s = technique.exposure_ms / 1000.0 if technique else 1.0
+            timeout_s = exposure_s + 3.0  # prepare + readout margin
+        return await bounded(self.name, "expose", timeout_s, self._expose())
+
+    async def fluoro(self, request: FluoroRequest, *, timeout_s: float | None = None) -> FluoroRun:
+        if timeout_s is None:
+            timeout_s = request.duration_s * 1.5 + 3.0
+        return await bounded(self.name, "fluoro", timeout_s, self._fluoro(request))
+
+    async def beam_off(self, *, timeout_s: float = 0.1) -> None:
+        """Safe state: terminate any irradiation. Idempotent."""
+        await bounded(self.name, "beam_off", timeout_s, self._beam_off())
+
+    async def status(self, *, timeout_s: float = 1.0) -> CArmStatus:
+        return await bounded(self.name, "status", timeout_s, self._status())
+
+    async def safe_state(self, *, timeout_s: float = 0.1) -> None:
+        await self.beam_off(timeout_s=timeout_s)
+
+    @abstractmethod
+    async def _set_technique(self, technique: Technique) -> None: ...
+
+    @abstractmethod
+    async def _move_positioner(self, pose: PositionerPose) -> None: ...
+
+    @abstractmethod
+    async def _set_collimation(self, collimation: CollimationField) -> None: ...
+
+    @abstractmethod
+    async def _expose(self) -> Frame: ...
+
+    @abstractmethod
+    async def _fluoro(self, request: FluoroRequest) -> FluoroRun: ...
+
+    @abstractmethod
+    async def _beam_off(self) -> None: ...
+
+    @abstractmethod
+    async def _status(self) -> CArmStatus: ...

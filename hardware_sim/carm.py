@@ -1,0 +1,211 @@
+"""Simulated C-arm: frames are projections of the simulated patient at the moment of exposure."""
+
+from __future__ import annotations
+
+import asyncio
+
+from drivers import (
+    FOCAL_SPOT_MM,
+    CArm,
+    CArmStatus,
+    Clock,
+    CollimationField,
+    DeviceEvent,
+    DeviceFault,
+    DeviceStateError,
+    Dose,
+    FluoroRequest,
+    FluoroRun,
+    Frame,
+    PositionerPose,
+    Technique,
+)
+
+from .patient import SimPatient
+from .physics import DetectorModel, ImagingChain, TechniqueParams, ViewGeometry
+from .table import SimTable
+
+EXPOSURE_LATENCY_S = 0.02  # hand switch to beam-on with the anode already prepared
+READOUT_S = 0.15  # flat-panel readout after a radiographic exposure
+
+
+class SimCArm(CArm):
+    rotation_speed_deg_s = 10.0
+
+    def __init__(
+        self, name: str, clock: Clock, patient: SimPatient, table: SimTable, seed: int = 0
+    ) -> None:
+        super().__init__(name)
+        self._clock = clock
+        self._patient = patient
+        self._table = table
+        self._technique: Technique | None = None
+        self._pose = PositionerPose()
+        self._collimation = CollimationField(350.0, 430.0)
+        self._beam_on = False
+        self._moving = False
+        self._fluoro_time_s = 0.0
+        self._cum_rak_mgy = 0.0
+        self._cum_dap = 0.0
+        self._generator_faults_pending = 0
+        self._radiography = ImagingChain(patient.phantom, DetectorModel(seed=seed), seed=seed)
+        # Fluoroscopy reads the panel 2×2 binned, as real R/F panels do for frame rate [S29].
+        self._fluoroscopy = ImagingChain(
+            patient.phantom,
+            DetectorModel(rows=512, cols=512, pixel_mm=0.834, seed=seed),
+            seed=seed + 1,
+        )
+
+    # -- fault-injection hook ------------------------------------------------------------
+    def fail_next_exposures(self, count: int = 1) -> None:
+        self._generator_faults_pending += count
+
+    # -- contract --------------------------------------------------------------------------
+    async def _set_technique(self, technique: Technique) -> None:
+        self._technique = technique
+        self._emit("technique_set", kv=technique.kv, mas=technique.mas)
+
+    async def _move_positioner(self, pose: PositionerPose) -> None:
+        sweep = max(
+            abs(pose.primary_angle_deg - self._pose.primary_angle_deg),
+            abs(pose.secondary_angle_deg - self._pose.secondary_angle_deg),
+        )
+        self._moving = True
+        try:
+            await asyncio.sleep(sweep / self.rotation_speed_deg_s + 0.1)
+            self._pose = pose
+        finally:
+            self._moving = False
+        self._emit(
+            "positioner_in_position",
+            secondary_angle_deg=pose.secondary_angle_deg,
+            sid_mm=pose.sid_mm,
+        )
+
+    async def _set_collimation(self, collimation: CollimationField) -> None:
+        self._collimation = collimation
+        await asyncio.sleep(0.2)
+        self._emit(
+            "collimation_set", width_mm=collimation.width_mm, height_mm=collimation.height_mm
+        )
+
+    async def _expose(self) -> Frame:
+        technique = self._ready_technique("expose")
+        await asyncio.sleep(EXPOSURE_LATENCY_S)
+        if self._generator_faults_pending:
+            self._generator_faults_pending -= 1
+            self._emit("generator_fault")
+            raise DeviceFault(self.name, "expose", "generator", "exposure aborted before beam-on")
+        self._beam_on = True
+        try:
+            frame = self._render(technique, self._radiography)
+            await asyncio.sleep(technique.exposure_ms / 1000.0)
+        finally:
+            self._beam_on = False
+        self._emit(
+            "exposure",
+            acquired_at_s=frame.acquired_at_s,
+            mas=technique.mas,
+            reference_air_kerma_mgy=frame.dose.reference_air_kerma_mgy,
+        )
+        await asyncio.sleep(READOUT_S)
+        return frame
+
+    async def _fluoro(self, request: FluoroRequest) -> FluoroRun:
+        self._ready_technique("fluoro")
+        technique = request.technique
+        period = 1.0 / request.pulse_rate_hz
+        started = self._clock.now() + EXPOSURE_LATENCY_S
+        frames: list[Frame] = []
+        self._beam_on = True
+        self._emit("fluoro_started", pulse_rate_hz=request.pulse_rate_hz)
+        try:
+            for k in range(request.n_pulses):
+                await self._clock.sleep_until(started + k * period)
+                if not self._beam_on:  # beam_off ended the run: keep what was acquired
+                    break
+                frames.append(self._render(technique, self._fluoroscopy))
+                self._fluoro_time_s += technique.exposure_ms / 1000.0
+        finally:
+            self._beam_on = False
+        ended = self._clock.now()
+        self._emit("fluoro_ended", frames=len(frames))
+        return FluoroRun(tuple(frames), request.pulse_rate_hz, started, ended)
+
+    async def _beam_off(self) -> None:
+        if self._beam_on:
+            self._beam_on = False
+            self._emit("beam_off")
+
+    async def _status(self) -> CArmStatus:
+        return CArmStatus(
+            ready=self._technique is not None and not self._moving,
+            beam_on=self._beam_on,
+            technique=self._technique,
+            pose=self._pose,
+            collimation=self._collimation,
+            moving=self._moving,
+            fluoro_time_s=self._fluoro_time_s,
+            cumulative_reference_air_kerma_mgy=self._cum_rak_mgy,
+            cumulative_dap_gy_cm2=self._cum_dap,
+        )
+
+    # -- internals -------------------------------------------------------------------------
+    def _ready_technique(self, operation: str) -> Technique:
+        if self._technique is None:
+            raise DeviceStateError(self.name, operation, "no technique set")
+        if self._moving:
+            raise DeviceStateError(self.name, operation, "positioner is moving")
+        if self._beam_on:
+            raise DeviceStateError(self.name, operation, "beam already on")
+        if self._table.moving:
+            # The room's hardware interlock, independent of the scheduler's safety checks.
+            raise DeviceStateError(self.name, operation, "table is moving")
+        return self._technique
+
+    def _render(self, technique: Technique, chain: ImagingChain) -> Frame:
+        now = self._clock.now()
+        patient = self._patient
+        patient.advance()
+        kinetics = patient.kinetics
+        table = self._table.position_at(now)
+        geometry = ViewGeometry(
+            patient_position=patient.position,
+            tube_angle_deg=-self._pose.secondary_angle_deg,  # DICOM cranial+ → caudad+
+            sid_mm=self._pose.sid_mm,
+            centre_z_mm=table.longitudinal_mm,
+            centre_x_mm=table.lateral_mm,
+            field_width_mm=self._collimation.width_mm,
+            field_height_mm=self._collimation.height_mm,
+        )
+        image = chain.render(
+            geometry,
+            TechniqueParams(
+                kvp=technique.kv,
+                mas=technique.mas,
+                filtration_mm_al=technique.filtration_mm_al,
+                filtration_mm_cu=technique.filtration_mm_cu,
+                focal_spot_mm=FOCAL_SPOT_MM[technique.focal_spot],
+            ),
+            kinetics.concentrations_mg_ml(),
+            kinetics.volumes_ml(),
+            time_s=kinetics.time_s,
+        )
+        self._cum_rak_mgy += image.reference_air_kerma_mgy
+        self._cum_dap += image.dap_gy_cm2
+        return Frame(
+            pixels=image.pixels,
+            pixel_spacing_mm=image.pixel_spacing_mm,
+            acquired_at_s=now,
+            technique=technique,
+            pose=self._pose,
+            collimation=self._collimation,
+            dose=Dose(
+                reference_air_kerma_mgy=image.reference_air_kerma_mgy,
+                entrance_air_kerma_mgy=image.entrance_air_kerma_mgy,
+                dap_gy_cm2=image.dap_gy_cm2,
+            ),
+        )
+
+    def _emit(self, kind: str, **data: object) -> None:
+        self._publish(DeviceEvent(self.name, kind, self._clock.now(), data))

@@ -1,0 +1,221 @@
+"""The ``fluoroctl`` command: run, plan and validate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from drivers import Clock, new_event_loop
+from drivers.config import ConfigError, find_file_loader, load_yaml
+
+from .paths import default_room_path
+from .plan import make_plan
+from .protocol import load_protocol
+from .room import load_room
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fluoroctl", description="Fluoroscopy room control and acquisition scheduling."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an exam protocol")
+    run.add_argument("protocol", type=Path)
+    run.add_argument(
+        "--room", type=Path, default=None, help="room file (default: the built-in simulator)"
+    )
+    run.add_argument(
+        "--patient",
+        default=None,
+        help="simulated patient scenario: a name in configs/patients/ or a path",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output directory (DICOM, events.jsonl, summary.json, contact sheet)",
+    )
+    run.add_argument(
+        "--operator",
+        choices=("terminal", "scripted"),
+        default=None,
+        help="who answers prompts (default: the room file's choice)",
+    )
+    run.set_defaults(func=_cmd_run)
+
+    plan = sub.add_parser(
+        "plan", help="dry run: timeline, duration, contrast, exposures and dose estimate"
+    )
+    plan.add_argument("protocol", type=Path)
+    plan.add_argument("--room", type=Path, default=None)
+    plan.set_defaults(func=_cmd_plan)
+
+    val = sub.add_parser("validate", help="check protocol, room and patient files")
+    val.add_argument("files", type=Path, nargs="+")
+    val.set_defaults(func=_cmd_validate)
+    return p
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    room_path = args.room or default_room_path()
+    protocol = load_protocol(args.protocol)
+    room = load_room(room_path)
+    loop = new_event_loop("virtual" if room.clock == "virtual" else "real")
+    console = Console(stderr=True)
+
+    from .compose import run_exam
+    from .engine import ExamProgress
+    from .progress import ProgressView
+
+    progress = ExamProgress(protocol.name)
+
+    async def go() -> int:
+        view = ProgressView(progress, Clock.for_running_loop(), console)
+        with view:
+            outcome = await run_exam(
+                args.protocol,
+                room_path,
+                args.out,
+                patient=args.patient,
+                operator_mode=args.operator,
+                progress=progress,
+                on_event=view.on_event,
+                protocol=protocol,
+                room=room,
+            )
+        _print_summary(console, outcome.summary)
+        return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
+
+    try:
+        return loop.run_until_complete(go())
+    finally:
+        loop.close()
+
+
+def _print_summary(console: Console, summary: dict[str, object]) -> None:
+    table = Table(title=f"Exam {summary['state']}", show_lines=False)
+    for col in ("step", "status", "planned", "actual", "lateness ms"):
+        table.add_column(col)
+    steps = summary["steps"]
+    assert isinstance(steps, list)
+    for s in steps:
+        planned = s["planned_after_injection_s"]
+        actual = s["actual_after_injection_s"]
+        late = s["lateness_s"]
+        table.add_row(
+            s["id"],
+            s["status"],
+            "" if planned is None else f"T+{planned:g} s",
+            "" if actual is None else f"T+{actual:.3f} s",
+            "" if late is None else f"{1000 * late:+.1f}",
+        )
+    console.print(table)
+    totals = summary["totals"]
+    assert isinstance(totals, dict)
+    console.print(
+        f"{totals['images']} images, {totals['contrast_delivered_ml']} mL contrast, "
+        f"reference air kerma {totals['reference_air_kerma_mgy']} mGy, DAP {totals['dap_gy_cm2']} Gy·cm², "
+        f"simulated {totals['exam_duration_s']:.0f} s in {totals['wall_time_s']:.1f} s wall"
+    )
+    if summary.get("reason"):
+        console.print(f"reason: {summary['reason']}")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    protocol = load_protocol(args.protocol)
+    room = load_room(args.room or default_room_path())
+    plan = make_plan(protocol, room)
+    console = Console()
+    table = Table(title=f"Plan: {protocol.name}")
+    for col in (
+        "#",
+        "step",
+        "type",
+        "start",
+        "after injection",
+        "exposures",
+        "entrance mGy",
+        "note",
+    ):
+        table.add_column(col)
+    for i, s in enumerate(plan.steps, 1):
+        table.add_row(
+            str(i),
+            s.label,
+            s.type,
+            _clock(s.start_s),
+            "" if s.after_injection_s is None else f"T+{_clock(s.after_injection_s)}",
+            str(s.exposures or ""),
+            f"{s.entrance_mgy:.2f}" if s.entrance_mgy else "",
+            s.note,
+        )
+    console.print(table)
+    console.print(
+        f"duration ≈ {_clock(plan.duration_s)} (mm:ss), contrast {plan.contrast_ml:g} mL "
+        f"({plan.iodine_g:g} g iodine), {plan.exposures} radiographic exposures, "
+        f"fluoroscopy {plan.fluoro_s:.2f} s beam-on, estimated entrance air kerma ≈ {plan.entrance_mgy:.1f} mGy"
+    )
+    return EXIT_OK
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            kind = _validate_one(path)
+            print(f"{path}: ok ({kind})")
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+    return EXIT_BAD_INPUT if failed else EXIT_OK
+
+
+def _validate_one(path: Path) -> str:
+    data, _ = load_yaml(path)
+    if isinstance(data, dict) and "protocol" in data:
+        load_protocol(path)
+        return "protocol"
+    if isinstance(data, dict) and "room" in data:
+        load_room(path)
+        return "room"
+    if isinstance(data, dict):
+        for key in data:
+            loader = find_file_loader(str(key))
+            if loader is not None:
+                loader(path)
+                return str(key)
+    raise ConfigError(
+        path,
+        1,
+        "",
+        "not a fluoroctl file: expected a top-level 'protocol:', 'room:' or 'patient:' key",
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

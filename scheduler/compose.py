@@ -1,0 +1,118 @@
+"""Wires a run together: room file → backend → devices; protocol → runner → outputs.
+
+The only module that knows all the parts; the CLI and the tests both go through it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from drivers import Clock
+from drivers.backends import DeviceSet, RoomRequest, find_backend, scheme_of
+
+from .engine import ExamProgress, ExamResult, ExamRunner, make_exam_info
+from .journal import ExamEvent
+from .operator import Operator, ScriptedOperator, TerminalOperator
+from .outputs import entry_for, write_contact_sheet
+from .paths import PROJECT_ROOT
+from .protocol import Protocol, load_protocol
+from .records import CaptureRecord
+from .room import Room, load_room
+from .summary import build_summary, write_summary
+
+
+def config_base_dir(room_path: Path) -> Path:
+    """Directory that holds configs/ for a room file (for resolving patient names)."""
+    for parent in room_path.resolve().parents:
+        if (parent / "configs").is_dir():
+            return parent
+    return PROJECT_ROOT
+
+
+async def open_devices(
+    room: Room, clock: Clock, base_dir: Path, options: dict[str, Any]
+) -> DeviceSet:
+    schemes = {scheme_of(link) for link in room.links.values()}
+    if len(schemes) != 1:
+        raise ValueError(
+            f"room {room.name!r} mixes link schemes {sorted(schemes)}; this version opens every "
+            "device of a room through one backend"
+        )
+    backend = find_backend(schemes.pop())
+    return await backend(RoomRequest(room.links, clock, {**room.options, **options}, base_dir))
+
+
+def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator:
+    chosen = mode or room.operator.mode
+    if chosen == "scripted":
+        return ScriptedOperator(clock, room.operator.delays_s)
+    return TerminalOperator(clock)
+
+
+@dataclass
+class RunOutcome:
+    result: ExamResult
+    summary: dict[str, Any]
+    out_dir: Path
+
+
+async def run_exam(
+    protocol_path: Path,
+    room_path: Path,
+    out_dir: Path,
+    *,
+    patient: str | None = None,
+    operator_mode: str | None = None,
+    wall_anchor: dt.datetime | None = None,
+    progress: ExamProgress | None = None,
+    on_event: Callable[[ExamEvent], None] | None = None,
+    on_capture: Callable[[CaptureRecord], None] | None = None,
+    protocol: Protocol | None = None,
+    room: Room | None = None,
+) -> RunOutcome:
+    wall0 = time.perf_counter()
+    protocol = protocol or load_protocol(protocol_path)
+    room = room or load_room(room_path)
+    clock = Clock.for_running_loop(wall_anchor)
+    if room.clock == "virtual" and not clock.is_virtual:
+        raise RuntimeError("room asks for virtual time but the loop is not a VirtualTimeEventLoop")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {"patient": patient} if patient else {}
+    devices = await open_devices(room, clock, config_base_dir(room_path), options)
+    try:
+        exam = make_exam_info(protocol, room, devices, clock.wall_now())
+        runner = ExamRunner(
+            protocol,
+            room,
+            devices,
+            clock,
+            make_operator(room, clock, operator_mode),
+            out_dir,
+            exam,
+            progress=progress,
+            on_capture=on_capture,
+            on_event=on_event,
+        )
+        try:
+            result = await runner.run()
+        finally:
+            # Whatever happened, what was acquired is shown on the sheet.
+            if runner.records:
+                write_contact_sheet(
+                    [entry_for(r) for r in runner.records],
+                    out_dir / "contact-sheet.png",
+                    header=f"{protocol.name} | {exam.patient.name} ({exam.patient.patient_id}) | "
+                    f"{exam.study_datetime:%Y-%m-%d %H:%M} UTC",
+                )
+        summary = build_summary(
+            result, exam, clock, time.perf_counter() - wall0, str(protocol_path), room.name
+        )
+        write_summary(summary, out_dir / "summary.json")
+        return RunOutcome(result, summary, out_dir)
+    finally:
+        await devices.aclose()

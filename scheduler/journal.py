@@ -1,0 +1,110 @@
+"""events.jsonl: every command, device event and capture, one JSON object per line, as it happens.
+
+Lines are flushed as written; lines about fire-once actions and captures are also fsynced, so
+after a crash the journal says what was done to the patient.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from pydantic import BaseModel, ConfigDict
+
+from drivers import Clock, DeviceEvent
+
+#: kinds whose loss in a crash would hide something done to the patient
+DURABLE_KINDS = frozenset(
+    {
+        "exam_started",
+        "command",
+        "injection_started",
+        "capture",
+        "capture_failed",
+        "abort",
+        "exam_finished",
+        "interlock_refused",
+        "completed",
+        "stopped",
+        "faulted",
+        "exposure",
+    }
+)
+
+
+class ExamEvent(BaseModel):
+    """One line of the journal."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    t_s: float  # loop-monotonic time (virtual under the simulator)
+    wall: str  # ISO 8601 UTC, from the clock's wall anchor
+    source: str  # "scheduler", "operator", "safety" or a device name
+    kind: str
+    step: str | None = None
+    data: dict[str, Any] = {}
+
+
+class Journal:
+    def __init__(
+        self, path: Path, clock: Clock, on_record: Callable[[ExamEvent], None] | None = None
+    ) -> None:
+        self.path = path
+        self._on_record = on_record
+        self._clock = clock
+        self._seq = 0
+        self._file: TextIO | None = path.open("a", encoding="utf-8")
+        self.events: list[ExamEvent] = []
+
+    def record(
+        self, source: str, kind: str, step: str | None = None, t_s: float | None = None, **data: Any
+    ) -> ExamEvent:
+        t = self._clock.now() if t_s is None else t_s
+        self._seq += 1
+        event = ExamEvent(
+            seq=self._seq,
+            t_s=round(t, 6),
+            wall=self._clock.wall_at(t).isoformat(timespec="milliseconds"),
+            source=source,
+            kind=kind,
+            step=step,
+            data=data,
+        )
+        self.events.append(event)
+        if self._file is not None:
+            self._file.write(event.model_dump_json() + "\n")
+            self._file.flush()
+            if kind in DURABLE_KINDS:
+                os.fsync(self._file.fileno())
+        if self._on_record is not None:
+            self._on_record(event)
+        return event
+
+    def device_listener(self, step_of: Any) -> Any:
+        """A listener for :meth:`drivers.EventSource.subscribe` tagging the current step."""
+
+        def listen(event: DeviceEvent) -> None:
+            self.record(
+                event.device,
+                event.kind,
+                step_of(),
+                t_s=event.device_time_s,
+                **_jsonable(event.data),
+            )
+
+        return listen
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+
+def _jsonable(data: Any) -> dict[str, Any]:
+    return json.loads(json.dumps(dict(data), default=str))

@@ -1,0 +1,255 @@
+"""Protocol files: what an exam does, validated before any device is touched.
+
+A protocol is an ordered list of steps. Steps with ``at`` are anchored to the injector's
+*confirmed* injection start; steps without it run as soon as the step before them is done.
+A capture whose view names a different patient position than the current one is a
+*repositioning capture*: the operator turns the patient, the table moves, and the exposure
+fires once table and patient are reported stable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from drivers.config import LocatedValueError, load_model
+from drivers.injector import KPA_PER_PSI
+
+Position = Literal["supine", "prone", "lpo", "rpo"]
+
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*min)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
+)
+
+
+def parse_duration(value: object) -> float:
+    """``12s``, ``5min``, ``1h30min``, ``2min30s`` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)) and any(m.groups()):
+        h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mins * 60 + s
+    else:
+        raise ValueError(f"invalid duration {value!r} (use e.g. 12s, 5min, 1h30min)")
+    if seconds < 0:
+        raise ValueError(f"duration must not be negative, got {value!r}")
+    return seconds
+
+
+Duration = Annotated[float, Field(ge=0)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TechniqueSpec(_Model):
+    kv: float = Field(ge=40, le=150)
+    mas: float = Field(gt=0, le=1000)
+    ma: float = Field(default=500, gt=0, le=1250)
+    focal_spot: Literal["small", "large"] = "large"
+    filtration_mm_al: float = Field(default=2.5, ge=0, le=10)
+    filtration_mm_cu: float = Field(default=0.0, ge=0, le=1)
+
+
+class FluoroTechniqueSpec(_Model):
+    kv: float = Field(ge=40, le=125)
+    ma: float = Field(gt=0, le=100)
+    pulse_ms: float = Field(default=8.0, gt=0, le=50)
+    filtration_mm_al: float = Field(default=2.5, ge=0, le=10)
+    filtration_mm_cu: float = Field(default=0.1, ge=0, le=1)
+
+
+class FieldSpec(_Model):
+    """A collimated field: where its centre lies on the patient and its size at the detector."""
+
+    centre_mm: float = Field(ge=-600, le=600, description="cranio-caudal, 0 = iliac crest")
+    width_mm: float = Field(gt=0, le=430)
+    height_mm: float = Field(gt=0, le=430)
+
+
+DEFAULT_FIELDS: dict[str, FieldSpec] = {
+    # KUB 35 × 43 cm centred on the iliac crest [S7][S8]
+    "kub": FieldSpec(centre_mm=0, width_mm=350, height_mm=430),
+    # kidneys: hila at L1–L2, about 12 cm above the crest [S52]
+    "kidneys": FieldSpec(centre_mm=120, width_mm=350, height_mm=260),
+    # bladder: centred 5 cm above the symphysis [S11]
+    "bladder": FieldSpec(centre_mm=-150, width_mm=260, height_mm=220),
+}
+
+
+class Angulation(_Model):
+    angle_deg: float = Field(ge=0, le=45)
+    direction: Literal["caudad", "cranial"]
+
+    @property
+    def secondary_angle_deg(self) -> float:
+        """DICOM positioner secondary angle: cranial positive."""
+        return self.angle_deg if self.direction == "cranial" else -self.angle_deg
+
+
+class ViewSpec(_Model):
+    position: Position | None = Field(
+        default=None, description="patient position; omitted = keep the current one"
+    )
+    field: str = "kub"
+    angulation: Angulation | None = None
+
+
+class _Step(_Model):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=40)
+    label: str = ""
+    at: Duration | None = Field(
+        default=None, description="time after the confirmed injection start (e.g. 5min)"
+    )
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _parse_at(cls, value: object) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @property
+    def title(self) -> str:
+        return self.label or self.id
+
+
+class CaptureStep(_Step):
+    type: Literal["capture"]
+    view: ViewSpec = ViewSpec()
+    technique: TechniqueSpec | None = None
+    tolerance_s: float = Field(default=1.0, ge=0, le=600)
+    settle_s: float = Field(
+        default=2.0, ge=0, le=60, description="wait after motion complete before exposing"
+    )
+
+
+class FluoroStep(_Step):
+    type: Literal["fluoro"]
+    view: ViewSpec = ViewSpec()
+    pulse_rate_hz: float = Field(ge=0.5, le=30)
+    duration_s: float = Field(gt=0, le=120)
+    technique: FluoroTechniqueSpec
+    tolerance_s: float = Field(default=1.0, ge=0, le=600)
+    settle_s: float = Field(default=2.0, ge=0, le=60)
+
+
+class PhaseSpec(_Model):
+    flow_ml_s: float = Field(gt=0, le=30)
+    volume_ml: float = Field(gt=0, le=500)
+    delay_s: float = Field(default=0, ge=0, le=600)
+
+
+class InjectStep(_Step):
+    type: Literal["inject"]
+    phases: list[PhaseSpec] = Field(min_length=1, max_length=8)
+    pressure_limit_kpa: float | None = Field(default=None, gt=0, le=8300)
+    pressure_limit_psi: float | None = Field(default=None, gt=0, le=1200)
+    rise_time_s: float = Field(default=0.5, ge=0, le=10)
+    confirm: bool = Field(default=True, description="operator confirms before the start")
+
+    @model_validator(mode="after")
+    def _one_pressure_limit(self) -> InjectStep:
+        if (self.pressure_limit_kpa is None) == (self.pressure_limit_psi is None):
+            raise ValueError("give exactly one of pressure_limit_kpa or pressure_limit_psi")
+        return self
+
+    @property
+    def limit_kpa(self) -> float:
+        if self.pressure_limit_kpa is not None:
+            return self.pressure_limit_kpa
+        assert self.pressure_limit_psi is not None
+        return self.pressure_limit_psi * KPA_PER_PSI
+
+    @property
+    def volume_ml(self) -> float:
+        return sum(p.volume_ml for p in self.phases)
+
+
+Action = Literal["compression_on", "compression_off", "void", "reposition", "note"]
+
+
+class PromptStep(_Step):
+    type: Literal["prompt"]
+    action: Action = "note"
+    message: str
+    position: Position | None = None
+
+    @model_validator(mode="after")
+    def _position_iff_reposition(self) -> PromptStep:
+        if (self.action == "reposition") != (self.position is not None):
+            raise ValueError("'position' is required for action reposition, and only for it")
+        return self
+
+
+Step = Annotated[CaptureStep | FluoroStep | InjectStep | PromptStep, Field(discriminator="type")]
+
+
+class Contrast(_Model):
+    agent: str = Field(min_length=1, max_length=64)
+    concentration_mg_ml: float = Field(gt=0, le=400)
+
+
+class Protocol(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    procedure_code: str = Field(default="74400", description="CPT code")
+    references: list[str] = []
+    contrast: Contrast | None = None
+    technique: TechniqueSpec = Field(description="default radiographic technique")
+    fields: dict[str, FieldSpec] = {}
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> Protocol:
+        seen: set[str] = set()
+        injected = False
+        last_at = 0.0
+        fields = self.all_fields
+        for index, step in enumerate(self.steps):
+            where: tuple[str | int, ...] = ("steps", index)
+            if step.id in seen:
+                raise LocatedValueError(where + ("id",), f"step id {step.id!r} is used twice")
+            seen.add(step.id)
+            if isinstance(step, InjectStep):
+                if injected:
+                    raise LocatedValueError(where, "only one injection step is supported")
+                if self.contrast is None:
+                    raise LocatedValueError(where, "an injection needs a 'contrast:' section")
+                injected = True
+            if step.at is not None:
+                if not injected:
+                    raise LocatedValueError(
+                        where + ("at",),
+                        "'at' is relative to the injection start, "
+                        "but no injection step comes before this step",
+                    )
+                if step.at < last_at:
+                    raise LocatedValueError(
+                        where + ("at",),
+                        f"{step.at:g} s is earlier than a preceding timed step ({last_at:g} s); "
+                        "timed steps must be in time order",
+                    )
+                last_at = step.at
+            if isinstance(step, CaptureStep | FluoroStep) and step.view.field not in fields:
+                raise LocatedValueError(
+                    where + ("view", "field"),
+                    f"unknown field {step.view.field!r} (known: {', '.join(sorted(fields))})",
+                )
+        return self
+
+    @property
+    def all_fields(self) -> dict[str, FieldSpec]:
+        return {**DEFAULT_FIELDS, **self.fields}
+
+    @property
+    def inject_step(self) -> InjectStep | None:
+        return next((s for s in self.steps if isinstance(s, InjectStep)), None)
+
+
+def load_protocol(path: Path | str) -> Protocol:
+    return load_model(path, Protocol, root_key="protocol")

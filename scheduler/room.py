@@ -1,0 +1,94 @@
+"""Room files: which devices, over which links, and the room's safety limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drivers.backends import scheme_of
+from drivers.config import LocatedValueError, load_model
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Devices(_Model):
+    carm: str = Field(description="link URL, e.g. sim://carm or serial:///dev/ttyUSB0")
+    table: str
+    injector: str
+
+    @model_validator(mode="after")
+    def _schemes(self) -> Devices:
+        for role in ("carm", "table", "injector"):
+            try:
+                scheme_of(getattr(self, role))
+            except ValueError as exc:
+                raise LocatedValueError((role,), str(exc)) from None
+        return self
+
+
+class InjectorLimits(_Model):
+    """The room's envelope for the vascular access in use (policy, not the clinical target)."""
+
+    access: str = "18 G peripheral IV"
+    max_flow_ml_s: float = Field(default=5.0, gt=0, le=30)  # 18/20 G: 5 mL/s at 300 psi [S92]
+    max_volume_ml: float = Field(default=150.0, gt=0, le=500)
+    max_pressure_kpa: float = Field(default=2068.0, gt=0, le=8300)
+
+
+class OperatorConfig(_Model):
+    """How prompts are answered: at a terminal, or by a script (simulator, CI)."""
+
+    mode: Literal["terminal", "scripted"] = "terminal"
+    #: seconds a scripted operator takes per action (turning a patient takes a while)
+    delays_s: dict[str, float] = Field(
+        default_factory=lambda: {
+            "confirm_injection": 5.0,
+            "reposition": 40.0,
+            "compression_on": 30.0,
+            "compression_off": 10.0,
+            "void": 240.0,
+            "note": 3.0,
+        }
+    )
+
+
+class Room(_Model):
+    name: str
+    institution: str = "fluoroctl"
+    station_name: str = Field(default="FLUORO1", max_length=16)
+    clock: Literal["real", "virtual"] = Field(
+        default="real", description="virtual only for fully in-process simulated rooms"
+    )
+    devices: Devices
+    limits: InjectorLimits = InjectorLimits()
+    operator: OperatorConfig = OperatorConfig()
+    #: backend options, e.g. the simulated patient scenario
+    options: dict[str, str | float | int | bool] = {}
+
+    @model_validator(mode="after")
+    def _virtual_needs_sim(self) -> Room:
+        if self.clock == "virtual":
+            for role in ("carm", "table", "injector"):
+                if scheme_of(getattr(self.devices, role)) != "sim":
+                    raise LocatedValueError(
+                        ("clock",),
+                        f"virtual time needs in-process simulated devices; {role} is "
+                        f"{getattr(self.devices, role)}",
+                    )
+        return self
+
+    @property
+    def links(self) -> dict[str, str]:
+        return {
+            "carm": self.devices.carm,
+            "table": self.devices.table,
+            "injector": self.devices.injector,
+        }
+
+
+def load_room(path: Path | str) -> Room:
+    return load_model(path, Room, root_key="room")

@@ -1,0 +1,105 @@
+"""summary.json: per step what was planned and what happened; the exam's totals."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from drivers import Clock
+
+from .engine import ExamResult
+from .records import ExamInfo
+
+
+def build_summary(
+    result: ExamResult,
+    exam: ExamInfo,
+    clock: Clock,
+    wall_seconds: float,
+    protocol_path: str,
+    room_name: str,
+) -> dict[str, Any]:
+    anchor = result.injection_start_s
+    frames = [f for r in result.records for f in r.frames]
+    fluoro_s = sum(
+        r.technique.exposure_ms / 1000.0 * len(r.frames)
+        for r in result.records
+        if r.kind == "fluoro"
+    )
+    delivered = result.injector.delivered_ml if result.injector else 0.0
+    timed = [s for s in result.steps if s.lateness_s is not None]
+    concentration = (
+        result.records[-1].contrast.concentration_mg_ml
+        if result.records and result.records[-1].contrast
+        else None
+    )
+    return {
+        "protocol": protocol_path,
+        "room": room_name,
+        "study_instance_uid": exam.study_instance_uid,
+        "patient_id": exam.patient.patient_id,
+        "state": result.state,
+        "reason": result.reason,
+        "started": clock.wall_at(result.started_s).isoformat(timespec="milliseconds"),
+        "injection_start": None
+        if anchor is None
+        else clock.wall_at(anchor).isoformat(timespec="milliseconds"),
+        "steps": [
+            {
+                "id": s.id,
+                "label": s.label,
+                "type": s.type,
+                "status": s.status,
+                "planned_after_injection_s": s.planned_after_injection_s,
+                "planned_s": _r(s.planned_s),
+                "actual_s": _r(s.commanded_s),
+                "device_s": _r(s.device_s),
+                "actual_after_injection_s": None
+                if anchor is None or s.device_s is None
+                else _r(s.device_s - anchor),
+                "lateness_s": _r(s.lateness_s),
+                "device_lateness_s": _r(s.device_lateness_s),
+                "detail": s.detail,
+                "files": s.files,
+            }
+            for s in result.steps
+        ],
+        "totals": {
+            "images": len(result.records),
+            "frames": len(frames),
+            "radiographic_exposures": sum(1 for r in result.records if r.kind == "radiograph"),
+            "fluoro_time_s": round(fluoro_s, 3),
+            "contrast_delivered_ml": round(delivered, 2),
+            "iodine_delivered_g": None
+            if concentration is None
+            else round(delivered * concentration / 1000, 2),
+            "reference_air_kerma_mgy": round(
+                sum(f.dose.reference_air_kerma_mgy for f in frames), 3
+            ),
+            "dap_gy_cm2": round(sum(f.dose.dap_gy_cm2 for f in frames), 4),
+            "max_abs_lateness_s": _r(max((abs(s.lateness_s or 0) for s in timed), default=0.0)),
+            "max_abs_device_lateness_s": _r(
+                max((abs(s.device_lateness_s or 0) for s in timed), default=0.0)
+            ),
+            "exam_duration_s": round(result.ended_s - result.started_s, 3),
+            "wall_time_s": round(wall_seconds, 3),
+            "missed": [s.id for s in result.steps if s.status in ("missed", "failed")],
+        },
+        "abort_confirmations": result.abort_confirmations,
+    }
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 6)
