@@ -71,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--room", type=Path, default=None)
     plan.set_defaults(func=_cmd_plan)
 
+    sch = sub.add_parser("schema", help="write the JSON Schemas of protocol and room files")
+    sch.add_argument("--out", type=Path, default=Path("docs"))
+    sch.set_defaults(func=_cmd_schema)
+
     val = sub.add_parser("validate", help="check protocol, room and patient files")
     val.add_argument("files", type=Path, nargs="+")
     val.set_defaults(func=_cmd_validate)
@@ -181,6 +185,14 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _clock(seconds: float) -> str:
     return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from .schema import export  # noqa: PLC0415
+
+    for path in export(args.out):
+        print(path)
+    return EXIT_OK
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
