@@ -7,7 +7,6 @@ the physics cost on top of scheduling.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import statistics
 import sys
@@ -31,7 +30,9 @@ def run_once(name: str, out: Path) -> tuple[float, dict]:
     try:
         t0 = time.perf_counter()
         outcome = loop.run_until_complete(
-            run_exam(ROOT / f"configs/protocols/{name}.yaml", ROOT / "configs/rooms/simulator.yaml", out)
+            run_exam(
+                ROOT / f"configs/protocols/{name}.yaml", ROOT / "configs/rooms/simulator.yaml", out
+            )
         )
         return time.perf_counter() - t0, outcome.summary
     finally:
@@ -80,7 +81,10 @@ def main() -> None:
                 "clock_floor_ms": round(1000 * floor, 3),
             }
             rows.append((name, figures[name]))
-    print(f"{'protocol':<18}{'wall s':>8}{'sim s':>9}{'sim/wall':>10}{'images':>8}{'ms/frame':>10}{'late ms':>9}{'floor ms':>10}")
+    print(
+        f"{'protocol':<18}{'wall s':>8}{'sim s':>9}{'sim/wall':>10}{'images':>8}"
+        f"{'ms/frame':>10}{'late ms':>9}{'floor ms':>10}"
+    )
     for name, f in rows:
         print(
             f"{name:<18}{f['wall_s']:>8.2f}{f['simulated_s']:>9.0f}{f['speed_ratio']:>10.0f}"

@@ -23,14 +23,18 @@ def main(argv: list[str]) -> int:
     results = []
     for bench in benches:
         print(f"\n=== {bench.stem} ===", flush=True)
-        proc = subprocess.run([sys.executable, str(bench)], capture_output=True, text=True, cwd=HERE.parent)
+        proc = subprocess.run(
+            [sys.executable, str(bench)], capture_output=True, text=True, cwd=HERE.parent
+        )
         print(proc.stdout, end="")
         if proc.returncode != 0:
             print(proc.stderr, file=sys.stderr)
             failed += 1
             continue
         last = proc.stdout.strip().splitlines()[-1]
-        results.append({"bench": bench.stem, "at": dt.datetime.now(dt.UTC).isoformat(), **json.loads(last)})
+        results.append(
+            {"bench": bench.stem, "at": dt.datetime.now(dt.UTC).isoformat(), **json.loads(last)}
+        )
     with (HERE / "results.jsonl").open("a", encoding="utf-8") as f:
         for r in results:
             f.write(json.dumps(r) + "\n")

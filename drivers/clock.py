@@ -159,7 +159,7 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
         if seconds > 0:
             self._virtual_now += seconds
 
-    def run_in_executor(
+    def run_in_executor(  # type: ignore[override]  # same call shape, simpler generics
         self, executor: Executor | None, func: Callable[..., T], *args: Any
     ) -> asyncio.Future[T]:
         fut = super().run_in_executor(executor, func, *args)
@@ -192,7 +192,7 @@ class ScaledTimeEventLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self.scale = float(scale)
         self._real0 = time.monotonic()
-        self._selector = _ScaledSelector(self._selector, self.scale)
+        self._selector: selectors.BaseSelector = _ScaledSelector(self._selector, self.scale)
 
     def time(self) -> float:
         return (time.monotonic() - self._real0) * self.scale

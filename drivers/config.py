@@ -3,7 +3,7 @@
 Rooms, protocols and simulated patients all load through :func:`load_model`, so every bad
 file gets the same kind of message::
 
-    configs/protocols/bad.yaml:14: steps[3].at: invalid duration '5 minutes' (use e.g. 12s, 5min, 1h30min)
+    configs/protocols/bad.yaml:14: protocol.steps[3].at: invalid duration '5 minutes' (use ...)
 """
 
 from __future__ import annotations

@@ -41,7 +41,9 @@ class CallLog:
 
 
 class MockCArm(CArm):
-    def __init__(self, name: str, clock: Clock, log: CallLog, *, hang: set[str] | None = None) -> None:
+    def __init__(
+        self, name: str, clock: Clock, log: CallLog, *, hang: set[str] | None = None
+    ) -> None:
         super().__init__(name)
         self._clock, self._log = clock, log
         self.technique: Technique | None = None
@@ -70,8 +72,13 @@ class MockCArm(CArm):
     def _frame(self) -> Frame:
         assert self.technique is not None
         return Frame(
-            np.full((64, 64), 1000, np.uint16), 0.4, self._clock.now(), self.technique, self.pose,
-            self.collimation, Dose(0.5, 0.6, 0.1),
+            np.full((64, 64), 1000, np.uint16),
+            0.4,
+            self._clock.now(),
+            self.technique,
+            self.pose,
+            self.collimation,
+            Dose(0.5, 0.6, 0.1),
         )
 
     async def _expose(self) -> Frame:
@@ -96,7 +103,9 @@ class MockCArm(CArm):
 
 
 class MockTable(Table):
-    def __init__(self, name: str, clock: Clock, log: CallLog, *, hang: set[str] | None = None) -> None:
+    def __init__(
+        self, name: str, clock: Clock, log: CallLog, *, hang: set[str] | None = None
+    ) -> None:
         super().__init__(name)
         self._clock, self._log = clock, log
         self.position = TablePosition()
@@ -121,7 +130,9 @@ class MockTable(Table):
 
 
 class MockInjector(Injector):
-    def __init__(self, name: str, clock: Clock, log: CallLog, *, hang: set[str] | None = None) -> None:
+    def __init__(
+        self, name: str, clock: Clock, log: CallLog, *, hang: set[str] | None = None
+    ) -> None:
         super().__init__(name)
         self._clock, self._log = clock, log
         self.state = InjectorState.IDLE

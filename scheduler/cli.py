@@ -139,7 +139,8 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
     assert isinstance(totals, dict)
     console.print(
         f"{totals['images']} images, {totals['contrast_delivered_ml']} mL contrast, "
-        f"reference air kerma {totals['reference_air_kerma_mgy']} mGy, DAP {totals['dap_gy_cm2']} Gy·cm², "
+        f"reference air kerma {totals['reference_air_kerma_mgy']} mGy, "
+        f"DAP {totals['dap_gy_cm2']} Gy·cm², "
         f"simulated {totals['exam_duration_s']:.0f} s in {totals['wall_time_s']:.1f} s wall"
     )
     if summary.get("reason"):
@@ -151,6 +152,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     room = load_room(args.room or default_room_path())
     plan = make_plan(protocol, room)
     console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)  # pipes and logs: keep table rows on one line
     table = Table(title=f"Plan: {protocol.name}")
     for col in (
         "#",
@@ -178,7 +181,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     console.print(
         f"duration ≈ {_clock(plan.duration_s)} (mm:ss), contrast {plan.contrast_ml:g} mL "
         f"({plan.iodine_g:g} g iodine), {plan.exposures} radiographic exposures, "
-        f"fluoroscopy {plan.fluoro_s:.2f} s beam-on, estimated entrance air kerma ≈ {plan.entrance_mgy:.1f} mGy"
+        f"fluoroscopy {plan.fluoro_s:.2f} s beam-on, "
+        f"estimated entrance air kerma ≈ {plan.entrance_mgy:.1f} mGy",
+        soft_wrap=True,
     )
     return EXIT_OK
 
@@ -188,7 +193,7 @@ def _clock(seconds: float) -> str:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .schema import export  # noqa: PLC0415
+    from .schema import export
 
     for path in export(args.out):
         print(path)

@@ -107,4 +107,5 @@ class Journal:
 
 
 def _jsonable(data: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(dict(data), default=str))
+    result: dict[str, Any] = json.loads(json.dumps(dict(data), default=str))
+    return result

@@ -14,7 +14,8 @@ from drivers import Clock
 @dataclass(frozen=True, slots=True)
 class Prompt:
     step: str
-    action: str  # "confirm_injection", "reposition", "compression_on", "compression_off", "void", "note"
+    #: confirm_injection, reposition, compression_on, compression_off, void or note
+    action: str
     message: str
     position: str | None = None
 

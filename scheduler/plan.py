@@ -95,7 +95,8 @@ def make_plan(protocol: Protocol, room: Room) -> Plan:
             end = start + step.duration_s
         elif isinstance(step, InjectStep):
             anchor = start
-            note = f"{step.volume_ml:g} mL over {sum(p.volume_ml / p.flow_ml_s for p in step.phases):.0f} s"
+            seconds = sum(p.volume_ml / p.flow_ml_s for p in step.phases)
+            note = f"{step.volume_ml:g} mL over {seconds:.0f} s"
             end = start
         else:
             end = start + prep

@@ -73,7 +73,8 @@ class ProgressView:
         grid.add_column()
         grid.add_row(
             "Exam",
-            f"{p.protocol}  [{p.state}]  step {min(p.steps_done + 1, p.steps_total)}/{p.steps_total}",
+            f"{p.protocol}  [{p.state}]  "
+            f"step {min(p.steps_done + 1, p.steps_total)}/{p.steps_total}",
         )
         grid.add_row("Current step", p.current_step or "-")
         if p.next_deadline_s is not None:

@@ -213,7 +213,13 @@ class Protocol(_Model):
         for index, step in enumerate(self.steps):
             where: tuple[str | int, ...] = ("steps", index)
             if step.id in seen:
-                raise LocatedValueError(where + ("id",), f"step id {step.id!r} is used twice")
+                raise LocatedValueError(
+                    (
+                        *where,
+                        "id",
+                    ),
+                    f"step id {step.id!r} is used twice",
+                )
             seen.add(step.id)
             if isinstance(step, InjectStep):
                 if injected:
@@ -224,20 +230,26 @@ class Protocol(_Model):
             if step.at is not None:
                 if not injected:
                     raise LocatedValueError(
-                        where + ("at",),
+                        (
+                            *where,
+                            "at",
+                        ),
                         "'at' is relative to the injection start, "
                         "but no injection step comes before this step",
                     )
                 if step.at < last_at:
                     raise LocatedValueError(
-                        where + ("at",),
+                        (
+                            *where,
+                            "at",
+                        ),
                         f"{step.at:g} s is earlier than a preceding timed step ({last_at:g} s); "
                         "timed steps must be in time order",
                     )
                 last_at = step.at
             if isinstance(step, CaptureStep | FluoroStep) and step.view.field not in fields:
                 raise LocatedValueError(
-                    where + ("view", "field"),
+                    (*where, "view", "field"),
                     f"unknown field {step.view.field!r} (known: {', '.join(sorted(fields))})",
                 )
         return self

@@ -1,4 +1,5 @@
 import asyncio
+import itertools
 
 import pytest
 
@@ -68,7 +69,7 @@ def test_injection_delivers_program_and_reports_start(run_virtual):
     assert patient.iodine_mg == pytest.approx(50.0 * 300.0, rel=1e-6)
     # 50 mL at 2 mL/s with a 0.5 s ramp: 25 s + half the ramp
     assert final.ended_at_s - started.started_at_s == pytest.approx(25.25, abs=0.11)
-    rates = [1 / (b.device_time_s - a.device_time_s) for a, b in zip(statuses, statuses[1:])]
+    rates = [1 / (b.device_time_s - a.device_time_s) for a, b in itertools.pairwise(statuses)]
     assert min(rates) >= 9.9  # ≥ 10 Hz status
     flows = [e.data["flow_ml_s"] for e in statuses]
     assert flows[0] < 2.0 and max(flows) == pytest.approx(2.0)  # rise time visible

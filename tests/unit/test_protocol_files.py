@@ -161,7 +161,7 @@ def test_cli_validate_bad_file_exit_2_without_traceback(tmp_path, root):
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == [
         f"error: {bad}:14: protocol.steps[2].at: invalid duration 'soon' (use e.g. 12s, 5min, 1h30min)"
     ]

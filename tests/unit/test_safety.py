@@ -29,8 +29,14 @@ TECH = Technique(72, 500, 64)
 
 
 def carm_status(**kw):
-    base = dict(ready=True, beam_on=False, technique=TECH, pose=PositionerPose(),
-                collimation=CollimationField(350, 430), moving=False)
+    base = dict(
+        ready=True,
+        beam_on=False,
+        technique=TECH,
+        pose=PositionerPose(),
+        collimation=CollimationField(350, 430),
+        moving=False,
+    )
     return CArmStatus(**(base | kw))
 
 
@@ -55,7 +61,9 @@ def test_exposure_allowed_when_still():
 )
 def test_exposure_interlocks(table_moving, carm_kw, repositioning, reason):
     with pytest.raises(InterlockRefused, match=reason) as info:
-        check_exposure(table_status(table_moving), carm_status(**carm_kw), repositioning=repositioning)
+        check_exposure(
+            table_status(table_moving), carm_status(**carm_kw), repositioning=repositioning
+        )
     assert info.value.command == "expose"
 
 
@@ -69,7 +77,9 @@ def test_injection_limits():
     with pytest.raises(InterlockRefused, match="flow 6 mL/s exceeds"):
         check_injection_program(program(flow=6), limits)
     with pytest.raises(InterlockRefused, match="volume 200 mL exceeds"):
-        check_injection_program(InjectionProgram((InjectionPhase(2, 100), InjectionPhase(2, 100)), 2000), limits)
+        check_injection_program(
+            InjectionProgram((InjectionPhase(2, 100), InjectionPhase(2, 100)), 2000), limits
+        )
     with pytest.raises(InterlockRefused, match="pressure limit"):
         check_injection_program(program(psi=325), limits)
 
@@ -80,9 +90,13 @@ def test_injection_start_needs_confirmation_and_armed_state():
     with pytest.raises(InterlockRefused, match="not confirmed"):
         check_injection_start(armed, operator_confirmed=False)
     with pytest.raises(InterlockRefused, match="not armed"):
-        check_injection_start(InjectorStatus(InjectorState.IDLE, 0, 0, 0, None, None), operator_confirmed=True)
+        check_injection_start(
+            InjectorStatus(InjectorState.IDLE, 0, 0, 0, None, None), operator_confirmed=True
+        )
     with pytest.raises(InterlockRefused, match="already started"):
-        check_injection_start(InjectorStatus(InjectorState.ARMED, 0, 0, 0, None, 12.0), operator_confirmed=True)
+        check_injection_start(
+            InjectorStatus(InjectorState.ARMED, 0, 0, 0, None, 12.0), operator_confirmed=True
+        )
 
 
 def devices(clock, log, hang):
@@ -109,7 +123,9 @@ def test_abort_bounded_when_devices_hang(run_virtual):
     log = CallLog()
 
     async def main():
-        return await abort_all(devices(Clock.for_running_loop(), log, {"injector": {"stop"}, "carm": {"beam_off"}}))
+        return await abort_all(
+            devices(Clock.for_running_loop(), log, {"injector": {"stop"}, "carm": {"beam_off"}})
+        )
 
     report = run_virtual(main)
     assert report.duration_s <= 0.1

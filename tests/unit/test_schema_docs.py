@@ -9,7 +9,9 @@ def test_exported_schemas_are_current(root):
     for name, schema in schemas().items():
         path = root / "docs" / name
         assert path.exists(), f"{path} missing: run `fluoroctl schema --out docs`"
-        assert path.read_text() == render(schema), f"{path} is stale: run `fluoroctl schema --out docs`"
+        assert path.read_text() == render(schema), (
+            f"{path} is stale: run `fluoroctl schema --out docs`"
+        )
 
 
 def test_protocol_schema_knows_the_step_types(root):
