@@ -130,8 +130,8 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
         table.add_row(
             s["id"],
             s["status"],
-            "" if planned is None else f"T+{planned:g} s",
-            "" if actual is None else f"T+{actual:.3f} s",
+            "" if planned is None else f"T{planned:+g} s",
+            "" if actual is None else f"T{actual:+.3f} s",
             "" if late is None else f"{1000 * late:+.1f}",
         )
     console.print(table)

@@ -63,7 +63,7 @@ class ProgressView:
         after = "" if p.injection_start_s is None else f"T+{_mmss(event.t_s - p.injection_start_s)}"
         text = _describe(event)
         line = f"[{_mmss(event.t_s)}] {after:>10} {event.step or '':<16} {text}"
-        self.console.print(line, highlight=False, markup=False)
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def _render(self) -> Table:
         p = self.progress

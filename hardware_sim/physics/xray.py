@@ -225,7 +225,7 @@ def _binned_cached(
     while x < kvp + 1.0:
         w = width_kev if x < 60.0 else width_kev * 1.67
         nxt = x + w
-        if x < IODINE_K_EDGE_KEV < nxt:
+        if x < 33.0 < nxt:
             edges.append(33.0)
             x = 33.0
             continue

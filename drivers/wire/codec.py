@@ -1,0 +1,767 @@
+"""Reference codec for the fluoroctl device wire protocol; the spec is docs/wire-protocol.md.
+
+Encoding problems are programming errors and raise ``ValueError``; decoding problems are line
+noise or a misbehaving peer and come back as ``DecodeError`` / ``BulkError`` values, because a
+driver must keep reading the link whatever arrives on it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, IntFlag
+from typing import Final, TypeAlias
+
+from ._crc import crc16_ccitt_false, crc32_image
+
+PROTOCOL_VERSION: Final = 1
+SOF: Final = 0x7E
+EOF: Final = 0x7F
+ESC: Final = 0x7D
+HEADER_SIZE: Final = 8
+CRC_SIZE: Final = 2
+MAX_PAYLOAD: Final = 0xFFFF
+BULK_HEADER_SIZE: Final = 22
+MAX_BULK_DATA: Final = MAX_PAYLOAD - BULK_HEADER_SIZE
+DEFAULT_CHUNK_SIZE: Final = 16 * 1024
+MAX_NAME_LEN: Final = 64
+HEARTBEAT_PERIOD_S: Final = 0.2
+HEARTBEAT_TIMEOUT_S: Final = 1.0
+
+_SOF_B: Final = b"\x7e"
+_EOF_B: Final = b"\x7f"
+_ESC_B: Final = b"\x7d"
+_HEADER = struct.Struct(">BBBBHH")
+_HEARTBEAT = struct.Struct(">BHI")
+_BULK = struct.Struct(">HIIIII")
+_NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_I64_MIN: Final = -(2**63)
+_I64_MAX: Final = 2**63 - 1
+# One shared C-accelerated encoder/decoder: building them per call costs more than encoding.
+_JSON_ENC = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_JSON_DEC = json.JSONDecoder()
+_JSON_SCALARS: Final = frozenset({str, int, float, bool, type(None)})
+
+
+class MsgType(IntEnum):
+    REQUEST = 0x01
+    REPLY = 0x02
+    ACK = 0x03
+    NAK = 0x04
+    EVENT = 0x05
+    HEARTBEAT = 0x06
+    BULK = 0x07
+
+
+class Flags(IntFlag):
+    NONE = 0
+    ACK_REQUESTED = 0x01
+
+
+class Status(IntEnum):
+    OK = 0
+    BAD_STATE = 1
+    BAD_ARG = 2
+    BUSY = 3
+    FAULT = 4
+    UNKNOWN_COMMAND = 5
+    INTERLOCK = 6
+
+
+class FrameError(IntEnum):
+    """Why a frame was rejected: the decoder's error kinds and, except GARBAGE, NAK reasons."""
+
+    CRC = 1
+    BAD_LENGTH = 2
+    UNKNOWN_TYPE = 3
+    BAD_VERSION = 4
+    BAD_PAYLOAD = 5
+    TOO_LARGE = 6
+    BAD_ESCAPE = 7
+    TRUNCATED = 8
+    GARBAGE = 9
+
+
+class NodeState(IntEnum):
+    STARTING = 0
+    READY = 1
+    ACTIVE = 2
+    FAULT = 3
+    SAFE = 4
+
+
+Scalar: TypeAlias = str | int | float | bool | None
+Fields: TypeAlias = Mapping[str, Scalar]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    command: str
+    args: Fields = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: Status
+    fields: Fields = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    ref_type: MsgType | None
+
+
+@dataclass(frozen=True, slots=True)
+class Nak:
+    reason: FrameError
+    ref_type: MsgType | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: str
+    fields: Fields = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    state: NodeState
+    period_ms: int = round(HEARTBEAT_PERIOD_S * 1000)
+    uptime_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BulkChunk:
+    transfer_id: int
+    index: int
+    count: int
+    offset: int
+    total_size: int
+    image_crc: int
+    data: bytes = field(repr=False)
+
+
+Message: TypeAlias = Request | Reply | Ack | Nak | Event | Heartbeat | BulkChunk
+
+_TYPE_OF: Final[dict[type, MsgType]] = {
+    Request: MsgType.REQUEST,
+    Reply: MsgType.REPLY,
+    Ack: MsgType.ACK,
+    Nak: MsgType.NAK,
+    Event: MsgType.EVENT,
+    Heartbeat: MsgType.HEARTBEAT,
+    BulkChunk: MsgType.BULK,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded (or to-be-encoded) frame; the wire ``type`` follows from ``message``."""
+
+    seq: int
+    device: int
+    message: Message
+    flags: int = Flags.NONE
+
+    @property
+    def msg_type(self) -> MsgType:
+        return _TYPE_OF[type(self.message)]
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The 8 header bytes as received; ``msg_type`` stays an int because it may be unknown."""
+
+    version: int
+    msg_type: int
+    flags: int
+    device: int
+    seq: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeError:
+    """A rejected frame or skipped noise. ``header`` is set only when the CRC passed."""
+
+    kind: FrameError
+    detail: str
+    size: int
+    header: Header | None = None
+
+
+# --- sequence numbers -------------------------------------------------------------------
+
+
+def next_seq(seq: int) -> int:
+    return (seq + 1) & 0xFFFF
+
+
+def seq_delta(newer: int, older: int) -> int:
+    """Signed distance ``newer - older`` modulo 2**16 in -32768..32767 (RFC 1982 style)."""
+    return ((newer - older + 0x8000) & 0xFFFF) - 0x8000
+
+
+# --- message helpers --------------------------------------------------------------------
+
+
+def request(seq: int, device: int, command: str, /, **args: Scalar) -> Frame:
+    return Frame(seq, device, Request(command, args))
+
+
+def reply(seq: int, device: int, status: Status, /, **fields: Scalar) -> Frame:
+    return Frame(seq, device, Reply(status, fields))
+
+
+def event(seq: int, device: int, name: str, /, **fields: Scalar) -> Frame:
+    return Frame(seq, device, Event(name, fields))
+
+
+def critical_event(seq: int, device: int, name: str, /, **fields: Scalar) -> Frame:
+    """An event the receiver must ACK; the device re-sends it until it does."""
+    return Frame(seq, device, Event(name, fields), Flags.ACK_REQUESTED)
+
+
+def ack(seq: int, device: int, ref_type: MsgType | None) -> Frame:
+    return Frame(seq, device, Ack(ref_type))
+
+
+def nak(seq: int, device: int, reason: FrameError, ref_type: MsgType | None = None) -> Frame:
+    return Frame(seq, device, Nak(reason, ref_type))
+
+
+def heartbeat(
+    seq: int,
+    device: int,
+    state: NodeState = NodeState.READY,
+    period_ms: int = round(HEARTBEAT_PERIOD_S * 1000),
+    uptime_ms: int = 0,
+) -> Frame:
+    return Frame(seq, device, Heartbeat(state, period_ms, uptime_ms & 0xFFFFFFFF))
+
+
+def nak_for(error: DecodeError) -> Frame | None:
+    """The NAK to send for a decode error, or None when none is due (garbage, ACK/NAK frames)."""
+    if error.kind is FrameError.GARBAGE:
+        return None
+    h = error.header
+    if h is None:
+        # A header that failed its CRC may name the wrong frame: say "unknown" instead.
+        return nak(0, 0, error.kind)
+    if h.msg_type in (MsgType.ACK, MsgType.NAK):
+        return None
+    ref = MsgType(h.msg_type) if h.msg_type in _MSG_TYPES else None
+    return nak(h.seq, h.device, error.kind, ref)
+
+
+def bulk_chunks(
+    transfer_id: int,
+    data: bytes,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    *,
+    device: int = 0,
+    first_seq: int = 0,
+) -> list[Frame]:
+    """Split ``data`` into BULK frames; chunk ``i`` gets ``seq = first_seq + i`` (wrapping)."""
+    if not 1 <= chunk_size <= MAX_BULK_DATA:
+        raise ValueError(f"chunk_size must be 1..{MAX_BULK_DATA}, got {chunk_size}")
+    total = len(data)
+    if total > 0xFFFFFFFF:
+        raise ValueError("bulk data over 4 GiB")
+    count = max(1, -(-total // chunk_size))
+    crc = crc32_image(data)
+    view = memoryview(data)
+    return [
+        Frame(
+            (first_seq + i) & 0xFFFF,
+            device,
+            BulkChunk(
+                transfer_id,
+                i,
+                count,
+                i * chunk_size,
+                total,
+                crc,
+                bytes(view[i * chunk_size : (i + 1) * chunk_size]),
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+# --- encoding ---------------------------------------------------------------------------
+
+
+def _check_u(value: int, bits: int, what: str) -> None:
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{what} must fit in u{bits}, got {value}")
+
+
+def _fields_problem(fields: Fields) -> str | None:
+    """What is wrong with a field mapping, or None; one loop shared by encoder and decoder."""
+    for key, value in fields.items():
+        if not isinstance(key, str):
+            return f"field name {key!r} is not a string"
+        if value is None or isinstance(value, str):
+            continue
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                return f"field {key!r} is not finite"
+        elif isinstance(value, int):
+            if not _I64_MIN <= value <= _I64_MAX:
+                return f"field {key!r} outside the signed 64-bit range"
+        else:
+            return f"field {key!r} has unsupported type {type(value).__name__}"
+    return None
+
+
+def _encode_fields(fields: Fields) -> bytes:
+    problem = _fields_problem(fields)
+    if problem:
+        raise ValueError(problem)
+    return _JSON_ENC.encode(fields).encode("ascii")
+
+
+def _encode_named(name: str, fields: Fields) -> bytes:
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(f"invalid name {name!r}: use [A-Za-z0-9_.:-], 1-64 characters")
+    return bytes((len(name),)) + name.encode("ascii") + _encode_fields(fields)
+
+
+def _encode_payload(message: Message) -> bytes:
+    match message:
+        case Request(command, args):
+            return _encode_named(command, args)
+        case Event(name, fields):
+            return _encode_named(name, fields)
+        case Reply(status, fields):
+            return bytes((Status(status),)) + _encode_fields(fields)
+        case Ack(ref_type):
+            return bytes((ref_type or 0,))
+        case Nak(reason, ref_type):
+            return bytes((FrameError(reason), ref_type or 0))
+        case Heartbeat(state, period_ms, uptime_ms):
+            _check_u(period_ms, 16, "period_ms")
+            _check_u(uptime_ms, 32, "uptime_ms")
+            return _HEARTBEAT.pack(NodeState(state), period_ms, uptime_ms)
+        case BulkChunk(tid, index, count, offset, total, crc, data):
+            problem = _bulk_problem(index, count, offset, total, len(data))
+            if problem:
+                raise ValueError(problem)
+            _check_u(tid, 16, "transfer_id")
+            _check_u(crc, 32, "image_crc")
+            return _BULK.pack(tid, index, count, offset, total, crc) + data
+    raise ValueError(f"not a wire message: {message!r}")
+
+
+def _stuff(raw: bytes) -> bytes:
+    if _ESC_B not in raw and _SOF_B not in raw and _EOF_B not in raw:
+        return raw
+    # ESC first, so the escapes added by the later passes are not escaped again.
+    return (
+        raw.replace(b"\x7d", b"\x7d\x5d")
+        .replace(b"\x7e", b"\x7d\x5e")
+        .replace(b"\x7f", b"\x7d\x5f")
+    )
+
+
+def encode_raw(
+    msg_type: int,
+    seq: int,
+    device: int,
+    payload: bytes,
+    *,
+    flags: int = 0,
+    version: int = PROTOCOL_VERSION,
+) -> bytes:
+    """Frame arbitrary header values around ``payload`` (fault injection, foreign types)."""
+    _check_u(msg_type, 8, "type")
+    _check_u(seq, 16, "seq")
+    _check_u(device, 8, "device")
+    _check_u(flags, 8, "flags")
+    _check_u(version, 8, "version")
+    if len(payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    raw = _HEADER.pack(version, msg_type, flags, device, seq, len(payload)) + payload
+    raw += crc16_ccitt_false(raw).to_bytes(2, "big")
+    return _SOF_B + _stuff(raw) + _EOF_B
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The wire bytes of ``frame``, SOF to EOF. Raises ValueError for an invalid frame."""
+    payload = _encode_payload(frame.message)
+    return encode_raw(frame.msg_type, frame.seq, frame.device, payload, flags=frame.flags)
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+
+class _PayloadError(ValueError):
+    pass
+
+
+_MSG_TYPES: Final = frozenset(int(t) for t in MsgType)
+
+
+def _decode_fields(data: bytes) -> dict[str, Scalar]:
+    obj = _JSON_DEC.decode(data.decode("utf-8"))
+    if type(obj) is not dict:
+        raise _PayloadError("fields are not a JSON object")
+    # Fast path in C: most objects hold only strings and bools, which need no further checks.
+    types = set(map(type, obj.values()))
+    if not types <= _JSON_SCALARS:
+        raise _PayloadError("fields must be scalars")
+    if int in types or float in types:
+        problem = _fields_problem(obj)
+        if problem:
+            raise _PayloadError(problem)
+    return obj
+
+
+def _decode_named(payload: bytes) -> tuple[str, dict[str, Scalar]]:
+    if not payload:
+        raise _PayloadError("empty payload")
+    end = 1 + payload[0]
+    name = payload[1:end].decode("ascii")
+    if len(name) != payload[0] or not _NAME_RE.fullmatch(name):
+        raise _PayloadError("invalid name")
+    return name, _decode_fields(payload[end:])
+
+
+def _ref_type(code: int) -> MsgType | None:
+    return MsgType(code) if code else None
+
+
+def _bulk_problem(index: int, count: int, offset: int, total: int, size: int) -> str | None:
+    if count < 1 or index >= count or index < 0:
+        return f"chunk index {index} outside 0..{count - 1}"
+    if offset < 0 or offset + size > total or total > 0xFFFFFFFF:
+        return f"chunk at {offset}+{size} outside an image of {total} bytes"
+    return None
+
+
+def _decode_payload(msg_type: int, payload: bytes) -> Message:
+    if msg_type == MsgType.REQUEST:
+        return Request(*_decode_named(payload))
+    if msg_type == MsgType.EVENT:
+        return Event(*_decode_named(payload))
+    if msg_type == MsgType.BULK:
+        if len(payload) < BULK_HEADER_SIZE:
+            raise _PayloadError("short bulk header")
+        tid, index, count, offset, total, crc = _BULK.unpack_from(payload)
+        data = payload[BULK_HEADER_SIZE:]
+        problem = _bulk_problem(index, count, offset, total, len(data))
+        if problem:
+            raise _PayloadError(problem)
+        return BulkChunk(tid, index, count, offset, total, crc, data)
+    if msg_type == MsgType.REPLY:
+        if not payload:
+            raise _PayloadError("empty payload")
+        return Reply(Status(payload[0]), _decode_fields(payload[1:]))
+    if msg_type == MsgType.HEARTBEAT:
+        if len(payload) != _HEARTBEAT.size:
+            raise _PayloadError("heartbeat is 7 bytes")
+        state, period, uptime = _HEARTBEAT.unpack(payload)
+        return Heartbeat(NodeState(state), period, uptime)
+    if msg_type == MsgType.ACK:
+        if len(payload) != 1:
+            raise _PayloadError("ACK is 1 byte")
+        return Ack(_ref_type(payload[0]))
+    if len(payload) != 2:  # NAK: the caller only passes known types
+        raise _PayloadError("NAK is 2 bytes")
+    return Nak(FrameError(payload[0]), _ref_type(payload[1]))
+
+
+def _unstuff(body: bytes) -> bytes | None:
+    """Undo byte stuffing with C-speed passes; None if an ESC is not followed by a valid code."""
+    n_esc = body.count(_ESC_B)
+    if not n_esc:
+        return body
+    # Every ESC must lead a valid pair; pairs cannot overlap because 0x5D-0x5F are not ESC.
+    if body.count(b"\x7d\x5d") + body.count(b"\x7d\x5e") + body.count(b"\x7d\x5f") != n_esc:
+        return None
+    # ESC-ESC last: the ESC bytes it produces must not pair up with what follows them.
+    return (
+        body.replace(b"\x7d\x5e", b"\x7e")
+        .replace(b"\x7d\x5f", b"\x7f")
+        .replace(b"\x7d\x5d", b"\x7d")
+    )
+
+
+def decode_body(body: bytes, max_payload: int = MAX_PAYLOAD) -> Frame | DecodeError:
+    """Decode the stuffed bytes between one SOF and its EOF (markers excluded)."""
+    size = len(body) + 2
+    if len(body) > 2 * (HEADER_SIZE + max_payload + CRC_SIZE):
+        return DecodeError(FrameError.TOO_LARGE, f"{size}-byte frame", size)
+    raw = _unstuff(body)
+    if raw is None:
+        return DecodeError(FrameError.BAD_ESCAPE, "ESC not followed by 0x5D-0x5F", size)
+    if len(raw) < HEADER_SIZE + CRC_SIZE:
+        return DecodeError(FrameError.BAD_LENGTH, f"{len(raw)} bytes is too short", size)
+    if crc16_ccitt_false(raw):
+        return DecodeError(FrameError.CRC, "CRC mismatch", size)
+    header = Header(*_HEADER.unpack_from(raw))
+    if header.version != PROTOCOL_VERSION:
+        return DecodeError(FrameError.BAD_VERSION, f"version {header.version}", size, header)
+    n = len(raw) - HEADER_SIZE - CRC_SIZE
+    if header.length != n:
+        detail = f"length field {header.length}, payload {n}"
+        return DecodeError(FrameError.BAD_LENGTH, detail, size, header)
+    if n > max_payload:
+        return DecodeError(FrameError.TOO_LARGE, f"{n}-byte payload", size, header)
+    if header.msg_type not in _MSG_TYPES:
+        return DecodeError(FrameError.UNKNOWN_TYPE, f"type {header.msg_type}", size, header)
+    try:
+        message = _decode_payload(header.msg_type, raw[HEADER_SIZE:-CRC_SIZE])
+    except (ValueError, TypeError, IndexError, RecursionError, struct.error) as exc:
+        # ValueError covers bad JSON, bad UTF-8, unknown enum codes and huge integers.
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        return DecodeError(FrameError.BAD_PAYLOAD, detail, size, header)
+    return Frame(header.seq, header.device, message, header.flags)
+
+
+class FrameDecoder:
+    """Incremental decoder for one byte stream; feed it whatever the transport delivers.
+
+    Keeps at most one unfinished frame (bounded by ``max_payload``) between calls.
+    """
+
+    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
+        if not 0 <= max_payload <= MAX_PAYLOAD:
+            raise ValueError(f"max_payload must be 0..{MAX_PAYLOAD}")
+        self._max_payload = max_payload
+        self._max_body = 2 * (HEADER_SIZE + max_payload + CRC_SIZE)
+        self._buf = bytearray()
+        self._in_frame = False
+        # Where the EOF search resumes, so a frame fed in small pieces is scanned once.
+        self._scan = 0
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | DecodeError]:
+        buf = self._buf
+        buf += data
+        out: list[Frame | DecodeError] = []
+        pos = 0
+        n = len(buf)
+        while pos < n:
+            if not self._in_frame:
+                start = buf.find(_SOF_B, pos)
+                if start < 0:
+                    out.append(_garbage(n - pos))
+                    pos = n
+                    break
+                if start > pos:
+                    out.append(_garbage(start - pos))
+                pos = self._scan = start + 1
+                self._in_frame = True
+            end = buf.find(_EOF_B, self._scan)
+            restart = buf.find(_SOF_B, self._scan, n if end < 0 else end)
+            if restart >= 0:
+                out.append(DecodeError(FrameError.TRUNCATED, "SOF before EOF", restart - pos + 1))
+                pos = self._scan = restart + 1
+                continue
+            if end < 0:
+                if n - pos > self._max_body:
+                    out.append(DecodeError(FrameError.TOO_LARGE, "no EOF in time", n - pos + 1))
+                    self._in_frame = False
+                    pos = n
+                else:
+                    self._scan = n
+                break
+            with memoryview(buf) as view:
+                body = bytes(view[pos:end])
+            out.append(decode_body(body, self._max_payload))
+            pos = end + 1
+            self._in_frame = False
+        del buf[:pos]
+        self._scan = max(0, self._scan - pos)
+        return out
+
+    def flush(self) -> list[DecodeError]:
+        """End of stream: report and drop an unfinished frame."""
+        out: list[DecodeError] = []
+        if self._in_frame:
+            size = len(self._buf) + 1
+            out.append(DecodeError(FrameError.TRUNCATED, "stream ended inside a frame", size))
+        self._buf.clear()
+        self._in_frame = False
+        self._scan = 0
+        return out
+
+
+def _garbage(size: int) -> DecodeError:
+    return DecodeError(FrameError.GARBAGE, f"{size} bytes outside frames", size)
+
+
+# --- bulk reassembly --------------------------------------------------------------------
+
+
+class BulkProblem(IntEnum):
+    TIMEOUT = 1
+    CRC_MISMATCH = 2
+    INCONSISTENT = 3
+    TOO_LARGE = 4
+    TOO_MANY_TRANSFERS = 5
+    LAYOUT = 6
+
+
+@dataclass(frozen=True, slots=True)
+class BulkComplete:
+    device: int
+    transfer_id: int
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkError:
+    device: int
+    transfer_id: int
+    problem: BulkProblem
+    detail: str
+    missing: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class _Transfer:
+    count: int
+    total_size: int
+    image_crc: int
+    last_seen: float
+    received: int = 0
+    chunks: dict[int, BulkChunk] = field(default_factory=dict)
+
+    def missing(self) -> tuple[int, ...]:
+        return tuple(i for i in range(self.count) if i not in self.chunks)
+
+
+class BulkAssembler:
+    """Reassembles BULK frames from any number of devices; all bounds are constructor arguments.
+
+    Time comes in as ``now`` (seconds, any monotonic clock) so it runs on virtual time.
+    Memory is bounded by ``max_transfers * max_transfer_bytes`` plus per-chunk overhead.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_transfer_bytes: int = 64 * 1024 * 1024,
+        max_chunks: int = 65536,
+        max_transfers: int = 4,
+        timeout_s: float = 2.0,
+        remember_done: int = 64,
+    ) -> None:
+        self._max_bytes = max_transfer_bytes
+        self._max_chunks = max_chunks
+        self._max_transfers = max_transfers
+        self._timeout_s = timeout_s
+        self._remember_done = remember_done
+        self._transfers: dict[tuple[int, int], _Transfer] = {}
+        # Finished or refused transfers: late duplicates must not reopen them.
+        self._done: dict[tuple[int, int], float] = {}
+
+    @property
+    def in_progress(self) -> int:
+        return len(self._transfers)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(t.received for t in self._transfers.values())
+
+    def missing(self, device: int, transfer_id: int) -> tuple[int, ...] | None:
+        """Chunk indices not yet received, or None if the transfer is not in progress."""
+        t = self._transfers.get((device, transfer_id))
+        return None if t is None else t.missing()
+
+    def add(self, frame: Frame, now: float) -> BulkComplete | BulkError | None:
+        """Take one BULK frame; returns the finished image, a problem, or None (more to come)."""
+        chunk = frame.message
+        if not isinstance(chunk, BulkChunk):
+            raise TypeError(f"not a BULK frame: {frame.msg_type.name}")
+        key = (frame.device, chunk.transfer_id)
+        problem = _bulk_problem(
+            chunk.index, chunk.count, chunk.offset, chunk.total_size, len(chunk.data)
+        )
+        if problem:
+            return BulkError(frame.device, chunk.transfer_id, BulkProblem.INCONSISTENT, problem)
+        if key in self._done:
+            return None
+        t = self._transfers.get(key)
+        if t is None:
+            refused = self._refuse(chunk)
+            if refused is not None:
+                self._finish(key, now)
+                return BulkError(frame.device, chunk.transfer_id, *refused)
+            t = _Transfer(chunk.count, chunk.total_size, chunk.image_crc, now)
+            self._transfers[key] = t
+        t.last_seen = now
+        if (chunk.count, chunk.total_size, chunk.image_crc) != (t.count, t.total_size, t.image_crc):
+            detail = "chunk disagrees with the transfer's count, size or CRC; dropped"
+            return BulkError(frame.device, chunk.transfer_id, BulkProblem.INCONSISTENT, detail)
+        if chunk.index in t.chunks:
+            return None
+        if t.received + len(chunk.data) > t.total_size:
+            detail = "chunks add up to more than total_size; dropped"
+            return BulkError(frame.device, chunk.transfer_id, BulkProblem.INCONSISTENT, detail)
+        t.chunks[chunk.index] = chunk
+        t.received += len(chunk.data)
+        if len(t.chunks) < t.count:
+            return None
+        del self._transfers[key]
+        self._finish(key, now)
+        return _assemble(frame.device, chunk.transfer_id, t)
+
+    def expire(self, now: float) -> list[BulkError]:
+        """Drop transfers idle for ``timeout_s``; call it periodically (e.g. per heartbeat)."""
+        out: list[BulkError] = []
+        for key, t in list(self._transfers.items()):
+            if now - t.last_seen >= self._timeout_s:
+                del self._transfers[key]
+                detail = f"{len(t.chunks)} of {t.count} chunks after {self._timeout_s} s idle"
+                out.append(BulkError(*key, BulkProblem.TIMEOUT, detail, t.missing()))
+        for key, when in list(self._done.items()):
+            if now - when >= self._timeout_s:
+                del self._done[key]
+        return out
+
+    def _refuse(self, chunk: BulkChunk) -> tuple[BulkProblem, str] | None:
+        if chunk.total_size > self._max_bytes or chunk.count > self._max_chunks:
+            detail = f"{chunk.total_size} bytes in {chunk.count} chunks is over the limit"
+            return BulkProblem.TOO_LARGE, detail
+        if chunk.count > max(1, chunk.total_size):
+            return BulkProblem.INCONSISTENT, "more chunks than bytes"
+        if len(self._transfers) >= self._max_transfers:
+            # Refused transfers are remembered like finished ones, so the sender's remaining
+            # chunks are dropped quietly instead of producing one error each.
+            return BulkProblem.TOO_MANY_TRANSFERS, f"{self._max_transfers} already in progress"
+        return None
+
+    def _finish(self, key: tuple[int, int], now: float) -> None:
+        self._done[key] = now
+        while len(self._done) > self._remember_done:
+            del self._done[next(iter(self._done))]
+
+
+def _assemble(device: int, transfer_id: int, t: _Transfer) -> BulkComplete | BulkError:
+    parts: list[bytes] = []
+    offset = 0
+    for i in range(t.count):
+        chunk = t.chunks[i]
+        if chunk.offset != offset:
+            detail = f"chunk {i} at offset {chunk.offset}, expected {offset}"
+            return BulkError(device, transfer_id, BulkProblem.LAYOUT, detail)
+        parts.append(chunk.data)
+        offset += len(chunk.data)
+    if offset != t.total_size:
+        detail = f"chunks cover {offset} of {t.total_size} bytes"
+        return BulkError(device, transfer_id, BulkProblem.LAYOUT, detail)
+    data = b"".join(parts)
+    if crc32_image(data) != t.image_crc:
+        return BulkError(device, transfer_id, BulkProblem.CRC_MISMATCH, "image CRC-32 mismatch")
+    return BulkComplete(device, transfer_id, data)

@@ -1,0 +1,325 @@
+"""XRF DICOM writer: content read back with pydicom, validated with dicom3tools' dciodvfy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.tag import Tag
+from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.valuerep import DT
+
+from drivers import (
+    CollimationField,
+    Dose,
+    FocalSpot,
+    Frame,
+    PositionerPose,
+    TablePosition,
+    Technique,
+)
+from scheduler.outputs import sop_instance_uid_for, write_capture
+from scheduler.records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo
+
+XRF = "1.2.840.10008.5.1.4.1.1.12.2"
+SPACING = 1.0  # mm per pixel at the detector
+SHAPE = (240, 200)
+CET = dt.timezone(dt.timedelta(hours=1))
+STUDY_START = dt.datetime(2024, 3, 5, 10, 30, 0, tzinfo=CET)  # 09:30 UTC
+INJECTION = STUDY_START + dt.timedelta(minutes=4)
+FIELD_CM2 = 16.0 * 18.0
+DAP_GY_CM2 = 0.35
+SID_MM = 1150.0
+
+
+def kerma_at(distance_mm: float) -> float:
+    """Air kerma (mGy) at ``distance_mm`` from the source for DAP_GY_CM2 over the field."""
+    return DAP_GY_CM2 * 1000.0 / (FIELD_CM2 * (distance_mm / SID_MM) ** 2)
+
+
+# Entrance surface 700 mm from the source, reference point 800 mm (isocentre 950 mm).
+DOSE = Dose(
+    reference_air_kerma_mgy=kerma_at(800.0),
+    entrance_air_kerma_mgy=kerma_at(700.0),
+    dap_gy_cm2=DAP_GY_CM2,
+)
+
+
+def raw_frame(signal: float = 9000.0, dense: float = 900.0, seed: int = 0) -> np.ndarray:
+    """Dark offset 100 outside a 180 × 160 mm field; a dense block in its centre."""
+    rng = np.random.default_rng(seed)
+    img = np.full(SHAPE, 100.0)
+    img[30:210, 20:180] = signal
+    img[100:140, 80:120] = dense
+    return np.clip(img + rng.normal(0, 10, SHAPE), 0, 65535).astype(np.uint16)
+
+
+def make_exam(name: str = "Doe^Jane") -> ExamInfo:
+    return ExamInfo(
+        study_instance_uid="1.2.826.0.1.3680043.8.498.424242",
+        series_instance_uid="1.2.826.0.1.3680043.8.498.424243",
+        study_id="2403050930",
+        accession_number="FX20240305093000",
+        study_description="IVU standard (CPT 74400)",
+        procedure_code="74400",
+        study_datetime=STUDY_START,
+        patient=PatientInfo("P001", name, "F", dt.date(1970, 6, 1), 72.5, 168.0),
+    )
+
+
+CONTRAST = ContrastInfo(
+    agent="Iohexol 300",
+    concentration_mg_ml=300.0,
+    route="IV",
+    volume_ml=50.0,
+    start_time=INJECTION,
+    stop_time=INJECTION + dt.timedelta(seconds=25),
+    flow_rates_ml_s=(2.0, 1.0),
+    flow_durations_s=(20.0, 10.0),
+)
+
+
+def make_record(
+    kind: str = "radiograph",
+    *,
+    n_frames: int = 1,
+    instance: int = 2,
+    contrast: ContrastInfo | None = CONTRAST,
+    position: str = "prone",
+    frames: tuple[Frame, ...] | None = None,
+) -> CaptureRecord:
+    if kind == "fluoro":
+        technique = Technique(70.0, 12.5, 6.0, FocalSpot.SMALL, 2.5, 0.1)
+    else:
+        technique = Technique(75.0, 400.0, 50.0)
+    pose = PositionerPose(0.0, -15.0, SID_MM)
+    field = CollimationField(160.0, 180.0)
+    if frames is None:
+        frames = tuple(
+            Frame(raw_frame(seed=i), SPACING, 100.0 + i / 7.5, technique, pose, field, DOSE)
+            for i in range(n_frames)
+        )
+    after = None if contrast is None else 12.0
+    acquired = (INJECTION if contrast else STUDY_START) + dt.timedelta(
+        seconds=12, microseconds=345000
+    )
+    return CaptureRecord(
+        step_id="nephrogram" if kind == "radiograph" else "ureter-fluoro",
+        label="Nephrogram" if kind == "radiograph" else "Ureter fluoroscopy",
+        kind=kind,
+        instance_number=instance,
+        frames=frames,
+        planned_s=12.0,
+        commanded_s=12.0,
+        device_s=12.1,
+        acquisition_time=acquired,
+        after_injection_s=after,
+        patient_position=position,
+        technique=technique,
+        pose=pose,
+        collimation=field,
+        table=TablePosition(100.0, 0.0, 800.0, 10.0),
+        contrast=contrast,
+        pulse_rate_hz=7.5 if kind == "fluoro" else None,
+        view_description="kidneys prone 15° caudad",
+    )
+
+
+# -- dciodvfy -----------------------------------------------------------------------------------
+
+#: Standard attributes from other IODs added on purpose (dose reporting): Distance Source to
+#: Entrance (0040,0306) and Entrance Dose in mGy (0040,8302). Nothing else may warn.
+ALLOWED_NOT_IN_IOD = {(0x0040, 0x0306), (0x0040, 0x8302)}
+TAG_IN_MESSAGE = re.compile(r"\((?:0x)?([0-9a-fA-F]{4}),(?:0x)?([0-9a-fA-F]{4})\)")
+
+
+def dciodvfy(path: Path, *flags: str) -> list[str]:
+    exe = shutil.which("dciodvfy")
+    if exe is None:
+        pytest.fail("dciodvfy not found: install dicom3tools (apt-get install dicom3tools)")
+    proc = subprocess.run([exe, *flags, str(path)], capture_output=True, text=True, timeout=60)
+    return (proc.stdout + proc.stderr).splitlines()
+
+
+def assert_valid(path: Path) -> None:
+    for flags in ((), ("-new",)):
+        lines = dciodvfy(path, *flags)
+        errors = [ln for ln in lines if ln.startswith("Error")]
+        assert not errors, f"dciodvfy {' '.join(flags)}: {errors}"
+        for ln in lines:
+            if not ln.startswith("Warning"):
+                continue
+            if "Standard Extended SOP Class" in ln:
+                continue
+            assert "not present in standard DICOM IOD" in ln, ln
+            tag = TAG_IN_MESSAGE.search(ln)
+            assert tag and (int(tag[1], 16), int(tag[2], 16)) in ALLOWED_NOT_IN_IOD, ln
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        make_record("radiograph"),
+        make_record("fluoro", n_frames=4, instance=3),
+        make_record("radiograph", instance=1, contrast=None, position="supine"),
+        make_record("radiograph", instance=4, position="lpo"),
+    ],
+    ids=["radiograph", "fluoro", "scout", "oblique"],
+)
+def test_dciodvfy_reports_no_errors(record: CaptureRecord, tmp_path: Path) -> None:
+    assert_valid(write_capture(record, make_exam(), tmp_path))
+
+
+# -- content ------------------------------------------------------------------------------------
+
+
+def test_radiograph_reads_back_with_the_inputs(tmp_path: Path) -> None:
+    record = make_record("radiograph")
+    path = write_capture(record, make_exam(), tmp_path)
+    assert path.name == "002-nephrogram.dcm"
+    assert path.read_bytes()[128:132] == b"DICM"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # no temp file left
+
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert ds.file_meta.MediaStorageSOPClassUID == XRF
+    assert ds.SOPClassUID == XRF
+    assert ds.Modality == "RF"
+    assert ds.PatientName == "Doe^Jane"
+    assert ds.PatientBirthDate == "19700601"
+    assert float(ds.PatientSize) == pytest.approx(1.68)
+    assert ds.PatientPosition == "HFP"
+    assert list(ds.PatientOrientation) == ["R", "F"]  # prone: image columns run to her right
+    assert list(ds.ImageType) == ["ORIGINAL", "PRIMARY", "SINGLE PLANE"]
+    assert ds.InstanceNumber == 2
+    assert "NumberOfFrames" not in ds
+
+    assert (ds.Rows, ds.Columns) == SHAPE
+    assert (ds.BitsAllocated, ds.BitsStored, ds.HighBit) == (16, 12, 11)
+    assert ds.PhotometricInterpretation == "MONOCHROME2"
+    pixels = ds.pixel_array
+    assert pixels.shape == SHAPE and pixels.dtype == np.uint16
+    assert int(pixels.max()) <= 4095
+    # Dense block stored brighter (higher) than the open field around it.
+    assert pixels[110:130, 90:110].mean() > pixels[40:60, 30:60].mean() + 1500
+
+    assert float(ds.KVP) == 75.0
+    assert ds.RadiationSetting == "GR"
+    assert ds.ExposureTime == 50
+    assert ds.XRayTubeCurrent == 400
+    assert ds.Exposure == 20
+    assert float(ds.ExposureTimeInuS) == pytest.approx(50_000)
+    assert [float(v) for v in ds.ImagerPixelSpacing] == [SPACING, SPACING]
+    assert float(ds.ImageAndFluoroscopyAreaDoseProduct) == pytest.approx(3.5)  # 0.35 Gy·cm²
+    assert float(ds.EntranceDoseInmGy) == pytest.approx(kerma_at(700.0), abs=1e-5)
+    assert float(ds.DistanceSourceToDetector) == 1150.0
+    assert float(ds.ColumnAngulation) == -15.0
+    assert float(ds.TableAngle) == 10.0
+    # Distances recovered from the dose data (DAP is invariant along the beam).
+    assert float(ds.DistanceSourceToEntrance) == pytest.approx(700.0, abs=0.2)
+    assert float(ds.DistanceSourceToPatient) == pytest.approx(950.0, abs=0.2)  # isocentre
+    assert float(ds.EstimatedRadiographicMagnificationFactor) == pytest.approx(1150 / 950, abs=1e-3)
+    # Collimator: the 160 × 180 mm field is centred on the 200 × 240 px detector.
+    assert (ds.CollimatorLeftVerticalEdge, ds.CollimatorRightVerticalEdge) == (21, 180)
+    assert (ds.CollimatorUpperHorizontalEdge, ds.CollimatorLowerHorizontalEdge) == (31, 210)
+
+    acquired = DT(ds.AcquisitionDateTime)
+    assert acquired == record.acquisition_time  # aware datetimes compare across zones
+    assert acquired.microsecond == 345000
+    assert ds.AcquisitionTime.startswith("093412")  # 10:34:12 CET = 09:34:12 UTC
+    assert ds.TimezoneOffsetFromUTC == "+0000"
+    assert "+12 s after injection" in ds.ImageComments
+
+
+def test_contrast_attributes_equal_the_inputs(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(write_capture(make_record(), make_exam(), tmp_path))
+    assert ds.ContrastBolusAgent == "Iohexol 300"
+    assert ds.ContrastBolusRoute == "IV"
+    assert float(ds.ContrastBolusVolume) == 50.0
+    assert float(ds.ContrastBolusTotalDose) == 50.0  # mL of undiluted agent
+    assert ds.ContrastBolusIngredient == "IODINE"
+    assert float(ds.ContrastBolusIngredientConcentration) == 300.0
+    assert ds.ContrastBolusStartTime.startswith("093400")  # 10:34 CET in UTC
+    assert ds.ContrastBolusStopTime.startswith("093425")
+    assert [float(v) for v in ds.ContrastFlowRate] == [2.0, 1.0]
+    assert [float(v) for v in ds.ContrastFlowDuration] == [20.0, 10.0]
+
+
+def test_scout_has_no_contrast_module(tmp_path: Path) -> None:
+    record = make_record(instance=1, contrast=None, position="supine")
+    ds = pydicom.dcmread(write_capture(record, make_exam(), tmp_path))
+    assert ds.PatientPosition == "HFS"
+    assert list(ds.PatientOrientation) == ["L", "F"]
+    assert not any(Tag(0x0018, e) in ds for e in (0x0010, 0x1040, 0x1041, 0x1048, 0x1049))
+    assert "pre-contrast" in ds.ImageComments
+
+
+def test_fluoro_run_is_multi_frame_cine(tmp_path: Path) -> None:
+    record = make_record("fluoro", n_frames=6, instance=7)
+    ds = pydicom.dcmread(write_capture(record, make_exam(), tmp_path))
+    assert ds.NumberOfFrames == 6
+    assert ds.FrameIncrementPointer == Tag(0x0018, 0x1063)
+    assert float(ds.FrameTime) == pytest.approx(1000.0 / 7.5, abs=1e-3)
+    assert ds.CineRate == 8 and ds.RecommendedDisplayFrameRate == 8
+    assert ds.RadiationSetting == "SC"
+    assert ds.RadiationMode == "PULSED"
+    assert float(ds.AveragePulseWidth) == 6.0
+    assert ds.ExposureTime == 36  # cumulative: 6 pulses × 6 ms
+    assert float(ds.ExposureTimeInuS) == pytest.approx(36_000)
+    assert float(ds.ImageAndFluoroscopyAreaDoseProduct) == pytest.approx(6 * 3.5)
+    assert ds.pixel_array.shape == (6, *SHAPE)
+
+
+def test_run_frames_share_one_window(tmp_path: Path) -> None:
+    """A frame with twice the signal is stored darker, not re-normalised to look the same."""
+    technique = Technique(70.0, 12.5, 6.0, FocalSpot.SMALL)
+    pose, field = PositionerPose(0.0, 0.0, 1150.0), CollimationField(160.0, 180.0)
+    bright = raw_frame(signal=18000.0, dense=1800.0, seed=5)
+    frames = tuple(
+        Frame(px, SPACING, 100.0 + i / 7.5, technique, pose, field, Dose(0.1, 0.1, 0.01))
+        for i, px in enumerate([raw_frame(seed=1), raw_frame(seed=1), bright])
+    )
+    ds = pydicom.dcmread(write_capture(make_record("fluoro", frames=frames), make_exam(), tmp_path))
+    px = ds.pixel_array.astype(float)
+    assert np.array_equal(px[0], px[1])
+    assert px[2][40:60, 30:60].mean() < px[0][40:60, 30:60].mean() - 100
+
+
+def test_same_record_gives_same_uid_and_bytes(tmp_path: Path) -> None:
+    exam, record = make_exam(), make_record()
+    a = write_capture(record, exam, tmp_path / "a")
+    b = write_capture(record, exam, tmp_path / "b")
+    uid = pydicom.dcmread(a).SOPInstanceUID
+    assert uid == pydicom.dcmread(b).SOPInstanceUID == sop_instance_uid_for(exam, record)
+    assert a.read_bytes() == b.read_bytes()
+    assert len(uid) <= 64 and re.fullmatch(r"[0-9]+(\.[0-9]+)*", uid)
+    assert uid not in (exam.study_instance_uid, exam.series_instance_uid)
+    other = make_record(instance=record.instance_number + 1)
+    assert sop_instance_uid_for(exam, other) != uid
+    # Rewriting replaces the file in place.
+    assert write_capture(record, exam, tmp_path / "a") == a
+    assert len(list((tmp_path / "a").iterdir())) == 1
+
+
+def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_save_as(self: pydicom.Dataset, fp: object, **kwargs: object) -> None:
+        fp.write(b"\0" * 200)  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pydicom.Dataset, "save_as", broken_save_as)
+    with pytest.raises(OSError, match="disk full"):
+        write_capture(make_record(), make_exam(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_ascii_patient_name_round_trips(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(write_capture(make_record(), make_exam("Müller^Zoë"), tmp_path))
+    assert ds.SpecificCharacterSet in ("ISO_IR 100", "ISO_IR 192")
+    assert str(ds.PatientName) == "Müller^Zoë"
+    assert_valid(tmp_path / "002-nephrogram.dcm")
