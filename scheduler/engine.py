@@ -570,6 +570,8 @@ class ExamRunner:
         pressure = event.data.get("pressure_kpa")
         if isinstance(pressure, int | float):
             self.progress.pressure_kpa = float(pressure)
+        if event.kind in ("completed", "stopped", "faulted"):
+            self.progress.pressure_kpa = 0.0  # no flow, no line pressure
 
     async def _abort(self, reason: str) -> dict[str, str]:
         if self._monitor is not None:

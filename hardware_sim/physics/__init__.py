@@ -1,7 +1,14 @@
 """Physics core of the simulator: contrast kinetics, phantom, X-ray spectra, detector, imaging."""
 
 from .detector import DetectorModel
-from .imaging import ImagingChain, RenderedImage, TechniqueParams, ViewGeometry, to_display
+from .imaging import (
+    ImagingChain,
+    RenderedImage,
+    TechniqueParams,
+    ViewGeometry,
+    slab_signal,
+    to_display,
+)
 from .kinetics import ContrastKinetics, KineticsParams
 from .phantom import Finding, PatientBuild, Phantom, Primitive
 from .xray import (
@@ -30,5 +37,7 @@ __all__ = [
     "binned_spectrum",
     "iodine_mass_atten_cm2_g",
     "mu_per_mm",
+    "slab_signal",
     "spectrum",
+    "to_display",
 ]

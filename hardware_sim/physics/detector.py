@@ -66,7 +66,8 @@ class DetectorModel:
     def energy_weights(self, energies_kev: npt.ArrayLike) -> FloatArray:
         """Mean absorbed energy (keV) per incident photon at each energy: η(E)·E."""
         e = np.asarray(energies_kev, dtype=float)
-        return self.absorption(e) * e
+        out: FloatArray = self.absorption(e) * e
+        return out
 
     # -- fixed patterns ---------------------------------------------------------------------------
     def gain_map(self) -> F32:
@@ -94,11 +95,16 @@ class DetectorModel:
             raise ValueError(f"signal shape {sig.shape} != detector {(self.rows, self.cols)}")
         if variance_kev2 is not None:
             std = np.sqrt(np.maximum(np.asarray(variance_kev2, dtype=np.float32), 0.0))
-            noisy = sig + std * rng.standard_normal(sig.shape, dtype=np.float32)
+            noisy: F32 = np.asarray(
+                sig + std * rng.standard_normal(sig.shape, dtype=np.float32), np.float32
+            )
         else:
             noisy = sig.copy()
         if self.blur_px > 0:
-            noisy = cv2.GaussianBlur(noisy, (0, 0), self.blur_px, borderType=cv2.BORDER_REFLECT)
+            noisy = np.asarray(
+                cv2.GaussianBlur(noisy, (0, 0), self.blur_px, borderType=cv2.BORDER_REFLECT),
+                dtype=np.float32,
+            )
         counts = noisy * np.float32(self.counts_per_kev) * self.gain_map()
         counts += self.offset_map()
         read_sigma = np.float32(self.electronic_noise_e / self.electrons_per_count)
@@ -106,7 +112,8 @@ class DetectorModel:
         r, c, hot = self.defects()
         counts[r, c] = np.where(hot, np.float32(self.max_value), self.offset_map()[r, c])
         np.clip(counts, 0.0, float(self.max_value), out=counts)
-        return np.rint(counts).astype(np.uint16)
+        out: U16 = np.rint(counts).astype(np.uint16)
+        return out
 
     def dark(self, rng: np.random.Generator) -> U16:
         return self.read_out(np.zeros((self.rows, self.cols), np.float32), None, rng)
@@ -129,9 +136,9 @@ def _maps(
     # offset: per-pixel scatter plus row banding (row-wise read-out)
     offset = np.full(shape, det.offset_counts, np.float32)
     offset += np.float32(det.offset_sigma_counts) * rng.standard_normal(shape).astype(np.float32)
-    offset += np.float32(det.offset_sigma_counts * 0.5) * rng.standard_normal(
-        (det.rows, 1)
-    ).astype(np.float32)
+    offset += np.float32(det.offset_sigma_counts * 0.5) * rng.standard_normal((det.rows, 1)).astype(
+        np.float32
+    )
     n = det.defect_pixels
     rr = rng.integers(0, det.rows, n)
     cc = rng.integers(0, det.cols, n)

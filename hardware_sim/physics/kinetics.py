@@ -5,11 +5,11 @@ Iodine (mg) moves between these compartments (research note §1.7 gives the sour
 ====================  ======================================================================
 compartment           meaning
 ====================  ======================================================================
-``plasma``            central volume V1 = 0.07 L/kg: plasma plus rapidly mixing ECF; iodine
+``plasma``            central volume V1 = 0.05 L/kg: plasma plus rapidly mixing ECF; iodine
                       from the injector enters here.  Its concentration opacifies vessels.
 ``interstitial``      peripheral ECF V2 = Vd − V1, Vd = 165 mL/kg (iohexol) [S40]
 ``kidney_left/right`` iodine in the tubules of each kidney (the nephrogram [S32][S33]); the
-                      concentration the X-ray sees adds the renal plasma space (20 % of the
+                      concentration the X-ray sees adds the renal plasma space (35 % of the
                       parenchyma) at the plasma concentration.
 ``pelvis_left/right`` urine in calyces and renal pelvis (volume ≥ residual 3 mL; 5–10 mL is the
                       note's suggested size, unsourced)
@@ -46,11 +46,14 @@ Integration: every transfer over a sub-step of ≤ 0.5 s moves the fraction ``1 
 its source (all outflows of a source share one exponential), so the scheme is stable for any
 input rate and conserves iodine exactly (to rounding).
 
-Calibration (tests/physics/test_kinetics.py): 70 kg, 15 g I over 40 s → plasma ≈ 3.4 mgI/mL at
-1 min, ≈ 2.6 at 5 min ([S43]: 2–3 gI/L at 5 min); apparent half-lives ≈ 10 min early and
-≈ 80 min late ([S38]: α ≈ 10 min, β ≈ 90 min); nephrogram peaks ≈ 2 min; pelvic urine
-≈ 40–60 mgI/mL; ≈ 25 % of the dose in the urinary tract by 30 min (iohexol-like clearance, more
-than [S43]'s 15 % for diatrizoate).
+Calibration (tests/physics/test_kinetics.py): 70 kg, 15 g I over 40 s → plasma ≈ 3.9 mgI/mL at
+1 min and ≈ 2.3 at 5 min ([S43]: 2–3 gI/L at 5 min); apparent half-lives ≈ 7 min over 5–10 min
+and ≈ 73 min over 1–2 h ([S38]: α ≈ 10 min, β ≈ 90 min; ioversol 2.5–3.5 / 51–54 min [S45]);
+the nephrogram (≈ 3.5 mgI/mL, tubular iodine over ~90 s of nephron transit plus renal plasma)
+peaks ≈ 2.8 min after the start of the bolus [S32]; pelvic urine ≈ 35–45 mgI/mL, densest at
+5–15 min [S38][S39]; ≈ 33 % of the dose has reached the urinary tract by 30 min — more than
+[S43]'s 15 % for diatrizoate, as it must be with a GFR-like clearance of 120 mL/min and the
+plasma levels above.
 """
 
 from __future__ import annotations
@@ -71,22 +74,22 @@ class KineticsParams:
     hydration: float = 1.0  # scales urine flow; dehydration → more concentrated urine [S23]
     bladder_start_ml: float = 50.0
     # -- plasma / ECF --------------------------------------------------------------------
-    central_volume_l_kg: float = 0.07  # plasma (0.045 L/kg) + fast-mixing ECF; fits [S43]
+    central_volume_l_kg: float = 0.05  # plasma (≈ 0.045 L/kg) + fast-mixing ECF; fits [S43]
     distribution_volume_l_kg: float = 0.165  # iohexol Vd 165 mL/kg [S40]
-    intercompartmental_cl_ml_min: float = 250.0  # tuned to α t½ ≈ 10 min [S38]
+    intercompartmental_cl_ml_min: float = 400.0  # tuned: α t½ ≈ 7–10 min [S38][S45]
     nonrenal_cl_ml_min: float = 5.0  # iohexol CL 131 vs CL_renal 120 mL/min [S40]
     hematocrit: float = 0.45  # blood iodine = plasma × (1 − Hct) (contrast stays extracellular)
     # -- kidney ----------------------------------------------------------------------------
     kidney_volume_ml: float = 100.0  # ≈ 10×5×3 cm, ≈ 100 g each [S52]
-    renal_plasma_fraction: float = 0.20  # renal plasma space of the parenchyma (assumed)
-    tubular_transit_s: float = 40.0  # nephrogram peaks 1–3 min after injection [S32][S39]
+    renal_plasma_fraction: float = 0.35  # renal plasma space of the parenchyma (assumed)
+    tubular_transit_s: float = 90.0  # nephrogram peaks 1–3 min after injection [S32][S39]
     baseline_urine_ml_min: float = 0.5  # per kidney; 1–2 L/day total [S47]
     osmotic_diuresis_ml_per_mg: float = 0.02  # contrast is an osmotic diuretic [S23]; gives
     # urine ≈ 40–50 mgI/mL at normal hydration (20–100 mgI/mL target)
     # -- collecting systems, ureters, bladder ------------------------------------------------
     pelvis_residual_ml: float = 3.0  # calyces + pelvis hold 5–10 mL (note §1.7, unsourced)
     pelvis_drain_per_min: float = 1.0  # gives ≈ 7 mL at 4 mL/min urine flow
-    ureter_transit_s: float = 20.0  # boluses every 20–30 s [S48][S49]
+    ureter_transit_s: float = 40.0  # mean urine residence; boluses every 20–30 s [S48][S49]
     peristalsis_per_min: float = 3.0  # 1–5 contractions/min [S48][S50]
     compression_factor: float = 0.2  # drainage kept while the compression band is on [S11]
     obstructed_backpressure: float = 0.03  # tubular flow kept on an obstructed side (assumed)
@@ -283,7 +286,9 @@ class ContrastKinetics:
         to_l = out * k_l / k_tot
         to_r = out * k_r / k_tot
         to_nr = out - to_i - to_l - to_r
-        back = a["interstitial"] * (1.0 - math.exp(-(p.intercompartmental_cl_ml_min / self._v2) * hm))
+        back = a["interstitial"] * (
+            1.0 - math.exp(-(p.intercompartmental_cl_ml_min / self._v2) * hm)
+        )
         a["plasma"] += back - out
         a["interstitial"] += to_i - back
         self._nonrenal_mg += to_nr

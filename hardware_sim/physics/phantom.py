@@ -29,6 +29,7 @@ gas (colon frame, rectum, small-bowel bubbles) laid out by ``seed``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -80,14 +81,16 @@ class Primitive:
     def local_matrix(self) -> npt.NDArray[np.float64]:
         """M such that local_unit = M @ (p − centre)."""
         r = np.asarray(self.rotation, dtype=float)
-        return r / np.asarray(self.semi_axes, dtype=float)[:, None]
+        out: npt.NDArray[np.float64] = r / np.asarray(self.semi_axes, dtype=float)[:, None]
+        return out
 
     def corners(self) -> npt.NDArray[np.float64]:
         """The 8 corners of the local bounding box, patient frame (8×3)."""
         r = np.asarray(self.rotation, dtype=float)
         s = np.asarray(self.semi_axes, dtype=float)
         signs = np.array([[i, j, k] for i in (-1, 1) for j in (-1, 1) for k in (-1, 1)], float)
-        return np.asarray(self.centre, dtype=float) + (signs * s) @ r
+        out: npt.NDArray[np.float64] = np.asarray(self.centre, dtype=float) + (signs * s) @ r
+        return out
 
 
 # -- small vector helpers -----------------------------------------------------------------------
@@ -215,7 +218,7 @@ def _tube(
 ) -> list[Primitive]:
     prims: list[Primitive] = []
     s = 0.0
-    for a, b in zip(points[:-1], points[1:], strict=True):
+    for a, b in itertools.pairwise(points):
         seg = float(np.linalg.norm(b - a))
         d = (b - a) / max(seg, 1e-9)
         prims.append(
@@ -341,18 +344,33 @@ class Phantom:
         return [
             cylinder(bot, top, (a, b), "adipose", None, name="body", rotation=np.eye(3)),
             cylinder(
-                bot, top, (a - f, b - 0.8 * f), "soft_tissue", "adipose", name="muscle wall",
+                bot,
+                top,
+                (a - f, b - 0.8 * f),
+                "soft_tissue",
+                "adipose",
+                name="muscle wall",
                 rotation=np.eye(3),
-            ),  # fmt: skip
+            ),
             # properitoneal fat stripe (the "flank stripe")
             cylinder(
-                bot, top, (a - f - 12.0, b - 0.8 * f - 10.0), "adipose", "soft_tissue",
-                name="properitoneal fat", rotation=np.eye(3),
-            ),  # fmt: skip
+                bot,
+                top,
+                (a - f - 12.0, b - 0.8 * f - 10.0),
+                "adipose",
+                "soft_tissue",
+                name="properitoneal fat",
+                rotation=np.eye(3),
+            ),
             cylinder(
-                bot, top, (a - f - 16.0, b - 0.8 * f - 13.0), "soft_tissue", "adipose",
-                name="abdominal contents", rotation=np.eye(3),
-            ),  # fmt: skip
+                bot,
+                top,
+                (a - f - 16.0, b - 0.8 * f - 13.0),
+                "soft_tissue",
+                "adipose",
+                name="abdominal contents",
+                rotation=np.eye(3),
+            ),
         ]
 
     _LEVELS = (
@@ -422,22 +440,19 @@ class Phantom:
         for name, z_start, phi_end, drop in (
             ("rib 10", 236.0, 40.0, 95.0),
             ("rib 11", 200.0, -5.0, 80.0),
-            ("rib 12", 165.0, -45.0, 55.0),
+            ("rib 12", 165.0, -40.0, 50.0),
         ):
             for sx in (-1.0, 1.0):
-                phis = np.radians(np.linspace(-100.0, phi_end, 7))
-                frac = np.linspace(0.0, 1.0, len(phis))
-                pts = np.stack(
-                    [
-                        sx * ax * np.cos(phis) + sx * 8.0,
-                        ay * np.sin(phis),
-                        self.z(z_start) - drop * self.scale_z * frac**1.3,
-                    ],
-                    axis=1,
-                )
-                pts[:, 1] = np.maximum(pts[:, 1], self.y_spine - 40.0)
-                pts[0] = (sx * 20.0, self.y_spine - 8.0, self.z(z_start) + 2.0)
-                curve = _catmull_rom(pts, 16.0)
+                # transverse path: costovertebral joint → rib angle → along the body wall
+                phis = np.radians(np.linspace(-62.0, phi_end, 6))
+                wall = np.stack([sx * ax * np.cos(phis), ay * np.sin(phis)], axis=1)
+                wall[:, 1] = np.maximum(wall[:, 1], self.y_spine - 40.0)
+                xy = np.vstack([[sx * 20.0, self.y_spine - 10.0], [sx * 45.0, self.y_spine - 32.0],
+                                wall])  # fmt: skip
+                seg = np.linalg.norm(np.diff(xy, axis=0), axis=1)
+                frac = np.concatenate([[0.0], np.cumsum(seg)]) / float(seg.sum())
+                zz = self.z(z_start) - drop * self.scale_z * frac
+                curve = _catmull_rom(np.column_stack([xy, zz]), 16.0)
                 prims += _tube(curve, 5.5, "bone", "soft_tissue", name=name, overlap_mm=0.3)
                 prims += _tube(curve, 4.0, "bone_trabecular", "bone", name=name, overlap_mm=0.3)
         return prims
@@ -454,12 +469,14 @@ class Phantom:
         # with paired foramina; an inverted triangle in an AP view
         axis = rot_x(-30.0)  # rows: local x, y, z(axis, pointing cranial-anterior)
         top = np.array([0.0, ys + 2.0, z(-50.0)])
-        seg_h = 19.0 * self.scale_z
-        for i, half_w in enumerate((50.0, 42.0, 33.0, 24.0, 15.0)):
+        seg_h = 11.0 * self.scale_z
+        widths = np.linspace(50.0, 12.0, 9)
+        for i, half_w in enumerate(widths):
             c0 = top - axis[2] * (seg_h * i)
             c1 = c0 - axis[2] * seg_h
-            prims += _shelled_cyl(c0, c1, (half_w, 14.0 - i), 1.8, name="sacrum", rotation=axis)
-            if i < 4:
+            prims += _shelled_cyl(c0, c1, (float(half_w), 14.0 - 0.6 * i), 1.5, name="sacrum",
+                                  rotation=axis)  # fmt: skip
+            if i in (1, 3, 5, 7):
                 for sx in (-1.0, 1.0):
                     fc = (c0 + c1) / 2.0 + axis[0] * sx * (half_w * 0.5)
                     prims.append(
@@ -503,10 +520,13 @@ class Phantom:
                                   name="femoral shaft")  # fmt: skip
             # pubic rami, ischium
             sym = np.array([sx * 9.0, y_sym, z(-185.0)])
-            prims += _shelled_cyl((sx * 68.0, y_hip + 12.0, z(-160.0)), sym + [0, 0, 12.0], 8.5,
+            ramus_end = sym + np.array([0.0, 0.0, 12.0])
+            prims += _shelled_cyl((sx * 68.0, y_hip + 12.0, z(-160.0)), ramus_end, 8.5,
                                   2.0, name="superior ramus")  # fmt: skip
             tuber = np.array([sx * 62.0, y_hip - 10.0, z(-232.0)])
-            prims += _shelled_cyl(sym - [0, 0, 14.0], tuber, 7.0, 2.0, name="inferior ramus")
+            prims += _shelled_cyl(
+                sym - np.array([0.0, 0.0, 14.0]), tuber, 7.0, 2.0, name="inferior ramus"
+            )
             prims += _shelled_cyl((sx * 74.0, y_hip - 5.0, z(-165.0)), tuber, 13.0, 2.5,
                                   name="ischium")  # fmt: skip
             prims += _shelled(sym, (8.0, 9.0, 19.0), None, 2.0, name="pubic body")
@@ -560,8 +580,10 @@ class Phantom:
         # turn the hilum 30° anteriorly about the long axis
         ang = math.radians(30.0) * sx
         k = e_long
-        m = m0 * math.cos(ang) + np.cross(k, m0) * math.sin(ang) + k * np.dot(k, m0) * (
-            1 - math.cos(ang)
+        m = (
+            m0 * math.cos(ang)
+            + np.cross(k, m0) * math.sin(ang)
+            + k * np.dot(k, m0) * (1 - math.cos(ang))
         )
         if m[1] < 0:  # make sure the hilum faces anteriorly
             ang = -ang
@@ -576,7 +598,8 @@ class Phantom:
         kid, pel = f"kidney_{side}", f"pelvis_{side}"
 
         def at(m: float, w: float, u: float) -> npt.NDArray[np.float64]:
-            return centre + rot[0] * m + rot[1] * w + rot[2] * u
+            out: npt.NDArray[np.float64] = centre + rot[0] * m + rot[1] * w + rot[2] * u
+            return out
 
         self.landmarks[kid] = _v(centre)
         self.landmarks[f"kidney_lateral_{side}"] = _v(at(-16.0, 0.0, 0.0))
@@ -604,7 +627,8 @@ class Phantom:
         k = float(np.clip((v / self.PELVIS_REFERENCE_ML) ** (1.0 / 3.0), 0.7, 1.8))
 
         def at(m: float, w: float, u: float) -> npt.NDArray[np.float64]:
-            return centre + rot[0] * m + rot[1] * w + rot[2] * u
+            out: npt.NDArray[np.float64] = centre + rot[0] * m + rot[1] * w + rot[2] * u
+            return out
 
         pelvis_c = at(20.0 + 2.0 * k, 1.0, -6.0)
         prims = [
@@ -705,10 +729,10 @@ class Phantom:
         prims: list[Primitive] = []
         # (x range, z range, y, count, size range)
         regions = (
-            ((-105.0, -85.0), (-60.0, 70.0), ya - 35.0, 4, (12.0, 20.0)),  # ascending colon
-            ((-80.0, 90.0), (55.0, 95.0), ya - 10.0, 5, (14.0, 22.0)),  # transverse colon
-            ((95.0, 112.0), (-40.0, 120.0), ya - 45.0, 3, (9.0, 15.0)),  # descending colon
-            ((-25.0, 30.0), (-120.0, -85.0), ya - 70.0, 3, (12.0, 20.0)),  # sigmoid / rectum
+            ((-105.0, -85.0), (-60.0, 70.0), ya - 35.0, 4, (10.0, 16.0)),  # ascending colon
+            ((-80.0, 90.0), (55.0, 95.0), ya - 10.0, 5, (10.0, 17.0)),  # transverse colon
+            ((95.0, 112.0), (-40.0, 120.0), ya - 45.0, 3, (8.0, 13.0)),  # descending colon
+            ((-25.0, 30.0), (-120.0, -85.0), ya - 70.0, 3, (10.0, 16.0)),  # sigmoid / rectum
             ((-60.0, 60.0), (-60.0, 40.0), ya - 20.0, 4, (5.0, 9.0)),  # small bowel
         )
         for (x0, x1), (z0, z1), y, n, (s0, s1) in regions:
@@ -717,7 +741,11 @@ class Phantom:
                     continue
                 c = (rng.uniform(x0, x1), y + rng.normal(0, 8.0), z(rng.uniform(z0, z1)))
                 s = rng.uniform(s0, s1)
-                semi = (s * rng.uniform(0.8, 1.4), s * rng.uniform(0.5, 0.8), s * rng.uniform(0.7, 1.3))
+                semi = (
+                    s * rng.uniform(0.8, 1.4),
+                    s * rng.uniform(0.5, 0.8),
+                    s * rng.uniform(0.7, 1.3),
+                )
                 prims.append(ellipsoid(c, semi, "air", "soft_tissue", rot_y(rng.uniform(0, 180)),
                                        name="bowel gas"))  # fmt: skip
         # faecal mottling: small bubbles in the colon frame

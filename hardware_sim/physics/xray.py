@@ -52,9 +52,18 @@ MATERIALS: dict[str, Material] = {
         _mat(
             "soft_tissue",  # ICRU-44 skeletal muscle
             1.06,
-            {"H": 10.2, "C": 14.3, "N": 3.4, "O": 71.0, "Na": 0.1, "P": 0.2, "S": 0.3, "Cl": 0.1,
-             "K": 0.4},
-        ),  # fmt: skip
+            {
+                "H": 10.2,
+                "C": 14.3,
+                "N": 3.4,
+                "O": 71.0,
+                "Na": 0.1,
+                "P": 0.2,
+                "S": 0.3,
+                "Cl": 0.1,
+                "K": 0.4,
+            },
+        ),
         _mat(
             "adipose",  # ICRU-44 adipose tissue
             0.95,
@@ -63,27 +72,65 @@ MATERIALS: dict[str, Material] = {
         _mat(
             "bone",  # ICRU-44 cortical bone
             1.92,
-            {"H": 3.4, "C": 15.5, "N": 4.2, "O": 43.5, "Na": 0.1, "Mg": 0.2, "P": 10.3, "S": 0.3,
-             "Ca": 22.5},
-        ),  # fmt: skip
+            {
+                "H": 3.4,
+                "C": 15.5,
+                "N": 4.2,
+                "O": 43.5,
+                "Na": 0.1,
+                "Mg": 0.2,
+                "P": 10.3,
+                "S": 0.3,
+                "Ca": 22.5,
+            },
+        ),
         _mat(
             "bone_trabecular",  # spongiosa: cortical composition at the ICRU spongiosa density
             1.18,
-            {"H": 3.4, "C": 15.5, "N": 4.2, "O": 43.5, "Na": 0.1, "Mg": 0.2, "P": 10.3, "S": 0.3,
-             "Ca": 22.5},
-        ),  # fmt: skip
+            {
+                "H": 3.4,
+                "C": 15.5,
+                "N": 4.2,
+                "O": 43.5,
+                "Na": 0.1,
+                "Mg": 0.2,
+                "P": 10.3,
+                "S": 0.3,
+                "Ca": 22.5,
+            },
+        ),
         _mat(
             "kidney",  # ICRU-44 kidney
             1.05,
-            {"H": 10.3, "C": 13.2, "N": 3.0, "O": 72.4, "Na": 0.2, "P": 0.2, "S": 0.2, "Cl": 0.2,
-             "K": 0.2, "Ca": 0.1},
-        ),  # fmt: skip
+            {
+                "H": 10.3,
+                "C": 13.2,
+                "N": 3.0,
+                "O": 72.4,
+                "Na": 0.2,
+                "P": 0.2,
+                "S": 0.2,
+                "Cl": 0.2,
+                "K": 0.2,
+                "Ca": 0.1,
+            },
+        ),
         _mat(
             "blood",  # ICRU-44 whole blood
             1.06,
-            {"H": 10.2, "C": 11.0, "N": 3.3, "O": 74.5, "Na": 0.1, "P": 0.1, "S": 0.2, "Cl": 0.3,
-             "K": 0.2, "Fe": 0.1},
-        ),  # fmt: skip
+            {
+                "H": 10.2,
+                "C": 11.0,
+                "N": 3.3,
+                "O": 74.5,
+                "Na": 0.1,
+                "P": 0.1,
+                "S": 0.2,
+                "Cl": 0.3,
+                "K": 0.2,
+                "Fe": 0.1,
+            },
+        ),
         _mat("urine", 1.02, {"H": 11.19, "O": 88.81}),  # water-like
         _mat("water", 1.0, {"H": 11.19, "O": 88.81}),
         _mat("air", 0.001205, {"C": 0.01, "N": 75.53, "O": 23.18, "Ar": 1.28}),
@@ -161,7 +208,7 @@ def _mu_tr_air_cached(energies: tuple[float, ...]) -> FloatArray:
         photo += w * _mass_atten_cached(element, energies, "photo")
         incoh += w * _mass_atten_cached(element, energies, "incoh")
     frac = np.array([_klein_nishina_transfer_fraction(e) for e in energies])
-    out = photo + incoh * frac
+    out: FloatArray = photo + incoh * frac
     out.setflags(write=False)
     return out
 
@@ -280,6 +327,8 @@ def air_kerma_ugy_per_mas(
     return k1m * (1000.0 / distance_mm) ** 2
 
 
-def mean_energy_kev(kvp: float, filtration_mm_al: float = 2.5, filtration_mm_cu: float = 0.0) -> float:
+def mean_energy_kev(
+    kvp: float, filtration_mm_al: float = 2.5, filtration_mm_cu: float = 0.0
+) -> float:
     e, n = spectrum(kvp, filtration_mm_al, filtration_mm_cu)
     return float(np.sum(e * n) / np.sum(n))
