@@ -97,6 +97,12 @@ class KineticsParams:
     hydronephrosis_ml: float = 25.0  # unopacified urine in an obstructed pelvis at t = 0
     void_residual_ml: float = 15.0  # post-void residual urine
     max_substep_s: float = 0.5
+    # First pass of the bolus: the unmixed contrast reaches the arteries after the circulation
+    # time and is dispersed on the way (heart, lungs). Films at 10–14 s catch it in the
+    # kidneys (arm-to-kidney ≈ 15 s to the peak) [S4][S10]; delay and dispersion assumed.
+    cardiac_output_l_min: float = 5.5
+    first_pass_delay_s: float = 8.0
+    first_pass_dispersion_s: float = 4.0
 
 
 class ContrastKinetics:
@@ -136,6 +142,9 @@ class ContrastKinetics:
             "bladder": p.bladder_start_ml,
         }
         self._compression = False
+        # input-rate history (start time, rate) for the delayed first pass, and its dispersed level
+        self._inputs: list[tuple[float, float]] = [(0.0, 0.0)]
+        self._first_pass_mg_s = 0.0
         self.total_iodine_in_mg = 0.0
         self.eliminated_mg = 0.0  # non-renal clearance + voided urine
         self.voided_ml_total = 0.0
@@ -156,10 +165,15 @@ class ContrastKinetics:
             return
         if iodine_rate_mg_s < 0:
             raise ValueError("iodine input rate must be ≥ 0")
+        if iodine_rate_mg_s != self._inputs[-1][1]:
+            self._inputs.append((self._t, iodine_rate_mg_s))
         n = max(1, math.ceil(dt_s / self.params.max_substep_s))
         h = dt_s / n
+        t = self._t
         for _ in range(n):
             self._step(h, iodine_rate_mg_s)
+            t += h
+            self._disperse(t, h)
         self._t += dt_s
 
     def advance_to(self, t_s: float, iodine_rate_mg_s: float = 0.0) -> None:
@@ -187,10 +201,35 @@ class ContrastKinetics:
     def plasma_mg_ml(self) -> float:
         return self._a["plasma"] / self._v1
 
+    def _delayed_rate(self, t: float) -> float:
+        """Injector iodine rate at ``t − first_pass_delay_s`` (piecewise constant history)."""
+        when = t - self.params.first_pass_delay_s
+        rate = 0.0
+        for start, r in self._inputs:
+            if start > when:
+                break
+            rate = r
+        return rate
+
+    def _disperse(self, t: float, h: float) -> None:
+        tau = self.params.first_pass_dispersion_s
+        target = self._delayed_rate(t)
+        self._first_pass_mg_s += (target - self._first_pass_mg_s) * (1.0 - math.exp(-h / tau))
+        # keep the history short: only what the delay can still reach matters
+        horizon = t - self.params.first_pass_delay_s
+        while len(self._inputs) > 1 and self._inputs[1][0] <= horizon:
+            self._inputs.pop(0)
+
+    def arterial_plasma_mg_ml(self) -> float:
+        """Arterial plasma: the mixed central concentration plus the unmixed first pass."""
+        p = self.params
+        plasma_flow_ml_s = p.cardiac_output_l_min * 1000.0 / 60.0 * (1.0 - p.hematocrit)
+        return self.plasma_mg_ml() + self._first_pass_mg_s / plasma_flow_ml_s
+
     def concentrations_mg_ml(self) -> dict[str, float]:
         """Iodine concentration (mg/mL) of each compartment's tissue or fluid."""
         p = self.params
-        cp = self._a["plasma"] / self._v1
+        cp = self.arterial_plasma_mg_ml()  # what vessels and the renal vascular space hold
         out = {"plasma": cp, "interstitial": self._a["interstitial"] / self._v2}
         for side in SIDES:
             k = f"kidney_{side}"
@@ -233,6 +272,10 @@ class ContrastKinetics:
         for k, v in self._v.items():
             s[f"v_{k}"] = v
         s["compression"] = 1.0 if self._compression else 0.0
+        s["first_pass_mg_s"] = self._first_pass_mg_s
+        for i, (start, rate) in enumerate(self._inputs):  # what the first-pass delay still sees
+            s[f"input_t_{i}"] = start
+            s[f"input_r_{i}"] = rate
         s["total_iodine_in_mg"] = self.total_iodine_in_mg
         s["eliminated_mg"] = self.eliminated_mg
         s["nonrenal_mg"] = self._nonrenal_mg
@@ -248,6 +291,13 @@ class ContrastKinetics:
         for name in cls.FLUID_COMPARTMENTS:
             k._v[name] = float(snapshot[f"v_{name}"])
         k._compression = bool(snapshot.get("compression", 0.0))
+        k._first_pass_mg_s = float(snapshot.get("first_pass_mg_s", 0.0))
+        inputs = []
+        i = 0
+        while f"input_t_{i}" in snapshot:
+            inputs.append((float(snapshot[f"input_t_{i}"]), float(snapshot[f"input_r_{i}"])))
+            i += 1
+        k._inputs = inputs or [(0.0, 0.0)]
         k.total_iodine_in_mg = float(snapshot["total_iodine_in_mg"])
         k.eliminated_mg = float(snapshot["eliminated_mg"])
         k._nonrenal_mg = float(snapshot.get("nonrenal_mg", 0.0))

@@ -22,6 +22,47 @@ def bolus(params: KineticsParams | None = None) -> ContrastKinetics:
     return k
 
 
+def mixed_plasma(k: ContrastKinetics, times_s: list[float]) -> list[float]:
+    out = []
+    for t in times_s:
+        k.advance_to(t)
+        out.append(k.plasma_mg_ml())
+    return out
+
+
+def test_first_pass_of_a_fast_bolus_opacifies_the_kidneys_early() -> None:
+    # 50 mL of 300 mgI/mL at 4 mL/s: the unmixed bolus reaches the renal arteries after the
+    # circulation time, so a film at 10–14 s shows the kidneys [S4][S10]; it is gone by 1 min.
+    k = ContrastKinetics(KineticsParams())
+    rate = 4.0 * 300.0
+    k.advance(12.5, rate)
+    times = [float(t) for t in range(13, 120)]
+    kid = curve(k, "kidney_left", times)
+    art = curve(ContrastKinetics(KineticsParams()), "plasma", [1.0])  # nothing given: zero
+    assert art == [0.0]
+    peak_t = times[kid.index(max(kid))]
+    assert 14.0 <= peak_t <= 30.0
+    assert (
+        max(kid) > 2.0 * kid[times.index(60.0)] * 0.9
+    )  # blush clearly above the early tubular phase
+    k2 = ContrastKinetics(KineticsParams())
+    k2.advance(12.0, rate)
+    c = k2.concentrations_mg_ml()
+    assert c["plasma"] > 2.0 * k2.plasma_mg_ml()  # arterial first pass ≫ mixed plasma at 12 s
+    assert c["kidney_left"] > 2.0  # ≈ 9 % contrast for 3 cm of kidney (research note §5.2)
+
+
+def test_first_pass_survives_snapshot_restore() -> None:
+    k = ContrastKinetics(KineticsParams())
+    k.advance(10.0, 1200.0)
+    r = ContrastKinetics.restore(KineticsParams(), k.snapshot())
+    k.advance(5.0, 1200.0)
+    r.advance(5.0, 1200.0)
+    assert r.concentrations_mg_ml()["plasma"] == pytest.approx(
+        k.concentrations_mg_ml()["plasma"], rel=0.05
+    )
+
+
 def curve(k: ContrastKinetics, name: str, times_s: list[float]) -> list[float]:
     out = []
     for t in times_s:
@@ -51,8 +92,9 @@ def test_compartments_named() -> None:
 def test_plasma_levels_at_1_and_5_min() -> None:
     # target ≈ 2–4 mgI/mL at 1 min; [S43] 2–3 gI/L at 5 min for 1 mL/kg (21 g): for our 15 g
     # accept 1–3 mgI/mL.
+    # [S43] measures venous samples: the mixed plasma, not the arterial first pass
     k = bolus()
-    c1, c5 = curve(k, "plasma", [60.0, 300.0])
+    c1, c5 = mixed_plasma(k, [60.0, 300.0])
     assert 2.0 <= c1 <= 4.2
     assert 1.0 <= c5 <= 3.0
     assert c5 < c1
@@ -62,7 +104,7 @@ def test_plasma_alpha_and_beta_half_lives() -> None:
     # [S38]: α ≈ 10 min, β ≈ 90 min; [S45] (ioversol) β 51–54 min. Apparent half-lives from
     # log-slopes: early (5→10 min) within 5–15 min, late (60→120 min) within 55–100 min.
     k = bolus()
-    c5, c10, c60, c120 = curve(k, "plasma", [300.0, 600.0, 3600.0, 7200.0])
+    c5, c10, c60, c120 = mixed_plasma(k, [300.0, 600.0, 3600.0, 7200.0])
     t_alpha = 5.0 * math.log(2.0) / math.log(c5 / c10)
     t_beta = 60.0 * math.log(2.0) / math.log(c60 / c120)
     assert 5.0 <= t_alpha <= 15.0
@@ -71,8 +113,9 @@ def test_plasma_alpha_and_beta_half_lives() -> None:
 
 
 def test_nephrogram_peaks_within_1_to_3_min() -> None:
+    # the tubular nephrogram [S32][S33], after the first-pass vascular blush has passed
     k = bolus()
-    times = [float(t) for t in range(41, 900)]
+    times = [float(t) for t in range(70, 900)]
     kid = curve(k, "kidney_left", times)
     t_peak = times[kid.index(max(kid))]
     assert 60.0 <= t_peak <= 180.0
