@@ -45,6 +45,11 @@ def _mat(name: str, density: float, fractions: Mapping[str, float]) -> Material:
     return Material(name, density, tuple((el, w / total) for el, w in fractions.items()))
 
 
+# ICRU-44 cortical bone (mass %); trabecular bone reuses it at the spongiosa density.
+_CORTICAL_BONE = {
+    "H": 3.4, "C": 15.5, "N": 4.2, "O": 43.5, "Na": 0.1, "Mg": 0.2, "P": 10.3, "S": 0.3, "Ca": 22.5,
+}  # fmt: skip
+
 # ICRU-44 / ICRU-46 compositions (mass %), densities as in the research note §5.1 [S124].
 MATERIALS: dict[str, Material] = {
     m.name: m
@@ -72,32 +77,12 @@ MATERIALS: dict[str, Material] = {
         _mat(
             "bone",  # ICRU-44 cortical bone
             1.92,
-            {
-                "H": 3.4,
-                "C": 15.5,
-                "N": 4.2,
-                "O": 43.5,
-                "Na": 0.1,
-                "Mg": 0.2,
-                "P": 10.3,
-                "S": 0.3,
-                "Ca": 22.5,
-            },
+            _CORTICAL_BONE,
         ),
         _mat(
             "bone_trabecular",  # spongiosa: cortical composition at the ICRU spongiosa density
             1.18,
-            {
-                "H": 3.4,
-                "C": 15.5,
-                "N": 4.2,
-                "O": 43.5,
-                "Na": 0.1,
-                "Mg": 0.2,
-                "P": 10.3,
-                "S": 0.3,
-                "Ca": 22.5,
-            },
+            _CORTICAL_BONE,
         ),
         _mat(
             "kidney",  # ICRU-44 kidney

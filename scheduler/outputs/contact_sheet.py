@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from ..records import PATIENT_POSITIONS, CaptureRecord
 from .display import collimated_mask, to_display
+from .timing import format_after_injection
 
 __all__ = ["ContactSheetEntry", "entry_for", "sheet_size", "write_contact_sheet"]
 
@@ -46,12 +47,7 @@ class ContactSheetEntry:
 def _timing(after_injection_s: float | None) -> str:
     if after_injection_s is None:
         return "scout (pre-contrast)"
-    sign = "-" if after_injection_s < 0 else "+"
-    total = round(abs(after_injection_s))
-    if total < 60:
-        return f"{sign}{total} s"
-    minutes, secs = divmod(total, 60)
-    return f"{sign}{minutes} min" + (f" {secs:02d} s" if secs else "")
+    return format_after_injection(after_injection_s)
 
 
 def entry_for(record: CaptureRecord) -> ContactSheetEntry:

@@ -39,6 +39,7 @@ from drivers import FOCAL_SPOT_MM, Frame
 
 from ..records import PATIENT_POSITIONS, CaptureRecord, ContrastInfo, ExamInfo
 from .display import DisplayWindow, collimated_mask, compute_window, to_presentation
+from .timing import format_after_injection
 
 __all__ = [
     "BITS_STORED",
@@ -125,15 +126,6 @@ def _sh(s: str) -> str:
     return _text(s, 16)
 
 
-def _after_injection(seconds: float) -> str:
-    sign = "-" if seconds < 0 else "+"
-    total = round(abs(seconds))
-    if total < 60:
-        return f"{sign}{total} s"
-    minutes, secs = divmod(total, 60)
-    return f"{sign}{minutes} min" + (f" {secs:02d} s" if secs else "")
-
-
 def _age(birth: dt.date, on: dt.date) -> str:
     years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
     return f"{max(0, min(999, years)):03d}Y"
@@ -195,7 +187,7 @@ def _image_comments(record: CaptureRecord) -> str:
     if record.after_injection_s is None:
         parts.append("pre-contrast")
     else:
-        parts.append(f"{_after_injection(record.after_injection_s)} after injection")
+        parts.append(f"{format_after_injection(record.after_injection_s)} after injection")
     parts.extend(record.notes)
     return _text("; ".join(parts), 10240)
 
