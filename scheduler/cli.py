@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,8 +113,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_summary(console, outcome.summary)
         return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
 
+    task = loop.create_task(go())
+    # Ctrl-C cancels the exam task, whose cancellation path puts every device in its safe
+    # state and closes the record, instead of unwinding out of the loop with devices live.
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        return loop.run_until_complete(go())
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        console.print("exam aborted by the operator (interrupt); devices were put in safe state")
+        return 130
     finally:
         loop.close()
 

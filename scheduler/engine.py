@@ -185,6 +185,12 @@ class ExamRunner:
             confirmations = await self._abort(reason)
             self._close(state, reason, started, confirmations, unsubscribe)
             raise
+        except Exception as exc:
+            # A bug must still leave every device safe and the record closed, then surface.
+            state, reason = "aborted", f"internal error: {type(exc).__name__}: {exc}"
+            confirmations = await self._abort(reason)
+            self._close(state, reason, started, confirmations, unsubscribe)
+            raise
         if state == "aborted":
             confirmations = await self._abort(reason)
         return self._close(state, reason, started, confirmations, unsubscribe)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol, TextIO
@@ -58,12 +59,11 @@ class TerminalOperator:
         self._out = stream_out or sys.stderr
 
     async def ask(self, prompt: Prompt) -> bool:
-        loop = asyncio.get_running_loop()
         while True:
             self._out.write(f"\n>>> [{prompt.step}] {prompt.message}\n    confirm? [Y/n] ")
             self._out.flush()
             with self._clock.real_time_wait():
-                line = await loop.run_in_executor(None, self._in.readline)
+                line = await self._readline()
             if line == "":
                 raise EOFError("operator input closed while a prompt was waiting")
             answer = line.strip().lower()
@@ -71,3 +71,22 @@ class TerminalOperator:
                 return True
             if answer in ("n", "no"):
                 return False
+
+    async def _readline(self) -> str:
+        """Read a line in a daemon thread: an abandoned prompt (abort, Ctrl-C) must not keep
+        the process alive the way a blocked executor thread would."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[str] = loop.create_future()
+
+        def read() -> None:
+            line = self._in.readline()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_set_if_pending, fut, line)
+
+        threading.Thread(target=read, name="operator-input", daemon=True).start()
+        return await fut
+
+
+def _set_if_pending(fut: asyncio.Future[str], value: str) -> None:
+    if not fut.done():
+        fut.set_result(value)

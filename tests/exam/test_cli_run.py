@@ -92,3 +92,50 @@ def test_run_with_bad_protocol_exits_2(tmp_path):
     assert "Traceback" not in proc.stderr
     assert f"{bad}:5: protocol.steps[0].view.field: unknown field 'liver'" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_interrupt_during_a_prompt_aborts_safely(tmp_path):
+    """Ctrl-C while the operator is being asked: safe state, record closed, scout kept."""
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scheduler.cli",
+            "run",
+            "configs/protocols/ivu-accelerated.yaml",
+            "--out",
+            str(out),
+            "--operator",
+            "terminal",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    journal = out / "events.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.exists() and '"kind":"prompt"' in journal.read_text():
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        raise AssertionError("the exam never reached its first prompt")
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)  # stdin stays open: the reader thread must not block exit
+    assert proc.returncode == 130, err
+    events = [json.loads(line) for line in journal.read_text().splitlines()]
+    abort = next(e for e in events if e["kind"] == "abort")
+    assert abort["data"]["reason"] == "cancelled by the operator"
+    assert abort["data"]["confirmed"] == {"injector": "safe", "carm": "safe", "table": "safe"}
+    assert events[-1]["kind"] == "exam_finished"
+    assert "injection_started" not in {e["kind"] for e in events}
+    assert (out / "001-scout.dcm").exists()
+    assert (out / "contact-sheet.png").exists()
