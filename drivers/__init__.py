@@ -15,6 +15,8 @@ from .carm import (
     Frame,
     PositionerPose,
     Technique,
+    TomoRequest,
+    TomoSeries,
 )
 from .clock import Clock, ScaledTimeEventLoop, VirtualTimeEventLoop, new_event_loop
 from .errors import DeviceError, DeviceFault, DeviceLost, DeviceStateError, DeviceTimeout
@@ -62,6 +64,8 @@ __all__ = [
     "TablePosition",
     "TableStatus",
     "Technique",
+    "TomoRequest",
+    "TomoSeries",
     "VirtualTimeEventLoop",
     "new_event_loop",
 ]

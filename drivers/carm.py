@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from ._bounded import bounded
 from ._validate import check_range as _check_range
+from .errors import DeviceStateError
 from .events import EventSource
 
 
@@ -148,6 +149,40 @@ class FluoroRun:
 
 
 @dataclass(frozen=True, slots=True)
+class TomoRequest:
+    """Linear tomosynthesis: a sweep of low-dose projections, reconstructed at given heights.
+
+    ``technique`` is the whole sweep's technique: its mAs is shared among the projections.
+    """
+
+    layer_heights_mm: tuple[float, ...]  # above the table top
+    technique: Technique
+    sweep_deg: float = 30.0
+    projections: int = 25
+
+    def __post_init__(self) -> None:
+        if not self.layer_heights_mm:
+            raise ValueError("tomosynthesis needs at least one layer height")
+        for h in self.layer_heights_mm:
+            _check_range("layer_height_mm", h, 0.0, 400.0)
+        _check_range("sweep_deg", self.sweep_deg, 5.0, 60.0)
+        _check_range("projections", self.projections, 3, 101)
+
+
+@dataclass(frozen=True, slots=True)
+class TomoSeries:
+    """Reconstructed layers, one frame per requested height (dose is the sweep's total,
+    attributed to the first layer so sums over frames stay true)."""
+
+    layers: tuple[Frame, ...]
+    heights_mm: tuple[float, ...]
+    sweep_deg: float
+    projections: int
+    started_at_s: float
+    ended_at_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class CArmStatus:
     ready: bool
     beam_on: bool
@@ -209,6 +244,15 @@ class CArm(EventSource, ABC):
             timeout_s = request.duration_s * 1.5 + 3.0
         return await bounded(self.name, "fluoro", timeout_s, self._fluoro(request))
 
+    async def tomosynthesis(
+        self, request: TomoRequest, *, timeout_s: float | None = None
+    ) -> TomoSeries:
+        """Fire-once like an exposure: the sweep is never repeated after an unknown outcome."""
+        if timeout_s is None:
+            sweep_s = request.technique.exposure_ms / 1000.0 + request.projections * 0.1
+            timeout_s = 2.0 * sweep_s + 10.0  # reconstruction margin
+        return await bounded(self.name, "tomosynthesis", timeout_s, self._tomosynthesis(request))
+
     async def beam_off(self, *, timeout_s: float = 0.1) -> None:
         """Safe state: terminate any irradiation. Idempotent."""
         await bounded(self.name, "beam_off", timeout_s, self._beam_off())
@@ -233,6 +277,9 @@ class CArm(EventSource, ABC):
 
     @abstractmethod
     async def _fluoro(self, request: FluoroRequest) -> FluoroRun: ...
+
+    async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
+        raise DeviceStateError(self.name, "tomosynthesis", "this C-arm has no tomosynthesis")
 
     @abstractmethod
     async def _beam_off(self) -> None: ...

@@ -22,6 +22,8 @@ from .carm import (
     Frame,
     PositionerPose,
     Technique,
+    TomoRequest,
+    TomoSeries,
 )
 from .clock import Clock
 from .errors import DeviceStateError
@@ -93,6 +95,15 @@ class MockCArm(CArm):
         now = self._clock.now()
         frames = tuple(self._frame() for _ in range(request.n_pulses))
         return FluoroRun(frames, request.pulse_rate_hz, now, now)
+
+    async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
+        await self._call("tomosynthesis")
+        self.technique = request.technique
+        now = self._clock.now()
+        layers = tuple(self._frame() for _ in request.layer_heights_mm)
+        return TomoSeries(
+            layers, request.layer_heights_mm, request.sweep_deg, request.projections, now, now
+        )
 
     async def _beam_off(self) -> None:
         await self._call("beam_off")

@@ -22,12 +22,16 @@ from drivers import (
     Frame,
     PositionerPose,
     Technique,
+    TomoRequest,
+    TomoSeries,
 )
 
 from .patient import SimPatient
 from .physics import DetectorModel, ImagingChain, TechniqueParams, ViewGeometry
+from .physics.tomo import SweepSpec, tomosynthesis
 from .table import SimTable
 
+SWEEP_S_PER_PROJECTION = 0.1  # a linear sweep at 10 projections per second
 EXPOSURE_LATENCY_S = 0.02  # hand switch to beam-on with the anode already prepared
 READOUT_S = 0.15  # flat-panel readout after a radiographic exposure
 #: Dark frames averaged into the panel's offset map; vendors use ≥ 32 [S142]. 16 keeps the
@@ -141,6 +145,65 @@ class SimCArm(CArm):
         self._emit("fluoro_ended", frames=len(frames))
         return FluoroRun(tuple(frames), request.pulse_rate_hz, started, ended)
 
+    async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
+        self._ready_technique("tomosynthesis")  # interlocks; the sweep brings its own technique
+        technique = request.technique
+        started = self._clock.now() + EXPOSURE_LATENCY_S
+        sweep_s = request.projections * SWEEP_S_PER_PROJECTION
+        self._beam_on = True
+        self._emit("tomo_started", projections=request.projections, sweep_deg=request.sweep_deg)
+        try:
+            await asyncio.sleep(EXPOSURE_LATENCY_S)
+            geometry, params, conc, volumes, t_model = self._scene(technique)
+            spec = SweepSpec(
+                sweep_deg=request.sweep_deg,
+                projections=request.projections,
+                # pivot in the middle of the requested slab: least blur where it is wanted
+                fulcrum_height_mm=float(np.mean(request.layer_heights_mm)),
+            )
+            result = tomosynthesis(
+                self._radiography,
+                geometry,
+                params,
+                spec,
+                request.layer_heights_mm,
+                conc,
+                volumes,
+                time_s=t_model,
+            )
+            await self._clock.sleep_until(started + sweep_s)
+        finally:
+            self._beam_on = False
+        self._cum_rak_mgy += result.reference_air_kerma_mgy
+        self._cum_dap += result.dap_gy_cm2
+        ended = self._clock.now()
+        self._emit(
+            "tomo_ended",
+            layers=len(result.layers),
+            reference_air_kerma_mgy=result.reference_air_kerma_mgy,
+        )
+        sweep_dose = Dose(
+            result.reference_air_kerma_mgy, result.entrance_air_kerma_mgy, result.dap_gy_cm2
+        )
+        none = Dose(0.0, 0.0, 0.0)
+        layers = tuple(
+            Frame(
+                pixels=self._offset_correct(layer, self._radiography),
+                pixel_spacing_mm=result.pixel_spacing_mm,
+                acquired_at_s=started,
+                technique=technique,
+                pose=self._pose,
+                collimation=self._collimation,
+                # the sweep's dose once, on the first layer, so sums over frames stay true
+                dose=sweep_dose if i == 0 else none,
+            )
+            for i, layer in enumerate(result.layers)
+        )
+        await asyncio.sleep(READOUT_S)
+        return TomoSeries(
+            layers, tuple(result.heights_mm), request.sweep_deg, request.projections, started, ended
+        )
+
     async def _beam_off(self) -> None:
         if self._beam_on:
             self._beam_on = False
@@ -172,7 +235,10 @@ class SimCArm(CArm):
             raise DeviceStateError(self.name, operation, "table is moving")
         return self._technique
 
-    def _render(self, technique: Technique, chain: ImagingChain) -> Frame:
+    def _scene(
+        self, technique: Technique
+    ) -> tuple[ViewGeometry, TechniqueParams, dict[str, float], dict[str, float], float]:
+        """The patient and geometry as they are now, for the imaging chain."""
         now = self._clock.now()
         patient = self._patient
         patient.advance()
@@ -187,19 +253,20 @@ class SimCArm(CArm):
             field_width_mm=self._collimation.width_mm,
             field_height_mm=self._collimation.height_mm,
         )
-        image = chain.render(
-            geometry,
-            TechniqueParams(
-                kvp=technique.kv,
-                mas=technique.mas,
-                filtration_mm_al=technique.filtration_mm_al,
-                filtration_mm_cu=technique.filtration_mm_cu,
-                focal_spot_mm=FOCAL_SPOT_MM[technique.focal_spot],
-            ),
-            kinetics.concentrations_mg_ml(),
-            kinetics.volumes_ml(),
-            time_s=kinetics.time_s,
+        params = TechniqueParams(
+            kvp=technique.kv,
+            mas=technique.mas,
+            filtration_mm_al=technique.filtration_mm_al,
+            filtration_mm_cu=technique.filtration_mm_cu,
+            focal_spot_mm=FOCAL_SPOT_MM[technique.focal_spot],
         )
+        conc, volumes = kinetics.concentrations_mg_ml(), kinetics.volumes_ml()
+        return geometry, params, conc, volumes, kinetics.time_s
+
+    def _render(self, technique: Technique, chain: ImagingChain) -> Frame:
+        now = self._clock.now()
+        geometry, params, conc, volumes, t_model = self._scene(technique)
+        image = chain.render(geometry, params, conc, volumes, time_s=t_model)
         self._cum_rak_mgy += image.reference_air_kerma_mgy
         self._cum_dap += image.dap_gy_cm2
         return Frame(

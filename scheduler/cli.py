@@ -73,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--room", type=Path, default=None)
     plan.set_defaults(func=_cmd_plan)
 
+    sim = sub.add_parser("sim", help="simulator tools")
+    sim_sub = sim.add_subparsers(dest="sim_command", required=True)
+    render = sim_sub.add_parser(
+        "render", help="render a labelled image series and compartment curves for a patient"
+    )
+    render.add_argument("--patient", default="normal", help="scenario name or path")
+    render.add_argument("--out", type=Path, required=True)
+    render.set_defaults(func=_cmd_sim_render)
+
     sch = sub.add_parser("schema", help="write the JSON Schemas of protocol and room files")
     sch.add_argument("--out", type=Path, default=Path("docs"))
     sch.set_defaults(func=_cmd_schema)
@@ -200,6 +209,32 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def _clock(seconds: float) -> str:
     return f"{int(seconds // 60):02d}:{seconds % 60:04.1f}"
+
+
+def _cmd_sim_render(args: argparse.Namespace) -> int:
+    from importlib.metadata import entry_points
+
+    found = list(entry_points(group="fluoroctl.sim", name="render"))
+    if not found:
+        print(
+            "error: no simulator installed (the fluoroctl.sim entry point is missing)",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+    render = found[0].load()
+    scenario = _scenario_path(args.patient)
+    console = Console(stderr=True)
+    paths = render(scenario, args.out, progress=lambda msg: console.print(msg, highlight=False))
+    for path in paths:
+        print(path)
+    return EXIT_OK
+
+
+def _scenario_path(name_or_path: str) -> Path:
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.parent != Path("."):
+        return candidate
+    return default_room_path().parent.parent / "patients" / f"{name_or_path}.yaml"
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:

@@ -32,14 +32,23 @@ from drivers import (
     PositionerPose,
     TablePosition,
     Technique,
+    TomoRequest,
 )
 from drivers.backends import DeviceSet
 
 from .journal import ExamEvent, Journal
 from .operator import Operator, Prompt
 from .outputs import write_capture
-from .protocol import CaptureStep, FluoroStep, InjectStep, PromptStep, Protocol, TechniqueSpec
-from .records import CaptureRecord, ContrastInfo, ExamInfo
+from .protocol import (
+    CaptureStep,
+    FluoroStep,
+    InjectStep,
+    PromptStep,
+    Protocol,
+    TechniqueSpec,
+    TomoStep,
+)
+from .records import CaptureRecord, ContrastInfo, ExamInfo, TomoInfo
 from .room import Room
 from .safety import (
     InterlockRefused,
@@ -197,7 +206,7 @@ class ExamRunner:
 
     # -- steps ---------------------------------------------------------------------------
     async def _run_step(self, step: object, result: StepResult) -> None:
-        if isinstance(step, CaptureStep | FluoroStep):
+        if isinstance(step, CaptureStep | FluoroStep | TomoStep):
             await self._capture(step, result)
         elif isinstance(step, InjectStep):
             await self._inject(step, result)
@@ -223,7 +232,7 @@ class ExamRunner:
         await self.clock.sleep_until(deadline)
         self.progress.next_deadline_s = None
 
-    async def _capture(self, step: CaptureStep | FluoroStep, result: StepResult) -> None:
+    async def _capture(self, step: CaptureStep | FluoroStep | TomoStep, result: StepResult) -> None:
         deadline = self._deadline(step.at, result)
         await self._prepare_view(step)
         if deadline is not None and self.clock.now() > deadline + step.tolerance_s:
@@ -247,21 +256,11 @@ class ExamRunner:
             "scheduler",
             "command",
             step.id,
-            command="fluoro" if isinstance(step, FluoroStep) else "expose",
+            command=step.type if step.type != "capture" else "expose",
             planned_s=result.planned_s,
         )
         try:
-            if isinstance(step, FluoroStep):
-                run = await self.devices.carm.fluoro(
-                    FluoroRequest(step.pulse_rate_hz, step.duration_s, self._fluoro_technique(step))
-                )
-                frames, pulse_rate = run.frames, step.pulse_rate_hz
-                if not frames:
-                    raise DeviceFault(
-                        self.devices.carm.name, "fluoro", "no_frames", "run ended without a frame"
-                    )
-            else:
-                frames, pulse_rate = (await self.devices.carm.expose(),), None
+            acquired = await self._acquire(step)
         except DeviceTimeout as exc:
             # Fire-once: the beam may or may not have fired. Never re-send; record and go on.
             status = await self._safe_carm_status()
@@ -275,9 +274,38 @@ class ExamRunner:
             result.status, result.detail = "missed", str(exc)
             self.journal.record("scheduler", "capture_failed", step.id, reason=result.detail)
             return
-        await self._record_capture(step, result, frames, pulse_rate)
+        for frames, pulse_rate, tomo in acquired:
+            await self._record_capture(step, result, frames, pulse_rate, tomo)
 
-    async def _prepare_view(self, step: CaptureStep | FluoroStep) -> None:
+    async def _acquire(
+        self, step: CaptureStep | FluoroStep | TomoStep
+    ) -> list[tuple[tuple[Frame, ...], float | None, TomoInfo | None]]:
+        """Fire the acquisition once; each element becomes one stored image."""
+        carm = self.devices.carm
+        if isinstance(step, FluoroStep):
+            run = await carm.fluoro(
+                FluoroRequest(step.pulse_rate_hz, step.duration_s, self._fluoro_technique(step))
+            )
+            if not run.frames:
+                raise DeviceFault(carm.name, "fluoro", "no_frames", "run ended without a frame")
+            return [(run.frames, step.pulse_rate_hz, None)]
+        if isinstance(step, TomoStep):
+            series = await carm.tomosynthesis(
+                TomoRequest(
+                    tuple(step.layer_heights_mm),
+                    self._technique(step.technique),
+                    step.sweep_deg,
+                    step.projections,
+                )
+            )
+            sweep_s = series.ended_at_s - series.started_at_s
+            return [
+                ((layer,), None, TomoInfo(height, series.sweep_deg, series.projections, sweep_s))
+                for layer, height in zip(series.layers, series.heights_mm, strict=True)
+            ]
+        return [((await carm.expose(),), None, None)]
+
+    async def _prepare_view(self, step: CaptureStep | FluoroStep | TomoStep) -> None:
         view = step.view
         if view.position is not None and view.position != self._position:
             await self._reposition(step.id, view.position)
@@ -309,10 +337,10 @@ class ExamRunner:
                 CollimationField(field_spec.width_mm, field_spec.height_mm)
             ),
         )
-        if isinstance(step, CaptureStep):
-            await self.devices.carm.set_technique(self._technique(step.technique))
-        else:
+        if isinstance(step, FluoroStep):
             await self.devices.carm.set_technique(self._fluoro_technique(step))
+        else:
+            await self.devices.carm.set_technique(self._technique(step.technique))
         status = await table.status()
         if moved and status.motion_completed_at_s is not None:
             # Stable = motion complete (device-reported) plus the settle time.
@@ -339,19 +367,22 @@ class ExamRunner:
 
     async def _record_capture(
         self,
-        step: CaptureStep | FluoroStep,
+        step: CaptureStep | FluoroStep | TomoStep,
         result: StepResult,
         frames: tuple[Frame, ...],
         pulse_rate: float | None,
+        tomo: TomoInfo | None = None,
     ) -> None:
         first = frames[0]
-        result.device_s = first.acquired_at_s
+        if result.device_s is None:
+            result.device_s = first.acquired_at_s
         self._instance += 1
         table = (await self.devices.table.status()).position
+        kind = "tomo" if tomo else ("fluoro" if isinstance(step, FluoroStep) else "radiograph")
         record = CaptureRecord(
-            step_id=step.id,
-            label=step.title,
-            kind="fluoro" if isinstance(step, FluoroStep) else "radiograph",
+            step_id=step.id if tomo is None else f"{step.id}-{tomo.layer_height_mm:g}mm",
+            label=step.title if tomo is None else f"{step.title} {tomo.layer_height_mm / 10:g} cm",
+            kind=kind,
             instance_number=self._instance,
             frames=frames,
             planned_s=result.planned_s,
@@ -366,6 +397,7 @@ class ExamRunner:
             table=table,
             contrast=await self._contrast_info(),
             pulse_rate_hz=pulse_rate,
+            tomo=tomo,
             view_description=f"{step.view.field} {self._position}"
             + (
                 f" {step.view.angulation.angle_deg:g}° {step.view.angulation.direction}"
@@ -394,6 +426,7 @@ class ExamRunner:
             position=self._position,
             kv=first.technique.kv,
             mas=first.technique.mas,
+            layer_height_mm=None if tomo is None else tomo.layer_height_mm,
             reference_air_kerma_mgy=sum(f.dose.reference_air_kerma_mgy for f in frames),
         )
         if self.on_capture is not None:

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .protocol import CaptureStep, FluoroStep, InjectStep, PromptStep, Protocol
+from .protocol import CaptureStep, FluoroStep, InjectStep, PromptStep, Protocol, TomoStep
 from .room import Room
 
 #: Tube output, air kerma µGy/mAs at 100 cm, 2.5 mm Al, W anode (SpekPy, research §5.2).
 OUTPUT_KV = np.array([60.0, 70.0, 75.0, 80.0, 120.0])
 OUTPUT_UGY_PER_MAS = np.array([48.9, 64.9, 73.3, 82.0, 158.7])
 
+SWEEP_S_PER_PROJECTION = 0.1
 PREPARE_S = 6.0  # table/positioner move, collimation, settle
 SID_MM = 1150.0
 TABLE_TO_DETECTOR_MM = 60.0
@@ -67,7 +68,7 @@ def make_plan(protocol: Protocol, room: Room) -> Plan:
         exposures = 0
         dose = 0.0
         prep = 0.0
-        if isinstance(step, CaptureStep | FluoroStep):
+        if isinstance(step, CaptureStep | FluoroStep | TomoStep):
             if step.view.position and step.view.position != position:
                 prep += delays.get("reposition", 40.0)
                 note = f"reposition {step.view.position}"
@@ -85,6 +86,11 @@ def make_plan(protocol: Protocol, room: Room) -> Plan:
             tech = step.technique or protocol.technique
             exposures, dose = 1, entrance_kerma_mgy(tech.kv, tech.mas)
             end = start + 0.5
+        elif isinstance(step, TomoStep):
+            tech = step.technique or protocol.technique
+            exposures, dose = 1, entrance_kerma_mgy(tech.kv, tech.mas)  # one sweep
+            note = f"{step.projections} projections, {len(step.layer_heights_mm)} layers"
+            end = start + step.projections * SWEEP_S_PER_PROJECTION + 1.0
         elif isinstance(step, FluoroStep):
             n = round(step.pulse_rate_hz * step.duration_s)
             exposures = n
@@ -114,7 +120,7 @@ def make_plan(protocol: Protocol, room: Room) -> Plan:
         duration_s=t,
         contrast_ml=volume,
         iodine_g=volume * conc / 1000.0,
-        exposures=sum(p.exposures for p in planned if p.type == "capture"),
+        exposures=sum(p.exposures for p in planned if p.type in ("capture", "tomo")),
         fluoro_s=fluoro_s,
         entrance_mgy=sum(p.entrance_mgy for p in planned),
     )

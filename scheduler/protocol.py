@@ -138,6 +138,31 @@ class FluoroStep(_Step):
     settle_s: float = Field(default=2.0, ge=0, le=60)
 
 
+class TomoStep(_Step):
+    """Linear tomosynthesis (nephrotomography): one sweep, one image per layer height."""
+
+    type: Literal["tomo"]
+    view: ViewSpec = ViewSpec(field="kidneys")
+    layer_heights_mm: list[float] = Field(
+        min_length=1, max_length=12, description="above the table top, e.g. [80, 90, 100]"
+    )
+    sweep_deg: float = Field(default=30.0, ge=5, le=60)
+    projections: int = Field(default=25, ge=3, le=101)
+    technique: TechniqueSpec | None = Field(
+        default=None, description="the whole sweep's technique (mAs shared by projections)"
+    )
+    tolerance_s: float = Field(default=2.0, ge=0, le=600)
+    settle_s: float = Field(default=2.0, ge=0, le=60)
+
+    @field_validator("layer_heights_mm")
+    @classmethod
+    def _heights(cls, value: list[float]) -> list[float]:
+        for h in value:
+            if not 10.0 <= h <= 300.0:
+                raise ValueError(f"layer height {h:g} mm outside 10–300 mm above the table")
+        return value
+
+
 class PhaseSpec(_Model):
     flow_ml_s: float = Field(gt=0, le=30)
     volume_ml: float = Field(gt=0, le=500)
@@ -186,7 +211,9 @@ class PromptStep(_Step):
         return self
 
 
-Step = Annotated[CaptureStep | FluoroStep | InjectStep | PromptStep, Field(discriminator="type")]
+Step = Annotated[
+    CaptureStep | FluoroStep | TomoStep | InjectStep | PromptStep, Field(discriminator="type")
+]
 
 
 class Contrast(_Model):
@@ -247,7 +274,10 @@ class Protocol(_Model):
                         "timed steps must be in time order",
                     )
                 last_at = step.at
-            if isinstance(step, CaptureStep | FluoroStep) and step.view.field not in fields:
+            if (
+                isinstance(step, CaptureStep | FluoroStep | TomoStep)
+                and step.view.field not in fields
+            ):
                 raise LocatedValueError(
                     (*where, "view", "field"),
                     f"unknown field {step.view.field!r} (known: {', '.join(sorted(fields))})",

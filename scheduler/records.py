@@ -61,6 +61,16 @@ class ExamInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class TomoInfo:
+    """X-Ray Tomography Acquisition attributes of one reconstructed layer."""
+
+    layer_height_mm: float
+    sweep_deg: float
+    projections: int
+    sweep_time_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class CaptureRecord:
     """One acquisition: a radiograph (one frame) or a fluoroscopy run (several frames).
 
@@ -87,6 +97,7 @@ class CaptureRecord:
     pulse_rate_hz: float | None = None
     view_description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    tomo: TomoInfo | None = None
 
     @property
     def frame_time_ms(self) -> float | None:

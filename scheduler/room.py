@@ -10,6 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from drivers.backends import scheme_of
 from drivers.config import LocatedValueError, load_model
 
+#: Backends whose devices live in this process and wait only on the event loop.
+IN_PROCESS_SCHEMES = ("sim", "mock")
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,7 +39,7 @@ class InjectorLimits(_Model):
     access: str = "18 G peripheral IV"
     max_flow_ml_s: float = Field(default=5.0, gt=0, le=30)  # 18/20 G: 5 mL/s at 300 psi [S92]
     max_volume_ml: float = Field(default=150.0, gt=0, le=500)
-    max_pressure_kpa: float = Field(default=2068.0, gt=0, le=8300)
+    max_pressure_kpa: float = Field(default=2069.0, gt=0, le=8300)  # 300 psi = 2068.4 kPa
 
 
 class OperatorConfig(_Model):
@@ -73,7 +76,7 @@ class Room(_Model):
     def _virtual_needs_sim(self) -> Room:
         if self.clock == "virtual":
             for role in ("carm", "table", "injector"):
-                if scheme_of(getattr(self.devices, role)) != "sim":
+                if scheme_of(getattr(self.devices, role)) not in IN_PROCESS_SCHEMES:
                     raise LocatedValueError(
                         ("clock",),
                         f"virtual time needs in-process simulated devices; {role} is "

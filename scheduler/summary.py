@@ -70,6 +70,8 @@ def build_summary(
             "images": len(result.records),
             "frames": len(frames),
             "radiographic_exposures": sum(1 for r in result.records if r.kind == "radiograph"),
+            "tomo_sweeps": len({s.id for s in result.steps if s.type == "tomo" and s.files}),
+            "tomo_layers": sum(1 for r in result.records if r.kind == "tomo"),
             "fluoro_time_s": round(fluoro_s, 3),
             "contrast_delivered_ml": round(delivered, 2),
             "iodine_delivered_g": None

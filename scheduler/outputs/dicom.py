@@ -37,7 +37,7 @@ from pydicom.valuerep import format_number_as_ds
 
 from drivers import FOCAL_SPOT_MM, Frame
 
-from ..records import PATIENT_POSITIONS, CaptureRecord, ContrastInfo, ExamInfo
+from ..records import PATIENT_POSITIONS, CaptureRecord, ContrastInfo, ExamInfo, TomoInfo
 from .display import DisplayWindow, collimated_mask, compute_window, to_presentation
 from .timing import format_after_injection
 
@@ -412,6 +412,21 @@ def _character_set(ds: Dataset, texts: Sequence[str]) -> None:
         ds.SpecificCharacterSet = "ISO_IR 100"  # Latin-1
 
 
+def _tomography(ds: Dataset, tomo: TomoInfo) -> None:
+    """X-Ray Tomography Acquisition module; required when Scan Options contains TOMO."""
+    ds.ScanOptions = "TOMO"
+    ds.TomoLayerHeight = _ds(tomo.layer_height_mm)
+    ds.TomoAngle = _ds(tomo.sweep_deg)
+    ds.TomoTime = _ds(tomo.sweep_time_s)
+    ds.TomoType = "LINEAR"
+    ds.TomoClass = "TOMOSYNTHESIS"
+    ds.NumberOfTomosynthesisSourceImages = tomo.projections
+    # a reconstructed layer is derived from the sweep's projections
+    image_type = list(ds.ImageType)
+    image_type[0] = "DERIVED"
+    ds.ImageType = image_type
+
+
 def build_dataset(record: CaptureRecord, exam: ExamInfo) -> Dataset:
     """The complete dataset (with file meta) for one capture, without writing it."""
     if not record.frames:
@@ -437,6 +452,8 @@ def build_dataset(record: CaptureRecord, exam: ExamInfo) -> Dataset:
     _acquisition(ds, record, rows, cols, spacing, multi_frame)
     if record.contrast is not None:
         _contrast(ds, record.contrast)
+    if record.tomo is not None:
+        _tomography(ds, record.tomo)
 
     ds.SOPClassUID = XRF_IMAGE_STORAGE
     ds.SOPInstanceUID = sop_uid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import shutil
@@ -25,7 +26,7 @@ from drivers import (
     Technique,
 )
 from scheduler.outputs import sop_instance_uid_for, write_capture
-from scheduler.records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo
+from scheduler.records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo, TomoInfo
 
 XRF = "1.2.840.10008.5.1.4.1.1.12.2"
 SPACING = 1.0  # mm per pixel at the detector
@@ -323,3 +324,30 @@ def test_non_ascii_patient_name_round_trips(tmp_path: Path) -> None:
     assert ds.SpecificCharacterSet in ("ISO_IR 100", "ISO_IR 192")
     assert str(ds.PatientName) == "Müller^Zoë"
     assert_valid(tmp_path / "002-nephrogram.dcm")
+
+
+# -- tomosynthesis --------------------------------------------------------------------------------
+
+
+def tomo_record(height_mm: float = 90.0) -> CaptureRecord:
+    base = make_record("radiograph", instance=5, position="supine")
+    return dataclasses.replace(
+        base,
+        kind="tomo",
+        step_id="nephrotomo-90",
+        label="Nephrotomogram 9 cm",
+        tomo=TomoInfo(layer_height_mm=height_mm, sweep_deg=30.0, projections=25, sweep_time_s=2.5),
+    )
+
+
+def test_tomo_layer_carries_the_tomography_module(tmp_path: Path) -> None:
+    path = write_capture(tomo_record(), make_exam(), tmp_path)
+    ds = pydicom.dcmread(path)
+    assert ds.ScanOptions == "TOMO"
+    assert float(ds.TomoLayerHeight) == 90.0
+    assert float(ds.TomoAngle) == 30.0
+    assert ds.TomoType == "LINEAR"
+    assert ds.TomoClass == "TOMOSYNTHESIS"
+    assert int(ds.NumberOfTomosynthesisSourceImages) == 25
+    assert ds.ImageType[0] == "DERIVED"
+    assert_valid(path)
