@@ -28,7 +28,6 @@ from drivers import (
 
 from .patient import SimPatient
 from .physics import DetectorModel, ImagingChain, TechniqueParams, ViewGeometry
-from .physics.tomo import SweepSpec, tomosynthesis
 from .table import SimTable
 
 SWEEP_S_PER_PROJECTION = 0.1  # a linear sweep at 10 projections per second
@@ -146,6 +145,9 @@ class SimCArm(CArm):
         return FluoroRun(tuple(frames), request.pulse_rate_hz, started, ended)
 
     async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
+        # imported here: reconstruction code is only needed by rooms that sweep
+        from .physics.tomo import SweepSpec, tomosynthesis  # noqa: PLC0415
+
         self._ready_technique("tomosynthesis")  # interlocks; the sweep brings its own technique
         technique = request.technique
         started = self._clock.now() + EXPOSURE_LATENCY_S

@@ -542,7 +542,10 @@ class ExamRunner:
         self.journal.record(
             "operator", "prompt", prompt.step, action=prompt.action, message=prompt.message
         )
-        answer = await self.operator.ask(prompt)
+        try:
+            answer = await self.operator.ask(prompt)
+        except EOFError as exc:
+            raise ExamAborted(f"step {prompt.step}: {exc}") from None
         self.journal.record(
             "operator", "confirmed" if answer else "declined", prompt.step, action=prompt.action
         )

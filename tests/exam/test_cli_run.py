@@ -129,7 +129,9 @@ def test_interrupt_during_a_prompt_aborts_safely(tmp_path):
         proc.kill()
         raise AssertionError("the exam never reached its first prompt")
     os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)  # stdin stays open: the reader thread must not block exit
+    # stdin stays open until the process has exited: the blocked reader must not keep it alive
+    proc.wait(timeout=60)
+    _, err = proc.communicate(timeout=10)
     assert proc.returncode == 130, err
     events = [json.loads(line) for line in journal.read_text().splitlines()]
     abort = next(e for e in events if e["kind"] == "abort")
@@ -139,3 +141,22 @@ def test_interrupt_during_a_prompt_aborts_safely(tmp_path):
     assert "injection_started" not in {e["kind"] for e in events}
     assert (out / "001-scout.dcm").exists()
     assert (out / "contact-sheet.png").exists()
+
+
+def test_operator_input_closed_aborts_cleanly(tmp_path):
+    out = tmp_path / "eof"
+    proc = fluoroctl(
+        "run",
+        "configs/protocols/ivu-accelerated.yaml",
+        "--out",
+        str(out),
+        "--operator",
+        "terminal",
+        stdin="",
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["state"] == "aborted"
+    assert "operator input closed" in summary["reason"]
+    assert (out / "001-scout.dcm").exists()
