@@ -146,7 +146,7 @@ class SimCArm(CArm):
 
     async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
         # imported here: reconstruction code is only needed by rooms that sweep
-        from .physics.tomo import SweepSpec, tomosynthesis  # noqa: PLC0415
+        from .physics.tomo import SweepSpec, tomosynthesis
 
         self._ready_technique("tomosynthesis")  # interlocks; the sweep brings its own technique
         technique = request.technique
