@@ -65,3 +65,8 @@ def obstruction(tmp_path_factory) -> Exam:
     return run(
         "ivu-obstruction", tmp_path_factory.mktemp("obstruction"), patient="left-obstruction"
     )
+
+
+@pytest.fixture(scope="session")
+def nephrotomography(tmp_path_factory) -> Exam:
+    return run("ivu-nephrotomography", tmp_path_factory.mktemp("nephrotomography"))

@@ -20,11 +20,11 @@ def timed_captures(exam: Exam) -> list[dict]:
     return [
         s
         for s in exam.summary["steps"]
-        if s["planned_after_injection_s"] is not None and s["type"] in ("capture", "fluoro")
+        if s["planned_after_injection_s"] is not None and s["type"] in ("capture", "fluoro", "tomo")
     ]
 
 
-@pytest.mark.parametrize("name", ["standard", "accelerated", "obstruction"])
+@pytest.mark.parametrize("name", ["standard", "accelerated", "obstruction", "nephrotomography"])
 def test_exam_completes_with_every_capture_on_time(name, request):
     exam: Exam = request.getfixturevalue(name)
     assert exam.summary["state"] == "completed", exam.summary["reason"]
@@ -188,3 +188,28 @@ def test_dciodvfy_reports_no_errors(standard: Exam, obstruction: Exam):
             line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")
         ]
         assert errors == [], f"{path.name}: {errors}"
+
+
+def test_nephrotomograms_are_layers_with_tomography_attributes(nephrotomography: Exam):
+    layers = sorted(nephrotomography.out.glob("*-nephrotomo-*mm.dcm"), key=lambda p: p.name)
+    assert len(layers) == 3
+    datasets = [pydicom.dcmread(p) for p in layers]
+    assert sorted(float(ds.TomoLayerHeight) for ds in datasets) == [80.0, 90.0, 100.0]
+    for ds in datasets:
+        assert ds.ScanOptions == "TOMO"
+        assert ds.TomoClass == "TOMOSYNTHESIS"
+        assert int(ds.NumberOfTomosynthesisSourceImages) == 25
+        assert float(ds.ContrastBolusVolume) > 0  # taken after the injection started
+    # different focal planes give different images
+    a, b = (ds.pixel_array.astype(float) for ds in datasets[:2])
+    assert np.abs(a - b).mean() > 1.0
+    step = nephrotomography.step("nephrotomo")
+    assert step["actual_after_injection_s"] == pytest.approx(15.0, abs=LATENESS_LIMIT_S)
+    assert nephrotomography.summary["totals"]["tomo_sweeps"] == 2
+    assert nephrotomography.summary["totals"]["tomo_layers"] == 6
+    assert shutil.which("dciodvfy"), "dciodvfy missing: apt-get install dicom3tools"
+    for path in layers:
+        proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        assert [
+            ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("Error")
+        ] == []
