@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom.uid import generate_uid
+
 from drivers import (
     Clock,
     CollimationField,
@@ -48,7 +50,7 @@ from .protocol import (
     TechniqueSpec,
     TomoStep,
 )
-from .records import CaptureRecord, ContrastInfo, ExamInfo, TomoInfo
+from .records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo, TomoInfo
 from .room import Room
 from .safety import (
     InterlockRefused,
@@ -679,10 +681,6 @@ def _position_phrase(position: str) -> str:
 def make_exam_info(
     protocol: Protocol, room: Room, devices: DeviceSet, wall_start: dt.datetime
 ) -> ExamInfo:
-    from pydicom.uid import generate_uid
-
-    from .records import PatientInfo
-
     info = devices.info
     birth = info.get("patient_birth_date")
     patient = PatientInfo(
