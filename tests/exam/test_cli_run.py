@@ -20,6 +20,19 @@ def fluoroctl(*args: str, stdin: str | None = None) -> subprocess.CompletedProce
     )
 
 
+def run_with_terminal_operator(out, stdin: str) -> subprocess.CompletedProcess[str]:
+    """The accelerated protocol with prompts answered from ``stdin``."""
+    return fluoroctl(
+        "run",
+        "configs/protocols/ivu-accelerated.yaml",
+        "--out",
+        str(out),
+        "--operator",
+        "terminal",
+        stdin=stdin,
+    )
+
+
 def test_run_shows_progress_and_writes_outputs(tmp_path):
     out = tmp_path / "acc"
     proc = fluoroctl("run", "configs/protocols/ivu-accelerated.yaml", "--out", str(out))
@@ -37,15 +50,7 @@ def test_run_shows_progress_and_writes_outputs(tmp_path):
 def test_terminal_operator_answers_prompts_from_stdin(tmp_path):
     out = tmp_path / "term"
     # two prompts in this protocol: confirm the injection, turn the patient prone
-    proc = fluoroctl(
-        "run",
-        "configs/protocols/ivu-accelerated.yaml",
-        "--out",
-        str(out),
-        "--operator",
-        "terminal",
-        stdin="y\n\n",
-    )
+    proc = run_with_terminal_operator(out, stdin="y\n\n")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("confirm? [Y/n]") == 2
     assert json.loads((out / "summary.json").read_text())["state"] == "completed"
@@ -53,15 +58,7 @@ def test_terminal_operator_answers_prompts_from_stdin(tmp_path):
 
 def test_declined_injection_aborts_safely_and_keeps_the_scout(tmp_path):
     out = tmp_path / "declined"
-    proc = fluoroctl(
-        "run",
-        "configs/protocols/ivu-accelerated.yaml",
-        "--out",
-        str(out),
-        "--operator",
-        "terminal",
-        stdin="n\n",
-    )
+    proc = run_with_terminal_operator(out, stdin="n\n")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
@@ -145,15 +142,7 @@ def test_interrupt_during_a_prompt_aborts_safely(tmp_path):
 
 def test_operator_input_closed_aborts_cleanly(tmp_path):
     out = tmp_path / "eof"
-    proc = fluoroctl(
-        "run",
-        "configs/protocols/ivu-accelerated.yaml",
-        "--out",
-        str(out),
-        "--operator",
-        "terminal",
-        stdin="",
-    )
+    proc = run_with_terminal_operator(out, stdin="")
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr
     summary = json.loads((out / "summary.json").read_text())
