@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import numpy as np
 import numpy.typing as npt
@@ -27,7 +28,7 @@ from drivers import (
 )
 
 from .patient import SimPatient
-from .physics import DetectorModel, ImagingChain, TechniqueParams, ViewGeometry
+from .physics import DetectorModel, ImagingChain, RenderedImage, TechniqueParams, ViewGeometry
 from .table import SimTable
 
 SWEEP_S_PER_PROJECTION = 0.1  # a linear sweep at 10 projections per second
@@ -110,7 +111,7 @@ class SimCArm(CArm):
             raise DeviceFault(self.name, "expose", "generator", "exposure aborted before beam-on")
         self._beam_on = True
         try:
-            frame = self._render(technique, self._radiography)
+            frame = await self._render(technique, self._radiography)
             await asyncio.sleep(technique.exposure_ms / 1000.0)
         finally:
             self._beam_on = False
@@ -136,7 +137,7 @@ class SimCArm(CArm):
                 await self._clock.sleep_until(started + k * period)
                 if not self._beam_on:  # beam_off ended the run: keep what was acquired
                     break
-                frames.append(self._render(technique, self._fluoroscopy))
+                frames.append(await self._render(technique, self._fluoroscopy))
                 self._fluoro_time_s += technique.exposure_ms / 1000.0
         finally:
             self._beam_on = False
@@ -163,15 +164,19 @@ class SimCArm(CArm):
                 # pivot in the middle of the requested slab: least blur where it is wanted
                 fulcrum_height_mm=float(np.mean(request.layer_heights_mm)),
             )
-            result = tomosynthesis(
-                self._radiography,
-                geometry,
-                params,
-                spec,
-                request.layer_heights_mm,
-                conc,
-                volumes,
-                time_s=t_model,
+            result = await asyncio.get_running_loop().run_in_executor(
+                None,
+                functools.partial(
+                    tomosynthesis,
+                    self._radiography,
+                    geometry,
+                    params,
+                    spec,
+                    request.layer_heights_mm,
+                    conc,
+                    volumes,
+                    time_s=t_model,
+                ),
             )
             await self._clock.sleep_until(started + sweep_s)
         finally:
@@ -265,14 +270,25 @@ class SimCArm(CArm):
         conc, volumes = kinetics.concentrations_mg_ml(), kinetics.volumes_ml()
         return geometry, params, conc, volumes, kinetics.time_s
 
-    def _render(self, technique: Technique, chain: ImagingChain) -> Frame:
+    async def _render(self, technique: Technique, chain: ImagingChain) -> Frame:
+        """Render the patient as it is now; the arithmetic runs off the event loop.
+
+        On virtual time executor work costs no loop time, so results do not change; on real or
+        scaled time (``sim serve``) the loop keeps answering heartbeats and status queries while
+        a new view is built (up to ~2 s for the first one).
+        """
         now = self._clock.now()
         geometry, params, conc, volumes, t_model = self._scene(technique)
-        image = chain.render(geometry, params, conc, volumes, time_s=t_model)
+
+        def develop() -> tuple[RenderedImage, npt.NDArray[np.uint16]]:
+            image = chain.render(geometry, params, conc, volumes, time_s=t_model)
+            return image, self._offset_correct(image.pixels, chain)
+
+        image, pixels = await asyncio.get_running_loop().run_in_executor(None, develop)
         self._cum_rak_mgy += image.reference_air_kerma_mgy
         self._cum_dap += image.dap_gy_cm2
         return Frame(
-            pixels=self._offset_correct(image.pixels, chain),
+            pixels=pixels,
             pixel_spacing_mm=image.pixel_spacing_mm,
             acquired_at_s=now,
             technique=technique,
