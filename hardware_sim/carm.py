@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +61,10 @@ class SimCArm(CArm):
         self._cum_rak_mgy = 0.0
         self._cum_dap = 0.0
         self._generator_faults_pending = 0
+        self._frames_to_drop = 0
+        #: called with every acquisition result before it is announced (the detector's
+        #: image memory: the simulated room persists it so a restarted controller finds it)
+        self.on_acquired: Callable[[str, object], None] | None = None
         self._offset_maps: dict[int, npt.NDArray[np.float32]] = {}
         self._radiography = ImagingChain(patient.phantom, DetectorModel(seed=seed), seed=seed)
         # Fluoroscopy reads the panel 2×2 binned, as real R/F panels do for frame rate [S29].
@@ -71,7 +76,22 @@ class SimCArm(CArm):
 
     # -- fault-injection hook ------------------------------------------------------------
     def fail_next_exposures(self, count: int = 1) -> None:
+        """The generator faults before beam-on on the next ``count`` acquisitions."""
         self._generator_faults_pending += count
+
+    def drop_next_frames(self, count: int = 1) -> None:
+        """The detector loses the next ``count`` frames *after* they were exposed."""
+        self._frames_to_drop += count
+
+    def _generator_check(self, operation: str) -> None:
+        if self._generator_faults_pending:
+            self._generator_faults_pending -= 1
+            self._emit("generator_fault", operation=operation)
+            raise DeviceFault(self.name, operation, "generator", "exposure aborted before beam-on")
+
+    def _acquired(self, kind: str, result: object) -> None:
+        if self.on_acquired is not None:
+            self.on_acquired(kind, result)
 
     # -- contract --------------------------------------------------------------------------
     async def _set_technique(self, technique: Technique) -> None:
@@ -105,16 +125,24 @@ class SimCArm(CArm):
     async def _expose(self) -> Frame:
         technique = self._ready_technique("expose")
         await asyncio.sleep(EXPOSURE_LATENCY_S)
-        if self._generator_faults_pending:
-            self._generator_faults_pending -= 1
-            self._emit("generator_fault")
-            raise DeviceFault(self.name, "expose", "generator", "exposure aborted before beam-on")
+        self._generator_check("expose")
         self._beam_on = True
         try:
             frame = await self._render(technique, self._radiography)
             await asyncio.sleep(technique.exposure_ms / 1000.0)
         finally:
             self._beam_on = False
+        if self._frames_to_drop:
+            self._frames_to_drop -= 1
+            self._emit(
+                "frames_dropped",
+                frames=1,
+                reference_air_kerma_mgy=frame.dose.reference_air_kerma_mgy,
+            )
+            raise DeviceFault(
+                self.name, "expose", "dropped_frame", "exposure made; the detector lost the frame"
+            )
+        self._acquired("radiograph", frame)
         self._emit(
             "exposure",
             acquired_at_s=frame.acquired_at_s,
@@ -126,10 +154,12 @@ class SimCArm(CArm):
 
     async def _fluoro(self, request: FluoroRequest) -> FluoroRun:
         self._ready_technique("fluoro")
+        self._generator_check("fluoro")
         technique = request.technique
         period = 1.0 / request.pulse_rate_hz
         started = self._clock.now() + EXPOSURE_LATENCY_S
         frames: list[Frame] = []
+        dropped = 0
         self._beam_on = True
         self._emit("fluoro_started", pulse_rate_hz=request.pulse_rate_hz)
         try:
@@ -137,19 +167,29 @@ class SimCArm(CArm):
                 await self._clock.sleep_until(started + k * period)
                 if not self._beam_on:  # beam_off ended the run: keep what was acquired
                     break
-                frames.append(await self._render(technique, self._fluoroscopy))
+                frame = await self._render(technique, self._fluoroscopy)
                 self._fluoro_time_s += technique.exposure_ms / 1000.0
+                if self._frames_to_drop:
+                    self._frames_to_drop -= 1
+                    dropped += 1
+                    continue
+                frames.append(frame)
         finally:
             self._beam_on = False
         ended = self._clock.now()
+        if dropped:
+            self._emit("frames_dropped", frames=dropped)
+        run = FluoroRun(tuple(frames), request.pulse_rate_hz, started, ended)
+        self._acquired("fluoro", run)
         self._emit("fluoro_ended", frames=len(frames))
-        return FluoroRun(tuple(frames), request.pulse_rate_hz, started, ended)
+        return run
 
     async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
         # imported here: reconstruction code is only needed by rooms that sweep
         from .physics.tomo import SweepSpec, tomosynthesis
 
         self._ready_technique("tomosynthesis")  # interlocks; the sweep brings its own technique
+        self._generator_check("tomosynthesis")
         technique = request.technique
         started = self._clock.now() + EXPOSURE_LATENCY_S
         sweep_s = request.projections * SWEEP_S_PER_PROJECTION
@@ -184,11 +224,6 @@ class SimCArm(CArm):
         self._cum_rak_mgy += result.reference_air_kerma_mgy
         self._cum_dap += result.dap_gy_cm2
         ended = self._clock.now()
-        self._emit(
-            "tomo_ended",
-            layers=len(result.layers),
-            reference_air_kerma_mgy=result.reference_air_kerma_mgy,
-        )
         sweep_dose = Dose(
             result.reference_air_kerma_mgy, result.entrance_air_kerma_mgy, result.dap_gy_cm2
         )
@@ -206,10 +241,23 @@ class SimCArm(CArm):
             )
             for i, layer in enumerate(result.layers)
         )
-        await asyncio.sleep(READOUT_S)
-        return TomoSeries(
+        series = TomoSeries(
             layers, tuple(result.heights_mm), request.sweep_deg, request.projections, started, ended
         )
+        if self._frames_to_drop:
+            self._frames_to_drop -= 1
+            self._emit("frames_dropped", frames=len(layers))
+            raise DeviceFault(
+                self.name, "tomosynthesis", "dropped_frame", "sweep made; the detector lost it"
+            )
+        self._acquired("tomo", series)
+        self._emit(
+            "tomo_ended",
+            layers=len(result.layers),
+            reference_air_kerma_mgy=result.reference_air_kerma_mgy,
+        )
+        await asyncio.sleep(READOUT_S)
+        return series
 
     async def _beam_off(self) -> None:
         if self._beam_on:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from drivers import (
     Clock,
     DeviceEvent,
+    DeviceFault,
     DeviceStateError,
     InjectionProgram,
     Injector,
@@ -135,8 +136,33 @@ class SimInjector(Injector):
     def inject_fault_at(self, t: float, fault: InjectorFault) -> None:
         self._pending_fault = (t, fault)
 
+    @property
+    def injection_started_at(self) -> float | None:
+        """Loop time contrast began to flow, once it has."""
+        return self._started_at
+
+    def trip(self, fault: InjectorFault) -> None:
+        """The injector detects ``fault`` now (fault injection).
+
+        Injecting or holding: flow stops at once and the injector faults, as a real one
+        halts on over-pressure, air, occlusion or a motor stall. Idle or armed: it faults and
+        refuses to arm or start. After the injection ended: the fault is reported only.
+        """
+        if self._state in (InjectorState.INJECTING, InjectorState.HOLDING):
+            self._sync(self._clock.now())
+            self._faults += (fault,)
+            self._finish(InjectorState.FAULTED)
+        elif self._state in (InjectorState.IDLE, InjectorState.ARMED):
+            self._faults += (fault,)
+            self._state = InjectorState.FAULTED
+            self._emit("faulted", delivered_ml=self._delivered_ml, faults=[fault.value])
+        else:
+            self._faults += (fault,)
+            self._emit("fault_reported", fault=fault.value, state=self._state.value)
+
     # -- contract -----------------------------------------------------------------------
     async def _arm(self, program: InjectionProgram) -> None:
+        self._refuse_if_faulted("arm")
         if self._state in (InjectorState.INJECTING, InjectorState.HOLDING):
             raise DeviceStateError(self.name, "arm", f"cannot arm while {self._state}")
         self._program = program
@@ -151,6 +177,7 @@ class SimInjector(Injector):
         self._emit("disarmed")
 
     async def _start(self) -> InjectorStatus:
+        self._refuse_if_faulted("start")
         if self._state is not InjectorState.ARMED or self._program is None:
             raise DeviceStateError(self.name, "start", f"not armed (state {self._state})")
         self._state = InjectorState.INJECTING
@@ -199,6 +226,11 @@ class SimInjector(Injector):
         return self._snapshot()
 
     # -- internals ----------------------------------------------------------------------
+    def _refuse_if_faulted(self, operation: str) -> None:
+        if self._state is InjectorState.FAULTED and self._started_at is None:
+            fault = self._faults[-1].value if self._faults else "fault"
+            raise DeviceFault(self.name, operation, fault, "the injector reports a fault")
+
     def _plan(self, start: float) -> None:
         assert self._program is not None
         program = self._program

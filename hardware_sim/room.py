@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from drivers import DeviceEvent
 from drivers.backends import DeviceSet, RoomRequest
+from drivers.config import ConfigError
 
 from .carm import SimCArm
+from .faults import FaultInjector, FaultSpecError, parse_faults
 from .injector import SimInjector
 from .patient import SimPatient
+from .persist import STATE_FILE, RoomPersistence, restore_room
 from .scenario import load_scenario, resolve_scenario_path
 from .table import SimTable
 
@@ -36,6 +40,7 @@ class SimEffects:
                     "patient", "voided", self._room.clock.now(), {"voided_ml": round(voided, 1)}
                 )
             )
+        self._room.persistence.save()
 
 
 class SimRoom:
@@ -52,6 +57,23 @@ class SimRoom:
         self.carm = SimCArm(
             names["carm"], self.clock, self.patient, self.table, seed=self.scenario.seed
         )
+        self.persistence = RoomPersistence(self)
+        self.faults: FaultInjector | None = None
+        restore = request.options.get("restore_from")
+        if restore:
+            state = json.loads((Path(str(restore)) / STATE_FILE).read_text(encoding="utf-8"))
+            restore_room(self, state, float(request.options.get("restore_shift_s", 0.0)))
+
+    def inject_faults(self, specs: str | list[str]) -> FaultInjector:
+        """Arm fault specs (``KIND[*COUNT]@TIME``), times after now or after the injection."""
+        if self.faults is None:
+            self.faults = FaultInjector(self)
+        self.faults.apply(parse_faults(specs))
+        return self.faults
+
+    async def aclose(self) -> None:
+        if self.faults is not None:
+            self.faults.cancel()
 
     def device_set(self) -> DeviceSet:
         s = self.scenario
@@ -69,7 +91,9 @@ class SimRoom:
                 "patient_height_cm": s.build.height_cm,
                 "scenario": str(Path(self.scenario_path)),
                 "sim_room": self,
+                "persistence": self.persistence,
             },
+            close=self.aclose,
         )
 
 
@@ -77,4 +101,11 @@ async def open_sim_room(request: RoomRequest) -> DeviceSet:
     for role, link in request.links.items():
         if urlsplit(link).scheme != "sim":
             raise ValueError(f"the sim backend serves only sim:// links; {role} is {link}")
-    return SimRoom(request).device_set()
+    room = SimRoom(request)
+    faults = request.options.get("faults")
+    if faults:
+        try:
+            room.inject_faults(str(faults))
+        except FaultSpecError as exc:
+            raise ConfigError("--fault", None, "", str(exc)) from None
+    return room.device_set()

@@ -6,7 +6,15 @@ import asyncio
 import math
 from dataclasses import replace
 
-from drivers import Clock, DeviceEvent, DeviceStateError, Table, TablePosition, TableStatus
+from drivers import (
+    Clock,
+    DeviceEvent,
+    DeviceFault,
+    DeviceStateError,
+    Table,
+    TablePosition,
+    TableStatus,
+)
 
 
 def travel_time_s(distance: float, v_max: float, accel: float) -> float:
@@ -54,6 +62,7 @@ class SimTable(Table):
         self._move_done: asyncio.Event = asyncio.Event()
         self._motion_task: asyncio.Task[None] | None = None
         self.faults: tuple[str, ...] = ()
+        self._stall_next = False
 
     # The position during a move is computed from the profile, not polled: exact at any time.
     def position_at(self, t: float) -> TablePosition:
@@ -112,6 +121,7 @@ class SimTable(Table):
     async def _move_to(self, target: TablePosition) -> TableStatus:
         now = self._clock.now()
         await self._halt(now)
+        self.faults = ()
         start = self._position
         duration = self._duration(start, target)
         if duration == 0:
@@ -122,12 +132,40 @@ class SimTable(Table):
         self._publish(
             DeviceEvent(self.name, "motion_started", now, _pos(target) | {"duration_s": duration})
         )
-        self._motion_task = asyncio.create_task(self._run_motion(now + duration, target))
+        if self._stall_next:
+            self._stall_next = False
+            self._motion_task = asyncio.create_task(self._run_stall(now + duration / 2))
+        else:
+            self._motion_task = asyncio.create_task(self._run_motion(now + duration, target))
         await self._move_done.wait()
         status = await self._status()
+        if "stall" in status.faults:
+            raise DeviceFault(self.name, "move_to", "stall", "drive stalled; table stopped")
         if status.position != target:
             raise DeviceStateError(self.name, "move_to", "motion stopped before the target")
         return status
+
+    def stall(self) -> None:
+        """Fault injection: a move in progress stalls now; otherwise the next move stalls."""
+        if self._move is None:
+            self._stall_next = True
+            return
+        self._stall_now()
+
+    def _stall_now(self) -> None:
+        now = self._clock.now()
+        self._position = self.position_at(now)
+        self._move = None
+        self._completed_at = now
+        self.faults = ("stall",)
+        self._publish(DeviceEvent(self.name, "stalled", now, _pos(self._position)))
+        self._move_done.set()
+        if self._motion_task is not None and self._motion_task is not asyncio.current_task():
+            self._motion_task.cancel()
+
+    async def _run_stall(self, at: float) -> None:
+        await self._clock.sleep_until(at)
+        self._stall_now()
 
     async def _run_motion(self, end: float, target: TablePosition) -> None:
         await self._clock.sleep_until(end)

@@ -18,7 +18,7 @@ from drivers.config import ConfigError, find_file_loader, load_yaml
 from .paths import default_room_path
 from .plan import make_plan
 from .protocol import load_protocol
-from .room import load_room
+from .room import Room, load_room
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -64,7 +64,22 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="who answers prompts (default: the room file's choice)",
     )
+    run.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND@TIME",
+        help="simulator fault injection, repeatable: e.g. injector.occlusion@T+20s (after the "
+        "injection start), generator@300 (after the exam start); see docs/faults.md",
+    )
     run.set_defaults(func=_cmd_run)
+
+    resume = sub.add_parser(
+        "resume", help="continue an exam whose process died, from its output directory"
+    )
+    resume.add_argument("dir", type=Path, help="the exam's output directory")
+    resume.add_argument("--operator", choices=("terminal", "scripted"), default=None)
+    resume.set_defaults(func=_cmd_resume)
 
     plan = sub.add_parser(
         "plan", help="dry run: timeline, duration, contrast, exposures and dose estimate"
@@ -95,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     room_path = args.room or default_room_path()
     protocol = load_protocol(args.protocol)
-    room = load_room(room_path)
+    room = with_faults(load_room(room_path), args.fault)
     loop = new_event_loop("virtual" if room.clock == "virtual" else "real")
     console = Console(stderr=True)
 
@@ -277,6 +292,62 @@ def _validate_one(path: Path) -> str:
         "",
         "not a fluoroctl file: expected a top-level 'protocol:', 'room:' or 'patient:' key",
     )
+
+
+def with_faults(room: Room, faults: list[str]) -> Room:
+    """Hand ``--fault`` specs to the in-process simulator (it parses and arms them)."""
+    if not faults:
+        return room
+    from .room import IN_PROCESS_SCHEMES
+
+    wire = [r for r, link in room.links.items() if not link.startswith(IN_PROCESS_SCHEMES)]
+    if wire:
+        raise ConfigError(
+            "--fault",
+            None,
+            "",
+            f"fault injection on `run` needs the in-process simulator; {', '.join(wire)} "
+            "are on wire links (pass --fault to `fluoroctl sim serve` instead)",
+        )
+    return room.model_copy(update={"options": {**room.options, "faults": ";".join(faults)}})
+
+
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from .engine import ExamProgress
+    from .progress import ProgressView
+    from .recovery import RecoveryError
+    from .resume import resume_exam, resume_loop
+
+    console = Console(stderr=True)
+    try:
+        loop = resume_loop(args.dir)
+    except RecoveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    progress = ExamProgress("resumed exam")
+
+    async def go() -> int:
+        view = ProgressView(progress, Clock.for_running_loop(), console)
+        with view:
+            outcome = await resume_exam(
+                args.dir, operator_mode=args.operator, progress=progress, on_event=view.on_event
+            )
+        _print_summary(console, outcome.summary)
+        return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
+
+    task = loop.create_task(go())
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return loop.run_until_complete(task)
+    except RecoveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except asyncio.CancelledError:
+        console.print("exam aborted by the operator (interrupt); devices were put in safe state")
+        return 130
+    finally:
+        loop.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

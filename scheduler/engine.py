@@ -10,11 +10,14 @@ Every capture is written to disk as soon as it exists.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NoReturn
 
 from pydicom.uid import generate_uid
 
@@ -24,23 +27,28 @@ from drivers import (
     DeviceError,
     DeviceEvent,
     DeviceFault,
+    DeviceLost,
     DeviceTimeout,
     FluoroRequest,
+    FluoroRun,
     FocalSpot,
     Frame,
     InjectionPhase,
     InjectionProgram,
+    InjectorState,
     InjectorStatus,
     PositionerPose,
     TablePosition,
     Technique,
     TomoRequest,
+    TomoSeries,
 )
 from drivers.backends import DeviceSet
 
 from .journal import ExamEvent, Journal
-from .operator import Operator, Prompt
+from .operator import Operator, Prompt, ScriptedOperator
 from .outputs import write_capture
+from .policy import FaultPolicy
 from .protocol import (
     CaptureStep,
     FluoroStep,
@@ -51,14 +59,19 @@ from .protocol import (
     TomoStep,
 )
 from .records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo, TomoInfo
+from .recovery import PriorCapture, RecoveredExam
 from .room import Room
 from .safety import (
+    ABORT_STEP_TIMEOUT_S,
+    DoseMonitor,
     InterlockRefused,
     abort_all,
     check_exposure,
     check_injection_program,
     check_injection_start,
+    check_motion,
 )
+from .state import ExamStatus, RunState, StateMachine, Transition
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +109,7 @@ class ExamProgress:
     """What the progress display shows; written by the runner, read by the display thread."""
 
     protocol: str
-    state: str = "idle"  # idle | running | completed | aborted
+    state: str = "idle"  # a RunState value
     current_step: str = ""
     next_deadline_s: float | None = None
     next_step: str = ""
@@ -112,7 +125,7 @@ class ExamProgress:
 
 @dataclass
 class ExamResult:
-    state: str  # completed | aborted
+    state: str  # completed | aborted | faulted
     reason: str
     steps: list[StepResult]
     records: list[CaptureRecord]
@@ -121,10 +134,25 @@ class ExamResult:
     started_s: float
     ended_s: float
     abort_confirmations: dict[str, str] = field(default_factory=dict)
+    #: images acquired before a restart (resumed exams), already on disk
+    prior: list[PriorCapture] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)
+    fluoro_time_s: float = 0.0
 
 
 class ExamAborted(Exception):
     pass
+
+
+class ExamFaulted(Exception):
+    """A device fault whose policy ends the exam."""
+
+
+#: where a room that persists itself (the in-process simulator) keeps its state
+SIM_STATE_DIR = "sim-state"
+#: step statuses that are final (a resumed exam does not run these steps again)
+FINAL_STATUSES = frozenset({"done", "late", "missed", "failed", "skipped"})
+ROLES = ("injector", "carm", "table")
 
 
 class ExamRunner:
@@ -140,6 +168,8 @@ class ExamRunner:
         progress: ExamProgress | None = None,
         on_capture: Callable[[CaptureRecord], None] | None = None,
         on_event: Callable[[ExamEvent], None] | None = None,
+        recovered: RecoveredExam | None = None,
+        context: dict[str, Any] | None = None,
     ) -> None:
         self.protocol = protocol
         self.room = room
@@ -152,61 +182,175 @@ class ExamRunner:
         self.on_capture = on_capture
         self.results = [StepResult(s.id, s.title, s.type) for s in protocol.steps]
         self.records: list[CaptureRecord] = []
-        self.journal = Journal(out_dir / "events.jsonl", clock, on_event)
+        self.recovered = recovered
+        self.context = context or {}
+        self.journal = Journal(
+            out_dir / "events.jsonl",
+            clock,
+            on_event,
+            start_seq=recovered.last_seq if recovered else 0,
+        )
+        self.policy = _effective_policy(room, protocol)
+        self.machine = StateMachine(self._on_transition, clock.now)
+        self.dose = DoseMonitor(room.dose)
         self._current_step: str | None = None
         self._position = "supine"
         self._repositioning = False
         self._anchor: float | None = None
         self._injector_status: InjectorStatus | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._steps_task: asyncio.Task[None] | None = None
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._instance = 0
+        self._resume_gate = asyncio.Event()
+        self._resume_gate.set()
+        self._end: tuple[RunState, str] | None = None  # decided by a fault handler
+        self._detected_s: float | None = None
+        self._health: dict[str, str] = dict.fromkeys(ROLES, "ok")
+        self._faults: list[str] = []
+        self._prior: list[PriorCapture] = []
+        self._dap = 0.0
+        self._roles = {
+            devices.injector.name: "injector",
+            devices.carm.name: "carm",
+            devices.table.name: "table",
+        }
+        if recovered is not None:
+            self._adopt(recovered)
 
     # -- public --------------------------------------------------------------------------
+    @property
+    def state(self) -> RunState:
+        return self.machine.state
+
+    def status(self) -> ExamStatus:
+        """A snapshot of where the exam is."""
+        return ExamStatus(
+            state=self.machine.state,
+            current_step=self._current_step,
+            next_step=self.progress.next_step or None,
+            next_deadline_s=self.progress.next_deadline_s,
+            injection_start_s=self._anchor,
+            contrast_delivered_ml=self.progress.contrast_ml,
+            reference_air_kerma_mgy=self.dose.rak_mgy,
+            dap_gy_cm2=self._dap,
+            fluoro_time_s=self.dose.fluoro_s,
+            images=len(self.records) + len(self._prior),
+            devices=dict(self._health),
+            faults=tuple(self._faults),
+        )
+
+    def pause(self, reason: str = "operator") -> None:
+        """Hold new commands (the one in progress completes). Time points never move."""
+        self.machine.go(RunState.PAUSED, reason)
+        self._resume_gate.clear()
+
+    def resume(self, reason: str = "operator") -> None:
+        self.machine.go(RunState.RUNNING, reason)
+        self._resume_gate.set()
+
     async def run(self) -> ExamResult:
-        started = self.clock.now()
+        started = self.clock.now() if self.recovered is None else self.recovered.started_s
         listener = self.journal.device_listener(lambda: self._current_step)
         unsubscribe = [
             d.subscribe(listener)
             for d in (self.devices.carm, self.devices.table, self.devices.injector)
         ]
         unsubscribe.append(self.devices.injector.subscribe(self._on_injector_event))
-        self.progress.state = "running"
         self.progress.steps_total = len(self.protocol.steps)
-        self.journal.record(
-            "scheduler",
-            "exam_started",
-            protocol=self.protocol.name,
-            room=self.room.name,
-            study_uid=self.exam.study_instance_uid,
-            steps=[s.id for s in self.protocol.steps],
-        )
-        state, reason, confirmations = "completed", "", {}
+        if self.recovered is None:
+            self.journal.record(
+                "scheduler",
+                "exam_started",
+                protocol=self.protocol.name,
+                room=self.room.name,
+                study_uid=self.exam.study_instance_uid,
+                steps=[s.id for s in self.protocol.steps],
+                context=self._context(),
+            )
+        else:
+            self.journal.record(
+                "scheduler",
+                "exam_resumed",
+                after_seq=self.recovered.last_seq,
+                resumed_at_s=self.clock.now(),
+                injection_start_s=self._anchor,
+                wall_at_loop0=self.clock.wall_at(0.0).isoformat(),
+                prior_images=[p.file for p in self._prior],
+                adopted_from_disk=[p.file for p in self._prior if p.recovered_from_disk],
+            )
+        self.machine.go(RunState.PREPARING, "resume" if self.recovered else "start")
+        persistence = self.devices.info.get("persistence")
+        if persistence is not None and hasattr(persistence, "persist_to"):
+            persistence.persist_to(self.out_dir / SIM_STATE_DIR)
+        self.machine.go(RunState.RUNNING)
+        state, reason, confirmations = RunState.COMPLETED, "", {}
+        if self.recovered is not None and self._anchor is not None:
+            # The injection began before the restart: watch it to its end again.
+            self._monitor = asyncio.create_task(self._watch_injection(600.0))
+        self._steps_task = asyncio.create_task(self._run_steps())
         try:
-            for step, result in zip(self.protocol.steps, self.results, strict=True):
-                self._current_step = step.id
-                self.progress.current_step = step.title
-                result.status = "running"
-                await self._run_step(step, result)
-                self.progress.steps_done += 1
+            await self._steps_task
             await self._finish_injection()
+        except ExamFaulted as exc:
+            state, reason = RunState.FAULTED, str(exc)
         except (ExamAborted, InterlockRefused, DeviceError) as exc:
-            state, reason = "aborted", str(exc)
+            state, reason = RunState.ABORTED, str(exc)
         except asyncio.CancelledError:
-            state, reason = "aborted", "cancelled by the operator"
-            confirmations = await self._abort(reason)
-            self._close(state, reason, started, confirmations, unsubscribe)
-            raise
+            task = asyncio.current_task()
+            if self._end is not None and (task is None or task.cancelling() == 0):
+                state, reason = self._end
+            else:
+                state, reason = RunState.ABORTED, "cancelled by the operator"
+                confirmations = await self._abort(reason)
+                self._close(state, reason, started, confirmations, unsubscribe)
+                raise
         except Exception as exc:
             # A bug must still leave every device safe and the record closed, then surface.
-            state, reason = "aborted", f"internal error: {type(exc).__name__}: {exc}"
+            state, reason = RunState.ABORTED, f"internal error: {type(exc).__name__}: {exc}"
             confirmations = await self._abort(reason)
             self._close(state, reason, started, confirmations, unsubscribe)
             raise
-        if state == "aborted":
+        if state is not RunState.COMPLETED:
             confirmations = await self._abort(reason)
         return self._close(state, reason, started, confirmations, unsubscribe)
 
     # -- steps ---------------------------------------------------------------------------
+    async def _run_steps(self) -> None:
+        for step, result in zip(self.protocol.steps, self.results, strict=True):
+            if result.status in FINAL_STATUSES:
+                continue  # finished before a restart
+            self._current_step = step.id
+            self.progress.current_step = step.title
+            result.status = "running"
+            try:
+                await self._run_step(step, result)
+            except (DeviceLost, DeviceTimeout) as exc:
+                await self._device_lost(exc, result)
+            except InterlockRefused as exc:
+                if exc.command not in ("expose", "fluoro", "tomo") or not exc.dose:
+                    raise
+                result.status, result.detail = "missed", exc.reason
+            if result.status == "running":
+                result.status = "done"
+            self._step_done(result)
+            self.progress.steps_done += 1
+        self._current_step = None
+
+    def _step_done(self, result: StepResult) -> None:
+        self.journal.record(
+            "scheduler",
+            "step_done",
+            result.id,
+            status=result.status,
+            detail=result.detail,
+            planned_after_injection_s=result.planned_after_injection_s,
+            planned_s=result.planned_s,
+            commanded_s=result.commanded_s,
+            device_s=result.device_s,
+            files=result.files,
+        )
+
     async def _run_step(self, step: object, result: StepResult) -> None:
         if isinstance(step, CaptureStep | FluoroStep | TomoStep):
             await self._capture(step, result)
@@ -233,9 +377,21 @@ class ExamRunner:
         self.progress.next_step = result.label
         await self.clock.sleep_until(deadline)
         self.progress.next_deadline_s = None
+        self.progress.next_step = ""
+
+    async def _gate(self) -> float:
+        """Wait while paused; returns how long this call waited (0 when running)."""
+        if self._resume_gate.is_set():
+            return 0.0
+        t0 = self.clock.now()
+        await self._resume_gate.wait()
+        return self.clock.now() - t0
 
     async def _capture(self, step: CaptureStep | FluoroStep | TomoStep, result: StepResult) -> None:
         deadline = self._deadline(step.at, result)
+        if await self._recover_in_flight(step, result):
+            return
+        await self._gate()
         await self._prepare_view(step)
         if deadline is not None and self.clock.now() > deadline + step.tolerance_s:
             result.status, result.detail = (
@@ -248,36 +404,181 @@ class ExamRunner:
             self.journal.record("scheduler", "capture_missed", step.id, reason=result.detail)
             return
         await self._wait_deadline(deadline, result)
-        check_exposure(
-            await self.devices.table.status(),
-            await self.devices.carm.status(),
-            repositioning=self._repositioning,
-        )
-        result.commanded_s = self.clock.now()
-        self.journal.record(
-            "scheduler",
-            "command",
-            step.id,
-            command=step.type if step.type != "capture" else "expose",
-            planned_s=result.planned_s,
-        )
-        try:
-            acquired = await self._acquire(step)
-        except DeviceTimeout as exc:
-            # Fire-once: the beam may or may not have fired. Never re-send; record and go on.
-            status = await self._safe_carm_status()
-            result.status, result.detail = (
-                "failed",
-                f"outcome unknown ({exc}); C-arm status: {status}",
+        paused = await self._gate()
+        if paused > 0 and deadline is not None and self.clock.now() > deadline:
+            late = self.clock.now() - deadline
+            policy = step.when_paused or self.protocol.when_paused
+            window = step.late_window_s if step.late_window_s is not None else step.tolerance_s
+            if policy == "miss" or late > window:
+                result.status, result.detail = (
+                    "missed",
+                    f"fell due while the exam was paused ({late:.1f} s late; policy {policy}, "
+                    f"late window {window:g} s)",
+                )
+                self.journal.record("scheduler", "capture_missed", step.id, reason=result.detail)
+                return
+            result.detail = f"taken {late:.1f} s late after a pause"
+        window = step.late_window_s if step.late_window_s is not None else step.tolerance_s
+        attempts = 0
+        while True:
+            carm_status = await self._check_before_acquisition(step)
+            result.commanded_s = self.clock.now()
+            self.journal.record(
+                "scheduler",
+                "command",
+                step.id,
+                command=step.type if step.type != "capture" else "expose",
+                planned_s=result.planned_s,
+                kerma_before_mgy=carm_status.cumulative_reference_air_kerma_mgy,
             )
-            self.journal.record("scheduler", "capture_failed", step.id, reason=result.detail)
-            return
-        except DeviceFault as exc:
-            result.status, result.detail = "missed", str(exc)
-            self.journal.record("scheduler", "capture_failed", step.id, reason=result.detail)
-            return
+            try:
+                acquired = await self._acquire(step)
+            except DeviceLost as exc:
+                # Fire-once: the link died with the command in flight; the outcome is unknown.
+                result.status, result.detail = "failed", f"outcome unknown ({exc})"
+                self.journal.record("scheduler", "capture_failed", step.id, reason=result.detail)
+                raise
+            except DeviceTimeout as exc:
+                # Fire-once: the beam may or may not have fired. Never re-send; record, go on.
+                status = await self._safe_carm_status()
+                result.status, result.detail = (
+                    "failed",
+                    f"outcome unknown ({exc}); C-arm status: {status}",
+                )
+                self.journal.record("scheduler", "capture_failed", step.id, reason=result.detail)
+                self._note_fault("carm", "ambiguous_acquisition", "recorded failed, not retried")
+                return
+            except DeviceFault as exc:
+                attempts += 1
+                retry_at = self.clock.now() + self.policy.generator_retry_delay_s
+                in_window = deadline is None or retry_at <= deadline + window
+                if exc.fault in self.policy.before_beam_faults:
+                    # The device says no exposure was made: taking it again is not a replay.
+                    self._note_fault("carm", exc.fault, "no exposure made")
+                    if attempts <= self.policy.generator_retries and in_window:
+                        self.journal.record(
+                            "scheduler",
+                            "capture_retry",
+                            step.id,
+                            fault=exc.fault,
+                            attempt=attempts,
+                            reason=str(exc),
+                        )
+                        await self.clock.sleep_until(retry_at)
+                        continue
+                    reason = f"{exc} (no exposure made; not retaken: " + (
+                        "retries used up)" if in_window else "outside the tolerance window)"
+                    )
+                elif (
+                    exc.fault == "dropped_frame"
+                    and self.policy.dropped_radiograph == "retake"
+                    and attempts == 1
+                    and in_window
+                ):
+                    self._note_fault("carm", exc.fault, "retaken (policy)")
+                    self.journal.record(
+                        "scheduler", "capture_retry", step.id, fault=exc.fault, attempt=attempts
+                    )
+                    await self.clock.sleep_until(retry_at)
+                    continue
+                else:
+                    self._note_fault("carm", exc.fault, "recorded missed")
+                    reason = str(exc)
+                result.status, result.detail = "missed", reason
+                self.journal.record("scheduler", "capture_failed", step.id, reason=reason)
+                return
+            break
         for frames, pulse_rate, tomo in acquired:
             await self._record_capture(step, result, frames, pulse_rate, tomo)
+        if isinstance(step, FluoroStep):
+            self.journal.record(
+                "scheduler",
+                "fluoro_done",
+                step.id,
+                frames=sum(len(f) for f, _, _ in acquired),
+                expected=FluoroRequest(
+                    step.pulse_rate_hz, step.duration_s, self._fluoro_technique(step)
+                ).n_pulses,
+            )
+
+    async def _check_before_acquisition(self, step: CaptureStep | FluoroStep | TomoStep) -> Any:
+        """The safety kernel's checks; dose refusals are journaled and end only this step."""
+        carm_status = await self.devices.carm.status()
+        check_exposure(
+            await self.devices.table.status(), carm_status, repositioning=self._repositioning
+        )
+        try:
+            if isinstance(step, FluoroStep):
+                t = step.technique
+                self.dose.check_fluoro(step.duration_s, t.kv, t.ma, t.pulse_ms, step.pulse_rate_hz)
+            else:
+                self.dose.check_exposure_dose(step.type if step.type != "capture" else "expose")
+        except InterlockRefused as exc:
+            exc.dose = True
+            self.journal.record(
+                "safety", "interlock_refused", step.id, command=exc.command, reason=exc.reason
+            )
+            raise
+        return carm_status
+
+    async def _recover_in_flight(
+        self, step: CaptureStep | FluoroStep | TomoStep, result: StepResult
+    ) -> bool:
+        """After a restart: finish the step that was in flight without ever re-firing.
+
+        Returns True when the step is settled (images adopted or recovered, or recorded
+        failed because the beam fired and the image is gone).
+        """
+        flight = self.recovered.in_flight if self.recovered else None
+        if flight is None or flight.step != step.id:
+            return False
+        self.recovered.in_flight = None  # type: ignore[union-attr]
+        result.files.extend(f for f in flight.files if f not in result.files)
+        expected = len(step.layer_heights_mm) if isinstance(step, TomoStep) else 1
+        if len(result.files) >= expected:
+            result.status = "done"
+            result.detail = "image(s) written before the restart"
+            return True
+        if not flight.commanded or flight.command_t_s is None:
+            return False  # nothing was fired: run the step normally
+        result.commanded_s = flight.command_t_s
+        persistence = self.devices.info.get("persistence")
+        found: list[tuple[str, Any]] = []
+        if persistence is not None and hasattr(persistence, "recover_acquisitions"):
+            found = persistence.recover_acquisitions(flight.command_t_s)
+        if found:
+            kind, payload = found[0]
+            acquired = _as_acquired(kind, payload, step)
+            have = {f.split("-", 1)[1] for f in result.files}
+            for frames, pulse_rate, tomo in acquired:
+                sid = step.id if tomo is None else f"{step.id}-{tomo.layer_height_mm:g}mm"
+                if f"{sid}.dcm" in have:
+                    continue
+                await self._record_capture(step, result, frames, pulse_rate, tomo)
+            result.detail = "recovered from the detector's memory after a restart"
+            self.journal.record("scheduler", "capture_recovered", step.id, files=result.files)
+            return True
+        carm = await self.devices.carm.status()
+        before = flight.kerma_before_mgy
+        fired = flight.beam_seen or (
+            before is not None and carm.cumulative_reference_air_kerma_mgy > before + 1e-9
+        )
+        if fired:
+            result.status, result.detail = (
+                "failed",
+                "the acquisition was made before the restart and its image could not be "
+                "recovered; not repeated (fire-once)",
+            )
+            self.journal.record("scheduler", "capture_failed", step.id, reason=result.detail)
+            return True
+        self.journal.record(
+            "scheduler",
+            "command_not_executed",
+            step.id,
+            reason="the journal and the C-arm show no acquisition for the command sent before "
+            "the restart; acquiring now is a first exposure, not a replay",
+        )
+        return False
 
     async def _acquire(
         self, step: CaptureStep | FluoroStep | TomoStep
@@ -290,7 +591,7 @@ class ExamRunner:
             )
             if not run.frames:
                 raise DeviceFault(carm.name, "fluoro", "no_frames", "run ended without a frame")
-            return [(run.frames, step.pulse_rate_hz, None)]
+            return _as_acquired("fluoro", run, step)
         if isinstance(step, TomoStep):
             series = await carm.tomosynthesis(
                 TomoRequest(
@@ -300,11 +601,7 @@ class ExamRunner:
                     step.projections,
                 )
             )
-            sweep_s = series.ended_at_s - series.started_at_s
-            return [
-                ((layer,), None, TomoInfo(height, series.sweep_deg, series.projections, sweep_s))
-                for layer, height in zip(series.layers, series.heights_mm, strict=True)
-            ]
+            return _as_acquired("tomo", series, step)
         return [((await carm.expose(),), None, None)]
 
     async def _prepare_view(self, step: CaptureStep | FluoroStep | TomoStep) -> None:
@@ -323,6 +620,7 @@ class ExamRunner:
         secondary = view.angulation.secondary_angle_deg if view.angulation else 0.0
         pose = PositionerPose(secondary_angle_deg=secondary, sid_mm=SID_MM)
         moved = current != target
+        check_motion(await self.devices.carm.status(), "move")
         self.journal.record(
             "scheduler",
             "command",
@@ -333,7 +631,7 @@ class ExamRunner:
             secondary_angle_deg=secondary,
         )
         await asyncio.gather(
-            table.move_to(target),
+            self._move_table(step.id, target),
             self.devices.carm.move_positioner(pose),
             self.devices.carm.set_collimation(
                 CollimationField(field_spec.width_mm, field_spec.height_mm)
@@ -347,6 +645,24 @@ class ExamRunner:
         if moved and status.motion_completed_at_s is not None:
             # Stable = motion complete (device-reported) plus the settle time.
             await self.clock.sleep_until(status.motion_completed_at_s + step.settle_s)
+
+    async def _move_table(self, step_id: str, target: TablePosition) -> None:
+        attempts = 0
+        while True:
+            try:
+                await self.devices.table.move_to(target)
+                return
+            except DeviceFault as exc:
+                attempts += 1
+                self._note_fault("table", exc.fault, f"move attempt {attempts}")
+                if attempts > self.policy.table_stall_retries:
+                    raise ExamFaulted(
+                        f"step {step_id}: table {exc.fault} persisted after "
+                        f"{self.policy.table_stall_retries} re-tries ({exc})"
+                    ) from None
+                self.journal.record(
+                    "scheduler", "move_retry", step_id, fault=exc.fault, attempt=attempts
+                )
 
     async def _reposition(self, step_id: str, position: str) -> None:
         self._repositioning = True
@@ -379,7 +695,7 @@ class ExamRunner:
         if result.device_s is None:
             result.device_s = first.acquired_at_s
         self._instance += 1
-        table = (await self.devices.table.status()).position
+        table = await self._table_position()
         kind = "tomo" if tomo else ("fluoro" if isinstance(step, FluoroStep) else "radiograph")
         record = CaptureRecord(
             step_id=step.id if tomo is None else f"{step.id}-{tomo.layer_height_mm:g}mm",
@@ -412,14 +728,21 @@ class ExamRunner:
         result.files.append(path.name)
         lateness = result.lateness_s
         tolerance = step.tolerance_s
+        if step.late_window_s is not None and "after a pause" in result.detail:
+            tolerance = max(tolerance, step.late_window_s)
         result.status = "late" if lateness is not None and lateness > tolerance else "done"
+        kerma = sum(f.dose.reference_air_kerma_mgy for f in frames)
         self.progress.images += 1
-        self.progress.reference_air_kerma_mgy += sum(f.dose.reference_air_kerma_mgy for f in frames)
+        self.progress.reference_air_kerma_mgy += kerma
+        self._dap += sum(f.dose.dap_gy_cm2 for f in frames)
+        fluoro_s = first.technique.exposure_ms / 1000.0 * len(frames) if kind == "fluoro" else 0.0
+        run_s = len(frames) / pulse_rate if pulse_rate else 0.0
         self.journal.record(
             "scheduler",
             "capture",
             step.id,
             file=path.name,
+            image_kind=kind,
             frames=len(frames),
             planned_s=result.planned_s,
             commanded_s=result.commanded_s,
@@ -429,20 +752,34 @@ class ExamRunner:
             kv=first.technique.kv,
             mas=first.technique.mas,
             layer_height_mm=None if tomo is None else tomo.layer_height_mm,
-            reference_air_kerma_mgy=sum(f.dose.reference_air_kerma_mgy for f in frames),
+            reference_air_kerma_mgy=kerma,
+            dap_gy_cm2=sum(f.dose.dap_gy_cm2 for f in frames),
         )
+        for notice in self.dose.add(kerma, fluoro_s, run_s):
+            self.journal.record(
+                "safety", notice.kind, step.id, message=notice.message, value=notice.value
+            )
+            self.progress.message = notice.message
         if self.on_capture is not None:
             self.on_capture(record)
 
+    async def _table_position(self) -> TablePosition:
+        try:
+            return (await self.devices.table.status()).position
+        except DeviceError:
+            return TablePosition()
+
     async def _inject(self, step: InjectStep, result: StepResult) -> None:
         assert self.protocol.contrast is not None
+        injector = self.devices.injector
+        if await self._recover_injection(step, result):
+            return
         program = InjectionProgram(
             phases=tuple(InjectionPhase(p.flow_ml_s, p.volume_ml, p.delay_s) for p in step.phases),
             pressure_limit_kpa=step.limit_kpa,
             rise_time_s=step.rise_time_s,
             concentration_mg_ml=self.protocol.contrast.concentration_mg_ml,
         )
-        injector = self.devices.injector
         try:
             check_injection_program(program, self.room.limits)
         except InterlockRefused as exc:
@@ -451,7 +788,12 @@ class ExamRunner:
             )
             result.status, result.detail = "failed", exc.reason
             raise
-        await injector.arm(program)
+        await self._gate()
+        try:
+            if (await injector.status()).state is not InjectorState.ARMED:
+                await injector.arm(program)
+        except DeviceFault as exc:
+            self._injector_fault_before_start(exc, result)
         self.journal.record(
             "scheduler",
             "command",
@@ -471,8 +813,15 @@ class ExamRunner:
                     f"{program.max_flow_ml_s:g} mL/s (limit {program.pressure_limit_kpa:.0f} kPa)?",
                 )
             )
+        await self._gate()
+        status = await injector.status()
+        if status.state is InjectorState.FAULTED:
+            self._injector_fault_before_start(
+                DeviceFault(injector.name, "start", _fault_names(status), "before the start"),
+                result,
+            )
         try:
-            check_injection_start(await injector.status(), operator_confirmed=confirmed)
+            check_injection_start(status, operator_confirmed=confirmed)
         except InterlockRefused as exc:
             self.journal.record(
                 "safety", "interlock_refused", step.id, command=exc.command, reason=exc.reason
@@ -485,6 +834,8 @@ class ExamRunner:
         try:
             await injector.start()
             status = await injector.wait_started()
+        except DeviceFault as exc:
+            self._injector_fault_before_start(exc, result)
         except DeviceTimeout:
             # Fire-once: never re-send start. Ask the device what happened instead.
             status = await injector.status()
@@ -492,27 +843,85 @@ class ExamRunner:
                 result.status, result.detail = "failed", "injector did not confirm the start"
                 raise ExamAborted("injection start not confirmed by the injector") from None
         assert status.started_at_s is not None
-        self._anchor = status.started_at_s
-        result.device_s = status.started_at_s
+        self._confirm_injection(step, result, status.started_at_s, program.nominal_duration_s)
+
+    def _confirm_injection(
+        self, step: InjectStep, result: StepResult, started_at_s: float, nominal_s: float
+    ) -> None:
+        self._anchor = started_at_s
+        result.device_s = started_at_s
         result.status = "done"
         self.progress.injection_start_s = self._anchor
         self.journal.record(
             "scheduler",
             "injection_confirmed",
             step.id,
-            started_at_s=status.started_at_s,
+            started_at_s=started_at_s,
+            started_wall=self.clock.wall_at(started_at_s).isoformat(),
             commanded_s=result.commanded_s,
         )
-        timeout = program.nominal_duration_s * 3 + 30
-        self._monitor = asyncio.create_task(self._watch_injection(timeout))
+        self._monitor = asyncio.create_task(self._watch_injection(nominal_s * 3 + 30))
+
+    async def _recover_injection(self, step: InjectStep, result: StepResult) -> bool:
+        """After a restart with the start already sent: adopt the injection, never re-send."""
+        rec = self.recovered
+        if rec is None or rec.in_flight is None or rec.in_flight.step != step.id:
+            return False
+        flight, rec.in_flight = rec.in_flight, None
+        if "start_injection" not in flight.commanded:
+            return False
+        status = await self.devices.injector.status()
+        if status.state is InjectorState.INJECTING and status.started_at_s is None:
+            status = await self.devices.injector.wait_started()
+        nominal = sum(p.volume_ml / p.flow_ml_s + p.delay_s for p in step.phases) + 1.0
+        if status.started_at_s is not None:
+            result.commanded_s = flight.command_t_s
+            self.journal.record(
+                "scheduler",
+                "injection_adopted",
+                step.id,
+                reason="the start was sent before the restart; the injector reports it began",
+                started_at_s=status.started_at_s,
+            )
+            self._confirm_injection(step, result, status.started_at_s, nominal)
+            return True
+        if status.delivered_ml > 0 or status.state not in (InjectorState.ARMED, InjectorState.IDLE):
+            raise ExamFaulted(
+                f"the injector is {status.state.value} with {status.delivered_ml:.1f} mL "
+                "delivered but reports no start time; not re-sent (fire-once)"
+            )
+        self.journal.record(
+            "scheduler",
+            "command_not_executed",
+            step.id,
+            reason="the start was sent before the restart but the injector reports it never "
+            "began (nothing delivered); the operator confirms again before a first start",
+        )
+        return False
+
+    def _injector_fault_before_start(self, exc: DeviceFault, result: StepResult) -> NoReturn:
+        self._note_fault("injector", exc.fault, "before the injection started: exam ends")
+        result.status, result.detail = "failed", str(exc)
+        raise ExamFaulted(
+            f"injector fault before the injection started ({exc.fault}): timed films need a "
+            "confirmed start"
+        )
 
     async def _watch_injection(self, timeout_s: float) -> None:
+        injector = self.devices.injector
         try:
-            status = await self.devices.injector.wait_finished(timeout_s=timeout_s)
+            status = await injector.wait_finished(timeout_s=timeout_s)
         except DeviceTimeout as exc:
             self.journal.record("scheduler", "injection_overrun", reason=str(exc))
-            await self.devices.injector.stop()
-            status = await self.devices.injector.status()
+            try:
+                await injector.stop()
+                status = await injector.status()
+            except DeviceError as err:
+                self.journal.record("scheduler", "injection_unconfirmed", reason=str(err))
+                return
+        except DeviceError as exc:
+            self.journal.record("scheduler", "injection_unconfirmed", reason=str(exc))
+            return
         self._injector_status = status
         self.journal.record(
             "scheduler",
@@ -525,10 +934,13 @@ class ExamRunner:
     async def _finish_injection(self) -> None:
         if self._monitor is not None:
             await self._monitor
+        for task in list(self._side_tasks):
+            await task
 
     async def _prompt(self, step: PromptStep, result: StepResult) -> None:
         deadline = self._deadline(step.at, result)
         await self._wait_deadline(deadline, result)
+        await self._gate()
         result.commanded_s = self.clock.now()
         if step.action == "reposition":
             assert step.position is not None
@@ -542,19 +954,122 @@ class ExamRunner:
     async def _ask(self, prompt: Prompt) -> bool:
         self.progress.message = prompt.message
         self.journal.record(
-            "operator", "prompt", prompt.step, action=prompt.action, message=prompt.message
+            "operator",
+            "prompt",
+            prompt.step,
+            action=prompt.action,
+            message=prompt.message,
+            position=prompt.position,
         )
         try:
             answer = await self.operator.ask(prompt)
         except EOFError as exc:
             raise ExamAborted(f"step {prompt.step}: {exc}") from None
         self.journal.record(
-            "operator", "confirmed" if answer else "declined", prompt.step, action=prompt.action
+            "operator",
+            "confirmed" if answer else "declined",
+            prompt.step,
+            action=prompt.action,
+            position=prompt.position,
         )
         if answer and self.devices.effects is not None and prompt.action != "confirm_injection":
             await self.devices.effects.apply(prompt.action, prompt.position)
         self.progress.message = ""
         return answer
+
+    # -- faults --------------------------------------------------------------------------
+    def _note_fault(self, role: str, fault: str, reaction: str) -> None:
+        self._faults.append(f"{role}.{fault}")
+        self._health[role] = f"faulted: {fault}"
+        self.journal.record(
+            "scheduler", "fault", self._current_step, device=role, fault=fault, reaction=reaction
+        )
+
+    def _on_injector_event(self, event: DeviceEvent) -> None:
+        delivered = event.data.get("delivered_ml")
+        if isinstance(delivered, int | float):
+            self.progress.contrast_ml = float(delivered)
+        pressure = event.data.get("pressure_kpa")
+        if isinstance(pressure, int | float):
+            self.progress.pressure_kpa = float(pressure)
+        if event.kind in ("completed", "stopped", "faulted"):
+            self.progress.pressure_kpa = 0.0  # no flow, no line pressure
+        if event.kind in ("faulted", "fault_reported"):
+            faults = event.data.get("faults") or [event.data.get("fault")]
+            for fault in faults:
+                self._injector_fault(str(fault))
+
+    def _injector_fault(self, fault: str) -> None:
+        """An injector fault reported by the device (it has halted its flow itself)."""
+        if self._anchor is None:
+            self._note_fault("injector", fault, "before the injection started")
+            return  # the inject step sees the faulted injector and ends the exam
+        decision = self.policy.injector.get(fault, "abort")
+        self._note_fault(
+            "injector",
+            fault,
+            "injection stopped; imaging continues"
+            if decision == "continue"
+            else "injection stopped; exam ends",
+        )
+        self._spawn(self._confirm_injector_stopped())
+        if decision == "abort":
+            self._end_exam(RunState.FAULTED, f"injector fault {fault} (policy: abort)")
+
+    async def _confirm_injector_stopped(self) -> None:
+        try:
+            await self.devices.injector.stop()
+            confirmed = "stopped"
+        except DeviceError as exc:
+            confirmed = f"unconfirmed: {exc}"
+        self.journal.record("scheduler", "injection_stop_confirmed", result=confirmed)
+
+    async def _device_lost(self, exc: DeviceLost | DeviceTimeout, result: StepResult) -> None:
+        """A device stopped answering: its safe state, then the policy's decision."""
+        self._detected_s = self.clock.now()
+        role = self._roles.get(exc.device, exc.device)
+        self._health[role] = f"lost: {exc.detail}"
+        self._faults.append(f"{role}.link_lost")
+        device = getattr(self.devices, role, None)
+        safe = "n/a"
+        if device is not None:
+            try:
+                async with asyncio.timeout(ABORT_STEP_TIMEOUT_S * 1.1):
+                    await device.safe_state(timeout_s=ABORT_STEP_TIMEOUT_S)
+                safe = "safe"
+            except (TimeoutError, DeviceError) as err:
+                safe = f"unconfirmed: {err or 'no answer'}"
+        decision = self.policy.link_lost.get(role, "abort")
+        if role == "injector" and self._anchor is None:
+            decision = "abort"  # no confirmed start: nothing to anchor the films to
+        self.journal.record(
+            "scheduler",
+            "device_lost",
+            result.id,
+            device=role,
+            error=str(exc),
+            safe_state=safe,
+            decision=decision,
+        )
+        if result.status == "running":
+            result.status = "failed"
+            result.detail = result.detail or f"{role} lost: {exc}"
+        if decision == "abort":
+            raise ExamFaulted(f"{role} lost ({exc}); policy: abort")
+
+    def _end_exam(self, state: RunState, reason: str) -> None:
+        """Called from event handlers: stop the steps now; run() aborts into safe state."""
+        if self._end is not None:
+            return
+        self._detected_s = self.clock.now()
+        self._end = (state, reason)
+        if self._steps_task is not None and not self._steps_task.done():
+            self._steps_task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
 
     # -- helpers -------------------------------------------------------------------------
     def _technique(self, spec: TechniqueSpec | None) -> Technique:
@@ -584,16 +1099,18 @@ class ExamRunner:
         contrast = self.protocol.contrast
         if contrast is None or self._anchor is None:
             return None
-        status = await self.devices.injector.status()
+        try:
+            status = await self.devices.injector.status()
+            delivered, ended = status.delivered_ml, status.ended_at_s
+        except DeviceError:  # injector link lost: its last report stands
+            delivered, ended = self.progress.contrast_ml, None
         inject = self.protocol.inject_step
         return ContrastInfo(
             agent=contrast.agent,
             concentration_mg_ml=contrast.concentration_mg_ml,
-            volume_ml=status.delivered_ml,
+            volume_ml=delivered,
             start_time=self.clock.wall_at(self._anchor),
-            stop_time=self.clock.wall_at(status.ended_at_s)
-            if status.ended_at_s is not None
-            else None,
+            stop_time=self.clock.wall_at(ended) if ended is not None else None,
             flow_rates_ml_s=tuple(p.flow_ml_s for p in inject.phases) if inject else (),
             flow_durations_s=tuple(p.volume_ml / p.flow_ml_s for p in inject.phases)
             if inject
@@ -607,36 +1124,82 @@ class ExamRunner:
         except DeviceError as exc:
             return f"unavailable ({exc})"
 
-    def _on_injector_event(self, event: DeviceEvent) -> None:
-        delivered = event.data.get("delivered_ml")
-        if isinstance(delivered, int | float):
-            self.progress.contrast_ml = float(delivered)
-        pressure = event.data.get("pressure_kpa")
-        if isinstance(pressure, int | float):
-            self.progress.pressure_kpa = float(pressure)
-        if event.kind in ("completed", "stopped", "faulted"):
-            self.progress.pressure_kpa = 0.0  # no flow, no line pressure
+    def _on_transition(self, t: Transition) -> None:
+        self.progress.state = t.target.value
+        self.journal.record(
+            "scheduler",
+            "state",
+            self._current_step,
+            from_state=t.source.value,
+            to_state=t.target.value,
+            reason=t.reason,
+        )
+
+    def _context(self) -> dict[str, Any]:
+        """What `fluoroctl resume` needs to rebuild this exam without the original files."""
+        return {
+            **self.context,
+            "protocol": self.protocol.model_dump(mode="json", exclude_unset=True),
+            "room": self.room.model_dump(mode="json", exclude_unset=True),
+            "patient": self.devices.info.get("scenario"),
+            "operator": "scripted" if isinstance(self.operator, ScriptedOperator) else "terminal",
+            "virtual_time": self.clock.is_virtual,
+            "wall_at_loop0": self.clock.wall_at(0.0).isoformat(),
+            "exam": _exam_json(self.exam),
+        }
+
+    def _adopt(self, rec: RecoveredExam) -> None:
+        """Take over the finished steps, images and anchor of an interrupted exam."""
+        for result in self.results:
+            r = rec.steps.get(result.id)
+            if r is None or r.status == "pending":
+                continue
+            result.status, result.detail = r.status, r.detail
+            result.planned_after_injection_s = r.planned_after_injection_s
+            result.planned_s, result.commanded_s, result.device_s = (
+                r.planned_s,
+                r.commanded_s,
+                r.device_s,
+            )
+            result.files = list(r.files)
+            self.progress.steps_done += 1
+        self._anchor = rec.injection_start_s
+        self.progress.injection_start_s = self._anchor
+        self._position = rec.position
+        self._instance = rec.instance
+        self._prior = list(rec.prior)
+        self._faults = list(rec.faults)
+        self.progress.images = len(self._prior)
+        kerma = sum(p.reference_air_kerma_mgy for p in self._prior)
+        self.progress.reference_air_kerma_mgy = kerma
+        self.dose = DoseMonitor(self.room.dose, rak_mgy=kerma)
 
     async def _abort(self, reason: str) -> dict[str, str]:
         if self._monitor is not None:
             self._monitor.cancel()
+        for task in list(self._side_tasks):
+            task.cancel()
+        wall0 = time.perf_counter()
         report = await abort_all(self.devices)
+        since = None if self._detected_s is None else self.clock.now() - self._detected_s
         self.journal.record(
             "scheduler",
             "abort",
             reason=reason,
             confirmed=report.confirmed,
             duration_s=round(report.duration_s, 6),
+            wall_duration_s=round(time.perf_counter() - wall0, 6),
+            since_detection_s=None if since is None else round(since, 6),
         )
         for r in self.results:
             if r.status in ("pending", "running"):
                 r.status = "skipped" if r.status == "pending" else "failed"
-                r.detail = r.detail or f"exam aborted: {reason}"
+                r.detail = r.detail or f"exam ended: {reason}"
         return report.confirmed
 
     def _close(
         self,
-        state: str,
+        state: RunState,
         reason: str,
         started: float,
         confirmations: dict[str, str],
@@ -645,19 +1208,20 @@ class ExamRunner:
         for u in unsubscribe:
             u()
         ended = self.clock.now()
-        self.progress.state = state
+        if self.machine.state is not state:
+            self.machine.go(state, reason)
         self.progress.current_step = ""
         self.journal.record(
             "scheduler",
             "exam_finished",
-            state=state,
+            state=state.value,
             reason=reason,
-            images=len(self.records),
+            images=len(self.records) + len(self._prior),
             duration_s=round(ended - started, 3),
         )
         self.journal.close()
         return ExamResult(
-            state,
+            state.value,
             reason,
             self.results,
             self.records,
@@ -666,7 +1230,58 @@ class ExamRunner:
             started,
             ended,
             confirmations,
+            self._prior,
+            self._faults,
+            self.dose.fluoro_s,
         )
+
+
+def _fault_names(status: InjectorStatus) -> str:
+    return ",".join(f.value for f in status.faults) or "fault"
+
+
+def _as_acquired(
+    kind: str, payload: Any, step: CaptureStep | FluoroStep | TomoStep
+) -> list[tuple[tuple[Frame, ...], float | None, TomoInfo | None]]:
+    if kind == "fluoro":
+        run: FluoroRun = payload
+        return [(run.frames, run.pulse_rate_hz, None)]
+    if kind == "tomo":
+        series: TomoSeries = payload
+        sweep_s = series.ended_at_s - series.started_at_s
+        return [
+            ((layer,), None, TomoInfo(height, series.sweep_deg, series.projections, sweep_s))
+            for layer, height in zip(series.layers, series.heights_mm, strict=True)
+        ]
+    frame: Frame = payload
+    return [((frame,), None, None)]
+
+
+def _effective_policy(room: Room, protocol: Protocol) -> FaultPolicy:
+    if protocol.faults is None:
+        return room.faults
+    return room.faults.model_copy(update=protocol.faults.model_dump(exclude_unset=True))
+
+
+def _exam_json(exam: ExamInfo) -> dict[str, Any]:
+    data = dataclasses.asdict(exam)
+    data["study_datetime"] = exam.study_datetime.isoformat()
+    birth = exam.patient.birth_date
+    data["patient"]["birth_date"] = None if birth is None else birth.isoformat()
+    return data
+
+
+def exam_from_json(data: dict[str, Any]) -> ExamInfo:
+    patient = dict(data["patient"])
+    birth = patient.get("birth_date")
+    patient["birth_date"] = None if birth is None else dt.date.fromisoformat(birth)
+    return ExamInfo(
+        **{
+            **data,
+            "study_datetime": dt.datetime.fromisoformat(data["study_datetime"]),
+            "patient": PatientInfo(**patient),
+        }
+    )
 
 
 def _position_phrase(position: str) -> str:

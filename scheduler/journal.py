@@ -1,13 +1,19 @@
 """events.jsonl: every command, device event and capture, one JSON object per line, as it happens.
 
-Lines are flushed as written; lines about fire-once actions and captures are also fsynced, so
-after a crash the journal says what was done to the patient.
+Lines are flushed as written (a process kill loses nothing already written); lines about
+fire-once actions, captures, state changes and faults are also fsynced, so after a machine
+crash the journal still says what was done to the patient. ``fluoroctl resume`` rebuilds an
+exam from this file alone (see scheduler/recovery.py).
+
+Test hook: with ``FLUOROCTL_CRASH_AFTER_EVENT=N`` in the environment the process kills itself
+(SIGKILL, no clean-up) right after writing its N-th line, to test crash recovery.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,8 +37,26 @@ DURABLE_KINDS = frozenset(
         "stopped",
         "faulted",
         "exposure",
+        "state",
+        "step_done",
+        "capture_missed",
+        "capture_retry",
+        "capture_recovered",
+        "injection_confirmed",
+        "fault",
+        "device_lost",
+        "confirmed",
+        "declined",
+        "exam_resumed",
+        "fluoro_started",
+        "fluoro_ended",
+        "tomo_started",
+        "tomo_ended",
+        "frames_dropped",
+        "start_acknowledged",
     }
 )
+CRASH_ENV = "FLUOROCTL_CRASH_AFTER_EVENT"
 
 
 class ExamEvent(BaseModel):
@@ -51,14 +75,25 @@ class ExamEvent(BaseModel):
 
 class Journal:
     def __init__(
-        self, path: Path, clock: Clock, on_record: Callable[[ExamEvent], None] | None = None
+        self,
+        path: Path,
+        clock: Clock,
+        on_record: Callable[[ExamEvent], None] | None = None,
+        *,
+        start_seq: int = 0,
     ) -> None:
         self.path = path
         self._on_record = on_record
         self._clock = clock
-        self._seq = 0
+        self._seq = start_seq
         self._file: TextIO | None = path.open("a", encoding="utf-8")
         self.events: list[ExamEvent] = []
+        crash = os.environ.get(CRASH_ENV, "")
+        self._crash_after = int(crash) if crash.isdigit() else None
+
+    @property
+    def seq(self) -> int:
+        return self._seq
 
     def record(
         self, source: str, kind: str, step: str | None = None, t_s: float | None = None, **data: Any
@@ -80,6 +115,8 @@ class Journal:
             self._file.flush()
             if kind in DURABLE_KINDS:
                 os.fsync(self._file.fileno())
+            if self._crash_after is not None and self._seq >= self._crash_after:
+                os.kill(os.getpid(), signal.SIGKILL)  # crash-recovery tests: die right here
         if self._on_record is not None:
             self._on_record(event)
         return event

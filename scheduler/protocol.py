@@ -18,7 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drivers.config import LocatedValueError, load_model
 from drivers.injector import KPA_PER_PSI
 
+from .policy import FaultPolicy
+
 Position = Literal["supine", "prone", "lpo", "rpo"]
+#: what happens to a capture that falls due while the exam is paused
+WhenPaused = Literal["take_late", "miss"]
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*min)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
@@ -118,7 +122,23 @@ class _Step(_Model):
         return self.label or self.id
 
 
-class CaptureStep(_Step):
+class _Acquisition(_Step):
+    """Fields every acquiring step (capture, fluoro, tomo) shares."""
+
+    when_paused: WhenPaused | None = Field(
+        default=None,
+        description="if this step falls due while the exam is paused: take_late (within "
+        "late_window_s after resuming) or miss; default: the protocol's when_paused",
+    )
+    late_window_s: float | None = Field(
+        default=None,
+        ge=0,
+        le=600,
+        description="how late a paused-over capture may still be taken; default tolerance_s",
+    )
+
+
+class CaptureStep(_Acquisition):
     type: Literal["capture"]
     view: ViewSpec = ViewSpec()
     technique: TechniqueSpec | None = None
@@ -128,7 +148,7 @@ class CaptureStep(_Step):
     )
 
 
-class FluoroStep(_Step):
+class FluoroStep(_Acquisition):
     type: Literal["fluoro"]
     view: ViewSpec = ViewSpec()
     pulse_rate_hz: float = Field(ge=0.5, le=30)
@@ -138,7 +158,7 @@ class FluoroStep(_Step):
     settle_s: float = Field(default=2.0, ge=0, le=60)
 
 
-class TomoStep(_Step):
+class TomoStep(_Acquisition):
     """Linear tomosynthesis (nephrotomography): one sweep, one image per layer height."""
 
     type: Literal["tomo"]
@@ -229,6 +249,14 @@ class Protocol(_Model):
     contrast: Contrast | None = None
     technique: TechniqueSpec = Field(description="default radiographic technique")
     fields: dict[str, FieldSpec] = {}
+    when_paused: WhenPaused = Field(
+        default="take_late",
+        description="captures falling due during a pause: take_late (within each step's "
+        "late window) or miss; anchored time points never move",
+    )
+    faults: FaultPolicy | None = Field(
+        default=None, description="overrides of the room's fault policy, field by field"
+    )
     steps: list[Step] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from drivers.backends import scheme_of
 from drivers.config import LocatedValueError, load_model
 
+from .policy import DoseLimits, FaultPolicy
+
 #: Backends whose devices live in this process and wait only on the event loop.
 IN_PROCESS_SCHEMES = ("sim", "mock")
 
@@ -69,6 +71,12 @@ class Room(_Model):
     devices: Devices
     limits: InjectorLimits = InjectorLimits()
     operator: OperatorConfig = OperatorConfig()
+    faults: FaultPolicy = Field(
+        default_factory=FaultPolicy, description="reactions to device faults (docs/faults.md)"
+    )
+    dose: DoseLimits = Field(
+        default_factory=DoseLimits, description="fluoroscopy timer and air-kerma levels"
+    )
     #: backend options, e.g. the simulated patient scenario
     options: dict[str, str | float | int | bool] = {}
 

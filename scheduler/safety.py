@@ -20,6 +20,8 @@ from drivers import (
 )
 from drivers.backends import DeviceSet
 
+from .plan import entrance_kerma_mgy
+from .policy import DoseLimits
 from .room import InjectorLimits
 
 ABORT_STEP_TIMEOUT_S = 0.03  # three steps stay well inside 100 ms
@@ -32,6 +34,8 @@ class InterlockRefused(Exception):
         super().__init__(f"{command} refused: {reason}")
         self.command = command
         self.reason = reason
+        #: a dose limit refused it: only that acquisition is skipped, the exam goes on
+        self.dose = False
 
 
 def check_exposure(table: TableStatus, carm: CArmStatus, *, repositioning: bool) -> None:
@@ -47,6 +51,12 @@ def check_exposure(table: TableStatus, carm: CArmStatus, *, repositioning: bool)
         raise InterlockRefused("expose", "no technique set")
     if carm.faults:
         raise InterlockRefused("expose", f"C-arm reports faults: {', '.join(carm.faults)}")
+
+
+def check_motion(carm: CArmStatus, what: str) -> None:
+    """No table or positioner motion with the beam on."""
+    if carm.beam_on:
+        raise InterlockRefused(what, "the beam is on")
 
 
 def check_injection_program(program: InjectionProgram, limits: InjectorLimits) -> None:
@@ -85,7 +95,11 @@ class AbortReport:
 
 
 async def abort_all(devices: DeviceSet) -> AbortReport:
-    """Injector stop → beam off → table stop; each bounded; never raises."""
+    """Injector stop → beam off → table stop; each bounded; never raises.
+
+    Each step is bounded by its own timeout *and* by an outer ``asyncio.timeout`` of the same
+    length, so even a driver that ignores its bound cannot hold up the next device.
+    """
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     confirmed: dict[str, str] = {}
@@ -95,10 +109,109 @@ async def abort_all(devices: DeviceSet) -> AbortReport:
         ("table", devices.table),
     ):
         try:
-            await device.safe_state(timeout_s=ABORT_STEP_TIMEOUT_S)
+            async with asyncio.timeout(ABORT_STEP_TIMEOUT_S * 1.1):
+                await device.safe_state(timeout_s=ABORT_STEP_TIMEOUT_S)
             confirmed[role] = "safe"
+        except TimeoutError:
+            confirmed[role] = f"unconfirmed: no answer within {ABORT_STEP_TIMEOUT_S:g} s"
         except (DeviceError, OSError) as exc:
             confirmed[role] = f"unconfirmed: {exc}"
         except Exception as exc:  # a broken driver must not stop the other devices' abort
             confirmed[role] = f"unconfirmed: {type(exc).__name__}: {exc}"
     return AbortReport(confirmed, loop.time() - t0)
+
+
+@dataclass(frozen=True, slots=True)
+class DoseNotice:
+    kind: str  # fluoro_timer_alert | air_kerma_notification | dose_rate_exceeded
+    message: str
+    value: float
+
+
+class DoseMonitor:
+    """Cumulative fluoroscopy time and reference air kerma against the room's dose limits.
+
+    ``check_*`` raise :class:`InterlockRefused` before a command; :meth:`add` books what an
+    acquisition delivered and returns the notices it crossed (5-min fluoro alerts, air-kerma
+    notification levels, a measured air-kerma rate above the limit).
+    """
+
+    def __init__(self, limits: DoseLimits, fluoro_s: float = 0.0, rak_mgy: float = 0.0) -> None:
+        self.limits = limits
+        self.fluoro_s = fluoro_s
+        self.rak_mgy = rak_mgy
+        self.fluoro_locked: str | None = None
+
+    def estimated_rate_mgy_min(
+        self, kv: float, ma: float, pulse_ms: float, rate_hz: float
+    ) -> float:
+        return entrance_kerma_mgy(kv, ma * pulse_ms / 1000.0) * rate_hz * 60.0
+
+    def check_fluoro(
+        self, duration_s: float, kv: float, ma: float, pulse_ms: float, rate_hz: float
+    ) -> None:
+        lim = self.limits
+        if self.fluoro_locked:
+            raise InterlockRefused("fluoro", self.fluoro_locked)
+        beam_s = duration_s * rate_hz * pulse_ms / 1000.0
+        if self.fluoro_s + beam_s > lim.max_fluoro_time_s:
+            raise InterlockRefused(
+                "fluoro",
+                f"cumulative fluoroscopy time would reach {self.fluoro_s + beam_s:.1f} s "
+                f"(room limit {lim.max_fluoro_time_s:g} s)",
+            )
+        rate = self.estimated_rate_mgy_min(kv, ma, pulse_ms, rate_hz)
+        if rate > lim.max_air_kerma_rate_mgy_min:
+            raise InterlockRefused(
+                "fluoro",
+                f"estimated air-kerma rate {rate:.0f} mGy/min exceeds the room limit "
+                f"{lim.max_air_kerma_rate_mgy_min:g} mGy/min",
+            )
+        self.check_exposure_dose("fluoro")
+
+    def check_exposure_dose(self, command: str = "expose") -> None:
+        cap = self.limits.max_reference_air_kerma_mgy
+        if cap is not None and self.rak_mgy >= cap:
+            raise InterlockRefused(
+                command,
+                f"cumulative reference air kerma {self.rak_mgy:.0f} mGy reached the room's "
+                f"stop level {cap:g} mGy",
+            )
+
+    def add(self, rak_mgy: float, fluoro_s: float = 0.0, run_s: float = 0.0) -> list[DoseNotice]:
+        lim = self.limits
+        notices: list[DoseNotice] = []
+        before_f, before_k = self.fluoro_s, self.rak_mgy
+        self.fluoro_s += fluoro_s
+        self.rak_mgy += rak_mgy
+        step = lim.fluoro_alert_interval_s
+        for n in range(int(before_f // step) + 1, int(self.fluoro_s // step) + 1):
+            notices.append(
+                DoseNotice(
+                    "fluoro_timer_alert",
+                    f"{n * step / 60:g} min of fluoroscopy: audible alert, reset to continue",
+                    self.fluoro_s,
+                )
+            )
+        first, every = lim.air_kerma_notify_mgy, lim.air_kerma_notify_step_mgy
+
+        def level(k: float) -> int:  # 0 below the first level, then 1, 2, ...
+            return 0 if k < first else 1 + int((k - first) // every)
+
+        for n in range(level(before_k) + 1, level(self.rak_mgy) + 1):
+            notices.append(
+                DoseNotice(
+                    "air_kerma_notification",
+                    f"reference air kerma passed {first + (n - 1) * every:g} mGy",
+                    self.rak_mgy,
+                )
+            )
+        if fluoro_s > 0 and run_s > 0:
+            rate = rak_mgy / run_s * 60.0
+            if rate > lim.max_air_kerma_rate_mgy_min:
+                self.fluoro_locked = (
+                    f"measured air-kerma rate {rate:.0f} mGy/min exceeded the room limit "
+                    f"{lim.max_air_kerma_rate_mgy_min:g} mGy/min"
+                )
+                notices.append(DoseNotice("dose_rate_exceeded", self.fluoro_locked, rate))
+        return notices

@@ -28,6 +28,7 @@ def build_summary(
         for r in result.records
         if r.kind == "fluoro"
     )
+    fluoro_s = max(fluoro_s, result.fluoro_time_s)
     delivered = result.injector.delivered_ml if result.injector else 0.0
     timed = [s for s in result.steps if s.lateness_s is not None]
     concentration = (
@@ -67,7 +68,8 @@ def build_summary(
             for s in result.steps
         ],
         "totals": {
-            "images": len(result.records),
+            "images": len(result.records) + len(result.prior),
+            "images_before_restart": [p.file for p in result.prior],
             "frames": len(frames),
             "radiographic_exposures": sum(1 for r in result.records if r.kind == "radiograph"),
             "tomo_sweeps": len({s.id for s in result.steps if s.type == "tomo" and s.files}),
@@ -78,9 +80,14 @@ def build_summary(
             if concentration is None
             else round(delivered * concentration / 1000, 2),
             "reference_air_kerma_mgy": round(
-                sum(f.dose.reference_air_kerma_mgy for f in frames), 3
+                sum(f.dose.reference_air_kerma_mgy for f in frames)
+                + sum(p.reference_air_kerma_mgy for p in result.prior),
+                3,
             ),
-            "dap_gy_cm2": round(sum(f.dose.dap_gy_cm2 for f in frames), 4),
+            "dap_gy_cm2": round(
+                sum(f.dose.dap_gy_cm2 for f in frames) + sum(p.dap_gy_cm2 for p in result.prior),
+                4,
+            ),
             "max_abs_lateness_s": _r(max((abs(s.lateness_s or 0) for s in timed), default=0.0)),
             "max_abs_device_lateness_s": _r(
                 max((abs(s.device_lateness_s or 0) for s in timed), default=0.0)
@@ -90,6 +97,7 @@ def build_summary(
             "missed": [s.id for s in result.steps if s.status in ("missed", "failed")],
         },
         "abort_confirmations": result.abort_confirmations,
+        "faults": result.faults,
     }
 
 

@@ -1,0 +1,235 @@
+"""Fault injection for the simulated room: ``KIND[*COUNT]@TIME`` specs, parsed and applied.
+
+Grammar (docs/faults.md)::
+
+    spec  := KIND [ "*" COUNT ] "@" TIME
+    TIME  := [ "T+" ] DURATION        T+ … after the injector-reported injection start;
+                                      otherwise after the exam start (the room opening)
+    DURATION := 20s | 5min | 1min30s | 1h | 300 | 2.5   (plain numbers are seconds)
+
+Examples: ``injector.occlusion@T+20s``, ``generator@300``, ``generator*3@T+1min``,
+``table.stall@2min``, ``detector.dropped_frames@T+4min``, ``carm.link_lost@T+6min``.
+
+:func:`parse_fault` turns one spec into a :class:`FaultSpec` (or raises
+:class:`FaultSpecError` naming what is wrong); :class:`FaultInjector` arms a list of specs on a
+:class:`~hardware_sim.room.SimRoom` on its clock. ``fluoroctl run --fault`` and
+``fluoroctl sim serve --fault`` both go through these two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from drivers import CArm, DeviceEvent, DeviceLost, Injector, InjectorFault, Table
+
+if TYPE_CHECKING:
+    from .room import SimRoom
+
+#: every fault kind and what it does to the simulated room
+KINDS: dict[str, str] = {
+    "injector.over_pressure": "the injector halts with an over-pressure fault",
+    "injector.air": "the injector's air detector trips; the injector halts",
+    "injector.occlusion": "the line occludes; the injector halts",
+    "injector.stall": "the injector's motor stalls; the injector halts",
+    "generator": "the next COUNT acquisitions fail in the generator before beam-on (no dose)",
+    "detector.dropped_frames": "the detector loses the next COUNT frames after exposure",
+    "table.stall": "the table drive stalls (a move in progress stops, else the next move does)",
+    "carm.link_lost": "the C-arm's link drops: every command fails (DeviceLost)",
+    "table.link_lost": "the table's link drops: every command fails (DeviceLost)",
+    "injector.link_lost": "the injector's link drops (the injector runs its program on)",
+    "carm.hang": "the C-arm stops answering: commands never return",
+    "table.hang": "the table stops answering: commands never return",
+    "injector.hang": "the injector stops answering: commands never return",
+}
+ALIASES: dict[str, str] = {
+    "injector.overpressure": "injector.over_pressure",
+    "injector.air_detected": "injector.air",
+    "injector.motor_stall": "injector.stall",
+    "carm.generator": "generator",
+    "generator.fault": "generator",
+    "detector": "detector.dropped_frames",
+    "detector.dropped_frame": "detector.dropped_frames",
+}
+_INJECTOR_FAULTS = {
+    "injector.over_pressure": InjectorFault.OVER_PRESSURE,
+    "injector.air": InjectorFault.AIR_DETECTED,
+    "injector.occlusion": InjectorFault.OCCLUSION,
+    "injector.stall": InjectorFault.MOTOR_STALL,
+}
+_COUNTED = ("generator", "detector.dropped_frames")
+
+_SPEC = re.compile(r"^(?P<kind>[a-z_.]+)(?:\*(?P<count>\d+))?@(?P<time>.+)$")
+_DURATION = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<min>\d+(?:\.\d+)?)min)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
+)
+GRAMMAR = "KIND[*COUNT]@TIME, TIME = [T+]DURATION (e.g. injector.occlusion@T+20s, generator@300)"
+
+
+class FaultSpecError(ValueError):
+    """A ``--fault`` spec that does not parse; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    kind: str  # a key of KINDS
+    at_s: float
+    relative_to: Literal["exam", "injection"] = "exam"
+    count: int = 1
+    text: str = ""
+
+    def __str__(self) -> str:
+        count = f"*{self.count}" if self.count != 1 else ""
+        t = f"T+{self.at_s:g}s" if self.relative_to == "injection" else f"{self.at_s:g}s"
+        return f"{self.kind}{count}@{t}"
+
+
+def _duration(text: str) -> float:
+    text = text.strip().replace(" ", "")
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    m = _DURATION.match(text)
+    if not text or m is None or not any(m.groupdict().values()):
+        raise FaultSpecError(f"invalid time {text!r} (use e.g. 20s, 5min, 1min30s or 300)")
+    h, mins, s = (float(m.group(g) or 0.0) for g in ("h", "min", "s"))
+    return h * 3600 + mins * 60 + s
+
+
+def parse_fault(spec: str) -> FaultSpec:
+    """``injector.occlusion@T+20s`` → FaultSpec(kind="injector.occlusion", at_s=20, …)."""
+    text = spec.strip()
+    m = _SPEC.match(text.lower())
+    if m is None:
+        raise FaultSpecError(f"fault {spec!r}: expected {GRAMMAR}")
+    kind = ALIASES.get(m.group("kind"), m.group("kind"))
+    if kind not in KINDS:
+        raise FaultSpecError(
+            f"fault {spec!r}: unknown kind {m.group('kind')!r} (known: {', '.join(KINDS)})"
+        )
+    count = int(m.group("count") or 1)
+    if m.group("count") is not None and kind not in _COUNTED:
+        raise FaultSpecError(f"fault {spec!r}: only {' and '.join(_COUNTED)} take *COUNT")
+    if count < 1:
+        raise FaultSpecError(f"fault {spec!r}: COUNT must be at least 1")
+    time_text = m.group("time").strip()
+    relative: Literal["exam", "injection"] = "exam"
+    if time_text.startswith("t+"):
+        relative, time_text = "injection", time_text[2:]
+    elif time_text.startswith("t"):
+        raise FaultSpecError(f"fault {spec!r}: injection-relative times are written T+20s")
+    at = _duration(time_text)
+    return FaultSpec(kind, at, relative, count, text)
+
+
+def parse_faults(specs: str | list[str] | tuple[str, ...]) -> list[FaultSpec]:
+    """Several specs: a list, or one string separated by commas or semicolons."""
+    items = re.split(r"[;,]", specs) if isinstance(specs, str) else list(specs)
+    return [parse_fault(s) for s in items if s.strip()]
+
+
+@dataclass(frozen=True, slots=True)
+class FiredFault:
+    spec: FaultSpec
+    t_s: float
+
+
+class FaultInjector:
+    """Arms fault specs on a simulated room; ``fired`` lists what happened and when."""
+
+    def __init__(self, room: SimRoom) -> None:
+        self._room = room
+        self._loop = asyncio.get_running_loop()
+        self._handles: list[asyncio.TimerHandle] = []
+        self._waiting: list[FaultSpec] = []
+        self._unsubscribe: Callable[[], None] | None = None
+        self.fired: list[FiredFault] = []
+
+    def apply(self, specs: list[FaultSpec], exam_start_s: float | None = None) -> None:
+        start = self._room.clock.now() if exam_start_s is None else exam_start_s
+        started = self._room.injector.injection_started_at
+        for spec in specs:
+            if spec.relative_to == "exam":
+                self._arm(spec, start + spec.at_s)
+            elif started is not None:
+                self._arm(spec, started + spec.at_s)
+            else:
+                self._waiting.append(spec)
+        if self._waiting and self._unsubscribe is None:
+            self._unsubscribe = self._room.injector.subscribe(self._on_injector)
+
+    def cancel(self) -> None:
+        for handle in self._handles:
+            handle.cancel()
+        self._handles.clear()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_injector(self, event: DeviceEvent) -> None:
+        started = event.data.get("started_at_s")
+        if event.kind != "injection_started" or not isinstance(started, int | float):
+            return
+        waiting, self._waiting = self._waiting, []
+        for spec in waiting:
+            self._arm(spec, float(started) + spec.at_s)
+
+    def _arm(self, spec: FaultSpec, at: float) -> None:
+        when = max(at, self._loop.time())
+        self._handles.append(self._loop.call_at(when, self._fire, spec))
+
+    def _fire(self, spec: FaultSpec) -> None:
+        room = self._room
+        self.fired.append(FiredFault(spec, room.clock.now()))
+        kind = spec.kind
+        if kind in _INJECTOR_FAULTS:
+            room.injector.trip(_INJECTOR_FAULTS[kind])
+        elif kind == "generator":
+            room.carm.fail_next_exposures(spec.count)
+        elif kind == "detector.dropped_frames":
+            room.carm.drop_next_frames(spec.count)
+        elif kind == "table.stall":
+            room.table.stall()
+        else:
+            role, mode = kind.split(".")
+            device: CArm | Table | Injector = getattr(room, role)
+            cut_link(device, hang=mode == "hang")
+
+
+def _contract_hooks(device: object) -> list[str]:
+    """The ``_name`` coroutine hooks the device's contract base class declares."""
+    for base in (CArm, Table, Injector):
+        if isinstance(device, base):
+            return [
+                name
+                for name, value in vars(base).items()
+                if name.startswith("_")
+                and not name.startswith("__")
+                and inspect.iscoroutinefunction(value)
+            ]
+    raise TypeError(f"not a device: {device!r}")
+
+
+def cut_link(device: CArm | Table | Injector, *, hang: bool = False) -> None:
+    """From now on every command to ``device`` fails with DeviceLost (or never returns).
+
+    The device itself runs on (an injector finishes its program); only the link is gone,
+    so its events stop reaching the controller too.
+    """
+
+    def make(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+        async def dead(*_args: object, **_kwargs: object) -> Any:
+            if hang:
+                await asyncio.get_running_loop().create_future()  # never answers
+            raise DeviceLost(device.name, name.lstrip("_"), "link lost")
+
+        return dead
+
+    for name in _contract_hooks(device):
+        setattr(device, name, make(name))
+    setattr(device, "_publish", lambda _event: None)  # noqa: B010 - instance override

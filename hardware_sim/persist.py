@@ -1,0 +1,303 @@
+"""What the in-process simulated room keeps across a controller crash.
+
+A real room keeps running while the controlling process restarts: the injector finishes its
+program, the patient's kidneys go on filtering, the detector keeps its last images. The
+in-process simulator lives *inside* that process, so it persists itself instead:
+
+* ``room-state.json`` — the whole simulated room (patient kinetics, bladder, position,
+  compression; injector program, plan and delivered volume; table and C-arm state), written
+  atomically *before* the device announces any fact (armed, injection started, exposure,
+  motion complete, …) and after each operator action, so the state on disk is never behind
+  the journal's record of device facts;
+* ``acquisition-NNN.pkl`` — every acquisition result, written before the acquisition is
+  announced: the detector's image memory, from which a restarted controller recovers an
+  image whose DICOM file it never got to write. (Pickle: the simulator's own private files.)
+
+:func:`restore_room` rebuilds the room from the state, shifting its absolute loop times by
+``shift_s`` (0 when the resumed virtual clock continues the original loop time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from drivers import (
+    CollimationField,
+    DeviceEvent,
+    FocalSpot,
+    InjectionPhase,
+    InjectionProgram,
+    InjectorFault,
+    InjectorState,
+    PositionerPose,
+    TablePosition,
+    Technique,
+)
+
+from .injector import _Segment
+from .physics import ContrastKinetics
+
+if TYPE_CHECKING:
+    from .room import SimRoom
+
+STATE_FILE = "room-state.json"
+#: device events that change what the room *is*; the state is saved before they are announced
+FACT_KINDS = frozenset(
+    {
+        "armed",
+        "disarmed",
+        "start_acknowledged",
+        "injection_started",
+        "held",
+        "resumed",
+        "completed",
+        "stopped",
+        "faulted",
+        "fault_reported",
+        "exposure",
+        "fluoro_started",
+        "fluoro_ended",
+        "tomo_started",
+        "tomo_ended",
+        "frames_dropped",
+        "generator_fault",
+        "motion_started",
+        "motion_complete",
+        "motion_stopped",
+        "stalled",
+        "positioner_in_position",
+        "technique_set",
+        "collimation_set",
+    }
+)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RoomPersistence:
+    """Saves a :class:`SimRoom` into a directory and finds its acquisitions again."""
+
+    def __init__(self, room: SimRoom) -> None:
+        self._room = room
+        self.directory: Path | None = None
+        self._count = 0
+
+    def persist_to(self, directory: Path) -> None:
+        """Start saving into ``directory`` (the scheduler passes a folder of the exam dir)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._count = len(list(directory.glob("acquisition-*.pkl")))
+        room = self._room
+        for device in (room.injector, room.carm, room.table):
+            publish = device._publish
+
+            def saving(
+                event: DeviceEvent, publish: Callable[[DeviceEvent], None] = publish
+            ) -> None:
+                if event.kind in FACT_KINDS:
+                    self.save()
+                publish(event)
+
+            setattr(device, "_publish", saving)  # noqa: B010 - instance override
+        room.carm.on_acquired = self._save_acquisition
+        self.save()
+
+    def save(self) -> None:
+        if self.directory is None:
+            return
+        state = snapshot_room(self._room)
+        _atomic_write(self.directory / STATE_FILE, json.dumps(state).encode())
+
+    def _save_acquisition(self, kind: str, result: object) -> None:
+        if self.directory is None:
+            return
+        self._count += 1
+        payload = pickle.dumps({"kind": kind, "result": result}, protocol=pickle.HIGHEST_PROTOCOL)
+        _atomic_write(self.directory / f"acquisition-{self._count:03d}.pkl", payload)
+
+    def recover_acquisitions(self, since_s: float) -> list[tuple[str, Any]]:
+        """Acquisitions the detector holds that began at or after loop time ``since_s``."""
+        if self.directory is None:
+            return []
+        found: list[tuple[str, Any]] = []
+        for path in sorted(self.directory.glob("acquisition-*.pkl")):
+            item = pickle.loads(path.read_bytes())
+            result = item["result"]
+            t = getattr(result, "acquired_at_s", None)
+            if t is None:
+                t = getattr(result, "started_at_s", None)
+            if t is not None and t >= since_s - 1e-6:
+                found.append((str(item["kind"]), result))
+        return found
+
+
+# -- snapshot / restore ------------------------------------------------------------------------
+
+
+def _technique(t: Technique | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    return {
+        "kv": t.kv,
+        "ma": t.ma,
+        "exposure_ms": t.exposure_ms,
+        "focal_spot": t.focal_spot.value,
+        "filtration_mm_al": t.filtration_mm_al,
+        "filtration_mm_cu": t.filtration_mm_cu,
+    }
+
+
+def _pos(p: TablePosition) -> dict[str, float]:
+    return {
+        "longitudinal_mm": p.longitudinal_mm,
+        "lateral_mm": p.lateral_mm,
+        "height_mm": p.height_mm,
+        "tilt_deg": p.tilt_deg,
+    }
+
+
+def snapshot_room(room: SimRoom) -> dict[str, Any]:
+    now = room.clock.now()
+    patient, inj, carm, table = room.patient, room.injector, room.carm, room.table
+    if inj._state is InjectorState.INJECTING:
+        inj._sync(now)
+    program = inj._program
+    return {
+        "t_s": now,
+        "wall": room.clock.wall_at(now).isoformat(),
+        "patient": {
+            "t0_s": patient._t0,
+            "position": patient.position,
+            "compression": patient.compression,
+            "kinetics": patient.kinetics.snapshot(),
+        },
+        "injector": {
+            "state": inj._state.value,
+            "program": None
+            if program is None
+            else {
+                "phases": [[p.flow_ml_s, p.volume_ml, p.delay_s] for p in program.phases],
+                "pressure_limit_kpa": program.pressure_limit_kpa,
+                "rise_time_s": program.rise_time_s,
+                "concentration_mg_ml": program.concentration_mg_ml,
+            },
+            "segments": [[g.t0, g.t1, g.f0, g.f1, g.phase] for g in inj._segments],
+            "delivered_before_ml": inj._delivered_before_ml,
+            "delivered_per_phase": inj._delivered_per_phase,
+            "delivered_ml": inj._delivered_ml,
+            "pressure_kpa": inj._pressure_kpa,
+            "flow_ml_s": inj._flow,
+            "phase": inj._phase,
+            "started_at_s": inj._started_at,
+            "ended_at_s": inj._ended_at,
+            "faults": [f.value for f in inj._faults],
+            "last_tick_s": inj._last_tick,
+        },
+        "carm": {
+            "technique": _technique(carm._technique),
+            "pose": [
+                carm._pose.primary_angle_deg,
+                carm._pose.secondary_angle_deg,
+                carm._pose.sid_mm,
+            ],
+            "collimation": [carm._collimation.width_mm, carm._collimation.height_mm],
+            "fluoro_time_s": carm._fluoro_time_s,
+            "cum_rak_mgy": carm._cum_rak_mgy,
+            "cum_dap_gy_cm2": carm._cum_dap,
+        },
+        "table": {
+            "position": _pos(table.position_at(now)),
+            "completed_at_s": table._completed_at,
+            "faults": list(table.faults),
+        },
+    }
+
+
+def restore_room(room: SimRoom, state: dict[str, Any], shift_s: float = 0.0) -> None:
+    """Put ``room`` back as ``state`` left it; absolute loop times move by ``shift_s``."""
+
+    def t(x: float | None) -> float | None:
+        return None if x is None else float(x) + shift_s
+
+    p = state["patient"]
+    patient = room.patient
+    patient._t0 = float(p["t0_s"]) + shift_s
+    patient.position = str(p["position"])
+    patient.compression = bool(p["compression"])
+    patient.kinetics = ContrastKinetics.restore(patient.kinetics.params, p["kinetics"])
+
+    c = state["carm"]
+    carm = room.carm
+    tech = c["technique"]
+    carm._technique = (
+        None
+        if tech is None
+        else Technique(
+            kv=tech["kv"],
+            ma=tech["ma"],
+            exposure_ms=tech["exposure_ms"],
+            focal_spot=FocalSpot(tech["focal_spot"]),
+            filtration_mm_al=tech["filtration_mm_al"],
+            filtration_mm_cu=tech["filtration_mm_cu"],
+        )
+    )
+    primary, secondary, sid = c["pose"]
+    carm._pose = PositionerPose(
+        primary_angle_deg=primary, secondary_angle_deg=secondary, sid_mm=sid
+    )
+    carm._collimation = CollimationField(*c["collimation"])
+    carm._fluoro_time_s = float(c["fluoro_time_s"])
+    carm._cum_rak_mgy = float(c["cum_rak_mgy"])
+    carm._cum_dap = float(c["cum_dap_gy_cm2"])
+
+    tb = state["table"]
+    room.table.place(TablePosition(**tb["position"]))
+    room.table._completed_at = t(tb["completed_at_s"])
+    room.table.faults = tuple(tb["faults"])
+
+    i = state["injector"]
+    inj = room.injector
+    prog = i["program"]
+    if prog is not None:
+        inj._program = InjectionProgram(
+            phases=tuple(InjectionPhase(f, v, d) for f, v, d in prog["phases"]),
+            pressure_limit_kpa=prog["pressure_limit_kpa"],
+            rise_time_s=prog["rise_time_s"],
+            concentration_mg_ml=prog["concentration_mg_ml"],
+        )
+    inj._state = InjectorState(i["state"])
+    inj._segments = [
+        _Segment(float(a) + shift_s, float(b) + shift_s, f0, f1, ph)
+        for a, b, f0, f1, ph in i["segments"]
+    ]
+    inj._delivered_before_ml = float(i["delivered_before_ml"])
+    inj._delivered_per_phase = [float(v) for v in i["delivered_per_phase"]]
+    inj._delivered_ml = float(i["delivered_ml"])
+    inj._pressure_kpa = float(i["pressure_kpa"])
+    inj._flow = float(i["flow_ml_s"])
+    inj._phase = i["phase"]
+    inj._started_at = t(i["started_at_s"])
+    inj._ended_at = t(i["ended_at_s"])
+    inj._faults = tuple(InjectorFault(f) for f in i["faults"])
+    inj._last_tick = float(i["last_tick_s"]) + shift_s
+    if inj._started_at is not None:
+        inj._started.set()
+    ended = (InjectorState.COMPLETED, InjectorState.STOPPED, InjectorState.FAULTED)
+    if inj._state in ended and (inj._started_at is not None or inj._ended_at is not None):
+        inj._finished.set()
+    if inj._state in (InjectorState.INJECTING, InjectorState.HOLDING):
+        # The injector ran on while the controller was away: continue its program.
+        inj._task = asyncio.create_task(inj._run(max(inj._last_tick, room.clock.now())))
