@@ -491,15 +491,14 @@ class ExamRunner:
         for frames, pulse_rate, tomo in acquired:
             await self._record_capture(step, result, frames, pulse_rate, tomo)
         if isinstance(step, FluoroStep):
-            self.journal.record(
-                "scheduler",
-                "fluoro_done",
-                step.id,
-                frames=sum(len(f) for f, _, _ in acquired),
-                expected=FluoroRequest(
-                    step.pulse_rate_hz, step.duration_s, self._fluoro_technique(step)
-                ).n_pulses,
-            )
+            got = sum(len(f) for f, _, _ in acquired)
+            expected = FluoroRequest(
+                step.pulse_rate_hz, step.duration_s, self._fluoro_technique(step)
+            ).n_pulses
+            self.journal.record("scheduler", "fluoro_done", step.id, frames=got, expected=expected)
+            if got < expected:
+                self._note_fault("carm", "dropped_frames", f"kept the {got} of {expected} frames")
+                result.detail = f"{expected - got} of {expected} frames dropped by the detector"
 
     async def _check_before_acquisition(self, step: CaptureStep | FluoroStep | TomoStep) -> Any:
         """The safety kernel's checks; dose refusals are journaled and end only this step."""
@@ -979,6 +978,7 @@ class ExamRunner:
 
     # -- faults --------------------------------------------------------------------------
     def _note_fault(self, role: str, fault: str, reaction: str) -> None:
+        self._detected_s = self.clock.now()
         self._faults.append(f"{role}.{fault}")
         self._health[role] = f"faulted: {fault}"
         self.journal.record(
@@ -1102,8 +1102,20 @@ class ExamRunner:
         try:
             status = await self.devices.injector.status()
             delivered, ended = status.delivered_ml, status.ended_at_s
-        except DeviceError:  # injector link lost: its last report stands
+        except DeviceError as exc:  # injector link lost: its last report stands
             delivered, ended = self.progress.contrast_ml, None
+            if not self._health["injector"].startswith("lost"):
+                self._health["injector"] = f"lost: {exc.detail}"
+                self._faults.append("injector.link_lost")
+                self.journal.record(
+                    "scheduler",
+                    "device_lost",
+                    self._current_step,
+                    device="injector",
+                    error=str(exc),
+                    decision="continue",
+                    safe_state="the injector runs its program on its own",
+                )
         inject = self.protocol.inject_step
         return ContrastInfo(
             agent=contrast.agent,
