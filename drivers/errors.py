@@ -1,4 +1,8 @@
-"""Typed device errors: every failure says which device, which operation and what happened."""
+"""Typed device errors: every failure says which device, which operation and what happened.
+
+Errors raised by a driver that talks over a link also name the link (``link``, a URL), so a
+message in the journal points at the cable as well as the device.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ from __future__ import annotations
 class DeviceError(Exception):
     """Base of every error a device driver raises."""
 
-    def __init__(self, device: str, operation: str, detail: str) -> None:
-        super().__init__(f"{device}: {operation}: {detail}")
+    def __init__(self, device: str, operation: str, detail: str, *, link: str = "") -> None:
+        where = f" (link {link})" if link else ""
+        super().__init__(f"{device}: {operation}: {detail}{where}")
         self.device = device
         self.operation = operation
         self.detail = detail
+        self.link = link
 
 
 class DeviceTimeout(DeviceError):
@@ -20,21 +26,74 @@ class DeviceTimeout(DeviceError):
     must query state, never re-send.
     """
 
-    def __init__(self, device: str, operation: str, timeout_s: float) -> None:
-        super().__init__(device, operation, f"no completion within {timeout_s:.3g} s")
+    def __init__(
+        self,
+        device: str,
+        operation: str,
+        timeout_s: float,
+        *,
+        detail: str = "",
+        link: str = "",
+    ) -> None:
+        text = f"no completion within {timeout_s:.3g} s" + (f": {detail}" if detail else "")
+        super().__init__(device, operation, text, link=link)
         self.timeout_s = timeout_s
+
+
+class AmbiguousCommand(DeviceTimeout):
+    """A fire-once command whose outcome is unknown: it may or may not have taken effect.
+
+    Raised instead of re-sending (docs/wire-protocol.md §2.2) when the reply did not come, the
+    request was NAK'd or the link dropped while it was outstanding. ``cause`` is ``"timeout"``,
+    ``"nak"``, ``"link_lost"`` or ``"closed"`` (the client was closed while waiting). The
+    driver must query the device's state (``status``) and decide from that; it must never send
+    the command again blindly.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        operation: str,
+        timeout_s: float,
+        *,
+        cause: str,
+        detail: str = "",
+        link: str = "",
+    ) -> None:
+        text = f"outcome unknown ({cause})" + (f": {detail}" if detail else "")
+        super().__init__(device, operation, timeout_s, detail=text, link=link)
+        self.cause = cause
 
 
 class DeviceFault(DeviceError):
     """The device reported a fault (over-pressure, generator fault, stall, ...)."""
 
-    def __init__(self, device: str, operation: str, fault: str, detail: str = "") -> None:
-        super().__init__(device, operation, f"fault {fault}" + (f": {detail}" if detail else ""))
+    def __init__(
+        self, device: str, operation: str, fault: str, detail: str = "", *, link: str = ""
+    ) -> None:
+        text = f"fault {fault}" + (f": {detail}" if detail else "")
+        super().__init__(device, operation, text, link=link)
         self.fault = fault
 
 
 class DeviceStateError(DeviceError):
     """The command is not valid in the device's current state (e.g. start while not armed)."""
+
+
+class DeviceBusy(DeviceError):
+    """The device answered BUSY: it cannot accept the command now; an idempotent one may be
+    tried again later (with a new request, since the device caches the BUSY reply by seq)."""
+
+
+class CommandRejected(DeviceError):
+    """The device refused the command itself: ``status`` is ``"BAD_ARG"`` (a field missing, out
+    of range or of the wrong type) or ``"UNKNOWN_COMMAND"``. A driver bug, not a device state."""
+
+    def __init__(
+        self, device: str, operation: str, status: str, detail: str, *, link: str = ""
+    ) -> None:
+        super().__init__(device, operation, f"{status}: {detail}", link=link)
+        self.status = status
 
 
 class DeviceLost(DeviceError):

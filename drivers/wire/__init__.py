@@ -1,9 +1,16 @@
 """The fluoroctl device wire protocol: framing, messages, streaming decoder, bulk transfers.
 
-Specification: docs/wire-protocol.md. Everything public lives in ``codec``; import from here.
+Specification: docs/wire-protocol.md. The codec lives in ``codec``, the host endpoint in
+``client`` (``WireClient``); import from here.
+
+The client is loaded on first use: it needs ``drivers.links``, which imports pyserial, aiomqtt
+and pyusb (the optional ``links`` extra), and the codec must stay importable without them.
 """
 
+from typing import TYPE_CHECKING
+
 from ._crc import crc16_ccitt_false, crc32_image
+from ._fast import FastDecoder, encode_reply, encode_request
 from .codec import (
     BULK_HEADER_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -73,13 +80,17 @@ __all__ = [
     "BulkProblem",
     "DecodeError",
     "Event",
+    "EventCallback",
+    "FastDecoder",
     "Fields",
     "Flags",
     "Frame",
     "FrameDecoder",
     "FrameError",
+    "GapCallback",
     "Header",
     "Heartbeat",
+    "LinkStateCallback",
     "Message",
     "MsgType",
     "Nak",
@@ -88,6 +99,8 @@ __all__ = [
     "Request",
     "Scalar",
     "Status",
+    "WireClient",
+    "WireStats",
     "ack",
     "bulk_chunks",
     "crc16_ccitt_false",
@@ -96,6 +109,8 @@ __all__ = [
     "decode_body",
     "encode_frame",
     "encode_raw",
+    "encode_reply",
+    "encode_request",
     "event",
     "heartbeat",
     "nak",
@@ -105,3 +120,18 @@ __all__ = [
     "request",
     "seq_delta",
 ]
+
+if TYPE_CHECKING:
+    from .client import EventCallback, GapCallback, LinkStateCallback, WireClient, WireStats
+
+_CLIENT_NAMES = frozenset(
+    ("EventCallback", "GapCallback", "LinkStateCallback", "WireClient", "WireStats")
+)
+
+
+def __getattr__(name: str) -> object:
+    if name in _CLIENT_NAMES:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

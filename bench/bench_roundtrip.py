@@ -1,0 +1,337 @@
+"""Command round trip through ``WireClient.call`` over a real pty, against the raw-fd floor.
+
+Setup: ``os.openpty()``; the device runs in a separate process (``multiprocessing``, fork) on
+the pty master; the host runs in this process on the slave. Measured in the same run:
+
+* **raw floor**: the host writes the bytes of one request frame with ``os.write`` and blocks in
+  ``os.read`` until a peer process has echoed them (blocking ``read``/``write`` loop, no
+  decoding, no event loop): two pty hops and two process wake-ups, nothing else.
+* **asyncio floor**: the same echo, from an asyncio loop through ``FdLink`` (what any asyncio
+  client pays before doing any protocol work).
+* **WireClient** (``serial:///dev/pts/N``, the ``SerialLink`` of the driver stack) calling
+  ``status`` (idempotent, 250 ms reply timeout armed, heartbeats running both ways), one call
+  at a time, against two devices:
+  ``endpoint``: ``hardware_sim.wire.DeviceEndpoint`` on an ``FdLink`` in an asyncio loop with a
+  handler that returns at once (the simulator's device side);
+  ``minimal``: a blocking ``select``/``read``/``write`` loop that decodes with ``FastDecoder``
+  and answers with ``encode_reply(OK, {"t_s": now})`` (about the floor for a Python device).
+* The same with the host on ``hardware_sim.wire.FdLink`` (no pyserial-asyncio-fast transport),
+  to show what the link layer costs.
+
+Run: ``python bench/bench_roundtrip.py [--calls N] [--rounds R]``. The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import json
+import multiprocessing as mp
+import os
+import select
+import statistics
+import sys
+import time
+import tty
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from drivers.clock import Clock  # noqa: E402
+from drivers.links import Link, open_link  # noqa: E402
+from drivers.wire import (  # noqa: E402
+    FastDecoder,
+    Frame,
+    Request,
+    Scalar,
+    Status,
+    WireClient,
+    encode_frame,
+    encode_reply,
+    heartbeat,
+    request,
+)
+from hardware_sim.wire import DeviceEndpoint, FdLink  # noqa: E402
+
+DEVICE_ID = 1
+COMMAND = "status"
+
+
+# --- device processes -----------------------------------------------------------------------
+
+
+def _echo(fd: int, ready: mp.synchronize.Event) -> None:
+    os.set_blocking(fd, True)
+    ready.set()
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            return
+        if not data:
+            return
+        os.write(fd, data)
+
+
+def _endpoint(fd: int, ready: mp.synchronize.Event) -> None:
+    async def handler(
+        command: str, fields: Mapping[str, Scalar]
+    ) -> tuple[Status, dict[str, Scalar]]:
+        return Status.OK, {}
+
+    async def main() -> None:
+        link = FdLink(fd, "pty://master")
+        ep = DeviceEndpoint(
+            link, device_id=DEVICE_ID, name="bench", handler=handler, clock=Clock.for_running_loop()
+        )
+        ready.set()
+        await ep.serve()
+
+    asyncio.run(main())
+
+
+def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
+    """Blocking loop: decode, answer REQUESTs with ``OK {"t_s": ...}``, heartbeat when idle."""
+    os.set_blocking(fd, True)
+    decoder = FastDecoder()
+    t0 = time.monotonic()
+    hb_seq = 0
+    next_hb = 0.0
+    ready.set()
+    while True:
+        now = time.monotonic()
+        if now >= next_hb:
+            hb_seq = (hb_seq + 1) & 0xFFFF
+            uptime_ms = int((now - t0) * 1e3)
+            os.write(fd, encode_frame(heartbeat(hb_seq, DEVICE_ID, uptime_ms=uptime_ms)))
+            next_hb = now + 0.2
+        if not select.select([fd], [], [], max(0.0, next_hb - now))[0]:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            return
+        out = [
+            encode_reply(item.seq, DEVICE_ID, Status.OK, {"t_s": time.monotonic()})
+            for item in decoder.feed(data)
+            if isinstance(item, Frame) and isinstance(item.message, Request)
+        ]
+        if out:
+            os.write(fd, b"".join(out))
+
+
+DEVICES: dict[str, Callable[[int, mp.synchronize.Event], None]] = {
+    "endpoint": _endpoint,
+    "minimal": _minimal,
+}
+
+
+class _Peer:
+    """A fresh pty with ``target`` serving the master end in a child process."""
+
+    def __init__(self, target: Callable[[int, mp.synchronize.Event], None]) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.path = os.ttyname(self.slave)
+        ctx = mp.get_context("fork")
+        ready = ctx.Event()
+        self.proc = ctx.Process(target=target, args=(self.master, ready), daemon=True)
+        self.proc.start()
+        ready.wait(5)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.join(2)
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+# --- measurements ---------------------------------------------------------------------------
+
+
+def percentiles(ns: list[int]) -> dict[str, float]:
+    s = sorted(ns)
+    return {
+        "p50_us": s[len(s) // 2] / 1e3,
+        "p99_us": s[min(len(s) - 1, int(len(s) * 0.99))] / 1e3,
+        "max_us": s[-1] / 1e3,
+    }
+
+
+def raw_floor(calls: int, size: int) -> dict[str, float]:
+    peer = _Peer(_echo)
+    try:
+        fd = peer.slave
+        msg = b"\x7e" + b"x" * (size - 2) + b"\x7f"
+        for _ in range(200):
+            os.write(fd, msg)
+            got = 0
+            while got < size:
+                got += len(os.read(fd, 65536))
+        samples = []
+        gc.collect()
+        t_all = time.perf_counter()
+        for _ in range(calls):
+            t0 = time.perf_counter_ns()
+            os.write(fd, msg)
+            got = 0
+            while got < size:
+                got += len(os.read(fd, 65536))
+            samples.append(time.perf_counter_ns() - t0)
+        total = time.perf_counter() - t_all
+    finally:
+        peer.close()
+    return {**percentiles(samples), "per_s": calls / total}
+
+
+def asyncio_floor(calls: int, size: int) -> dict[str, float]:
+    """The echo round trip from an asyncio loop through ``FdLink``: no codec, no protocol."""
+    peer = _Peer(_echo)
+    msg = b"\x7e" + b"x" * (size - 2) + b"\x7f"
+
+    async def main() -> dict[str, float]:
+        fd = os.open(peer.path, os.O_RDWR | os.O_NOCTTY)
+        link = FdLink(fd, "fd://echo", owns_fd=True)
+        await link.open()
+        try:
+            samples = []
+            perf = time.perf_counter_ns
+            t_all = time.perf_counter()
+            for i in range(calls + 200):
+                t0 = perf()
+                await link.write(msg)
+                got = 0
+                while got < size:
+                    got += len(await link.read())
+                if i >= 200:
+                    samples.append(perf() - t0)
+                elif i == 199:
+                    gc.collect()
+                    t_all = time.perf_counter()
+            total = time.perf_counter() - t_all
+            return {**percentiles(samples), "per_s": calls / total}
+        finally:
+            await link.close()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        peer.close()
+
+
+def wire_roundtrip(calls: int, device: str, host_link: str) -> dict[str, float]:
+    peer = _Peer(DEVICES[device])
+
+    def factory() -> Link:
+        if host_link == "serial":
+            return open_link(f"serial://{peer.path}")
+        fd = os.open(peer.path, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
+        return FdLink(fd, f"fd://{peer.path}", owns_fd=True)
+
+    async def main() -> dict[str, float]:
+        client = WireClient(
+            factory, device_id=DEVICE_ID, name="bench", clock=Clock.for_running_loop()
+        )
+        await client.connect(timeout_s=5.0)
+        try:
+            call = client.call
+            for _ in range(500):
+                await call(COMMAND)
+            samples = []
+            gc.collect()
+            perf = time.perf_counter_ns
+            t_all = time.perf_counter()
+            for _ in range(calls):
+                t0 = perf()
+                await call(COMMAND)
+                samples.append(perf() - t0)
+            total = time.perf_counter() - t_all
+            assert client.stats.retries == 0 and client.stats.timeouts == 0
+            return {**percentiles(samples), "per_s": calls / total}
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        peer.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--calls", type=int, default=5000, help="round trips per timed round")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds (median reported)")
+    args = ap.parse_args()
+
+    req_size = len(encode_frame(request(1, DEVICE_ID, COMMAND)))
+    cases = {
+        "raw floor (echo)": lambda: raw_floor(args.calls, req_size),
+        "asyncio + FdLink (echo)": lambda: asyncio_floor(args.calls, req_size),
+        "WireClient/serial -> DeviceEndpoint": lambda: wire_roundtrip(
+            args.calls, "endpoint", "serial"
+        ),
+        "WireClient/serial -> minimal": lambda: wire_roundtrip(args.calls, "minimal", "serial"),
+        "WireClient/fd -> DeviceEndpoint": lambda: wire_roundtrip(args.calls, "endpoint", "fd"),
+        "WireClient/fd -> minimal": lambda: wire_roundtrip(args.calls, "minimal", "fd"),
+    }
+    # Rounds interleave the cases, so a busy moment on the machine hits all of them alike.
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    for _ in range(args.rounds):
+        for name, run in cases.items():
+            runs[name].append(run())
+    results = {
+        name: {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        for name, rounds in runs.items()
+    }
+    floor = results["raw floor (echo)"]
+
+    print(
+        f"Command round trip over a pty, {args.calls} sequential calls × {args.rounds} rounds "
+        f"(median of rounds); request frame {req_size} B; device in a separate process"
+    )
+    head = (
+        f"{'path':>36} | {'p50 µs':>7} {'p99 µs':>7} {'max µs':>8} | {'calls/s':>8} | "
+        f"{'p50/floor':>9} {'p99/floor':>9}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, r in results.items():
+        print(
+            f"{name:>36} | {r['p50_us']:7.1f} {r['p99_us']:7.1f} {r['max_us']:8.0f} | "
+            f"{r['per_s']:8.0f} | {r['p50_us'] / floor['p50_us']:8.2f}× "
+            f"{r['p99_us'] / floor['p99_us']:8.2f}×"
+        )
+    main_case = results["WireClient/serial -> DeviceEndpoint"]
+    summary = {
+        "benchmark": "wire_roundtrip",
+        "calls": args.calls,
+        "rounds": args.rounds,
+        "goal_p99_us": 100,
+        "raw_p50_us": round(floor["p50_us"], 1),
+        "raw_p99_us": round(floor["p99_us"], 1),
+        "asyncio_p50_us": round(results["asyncio + FdLink (echo)"]["p50_us"], 1),
+        "asyncio_p99_us": round(results["asyncio + FdLink (echo)"]["p99_us"], 1),
+    }
+    keys = {
+        "serial_endpoint": "WireClient/serial -> DeviceEndpoint",
+        "serial_minimal": "WireClient/serial -> minimal",
+        "fd_endpoint": "WireClient/fd -> DeviceEndpoint",
+        "fd_minimal": "WireClient/fd -> minimal",
+    }
+    for key, name in keys.items():
+        r = results[name]
+        summary[f"{key}_p50_us"] = round(r["p50_us"], 1)
+        summary[f"{key}_p99_us"] = round(r["p99_us"], 1)
+        summary[f"{key}_per_s"] = round(r["per_s"])
+    summary["serial_endpoint_p99_over_raw"] = round(main_case["p99_us"] / floor["p99_us"], 2)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,849 @@
+"""Host end of the wire protocol over one link: ``WireClient`` (docs/wire-protocol.md).
+
+One client per device. A background supervisor task opens the link (again and again, with
+backoff, after it drops) and runs the reader; a ticker task sends the host's heartbeats and
+watches the device's. ``call`` sends a REQUEST and waits for the REPLY with the same ``seq``;
+it creates no task: the reader resolves a future kept in a ``seq -> future`` dict, and the
+reply timeout is one ``loop.call_at`` timer.
+
+Time: every link-level duration in this module (reply timeout, heartbeat period and loss
+bound, reconnect backoff, bulk idle) is a *wall-clock* fact of the cable; it is multiplied by
+``clock.time_scale`` before waiting on the loop, so a rehearsal on a ``ScaledTimeEventLoop``
+keeps the cable's real timing. Device timestamps (``t_s`` fields) are mapped onto the host's
+loop clock by ``to_host_time`` (the two clocks are assumed to run at the same rate, as they do
+when the device and host both run real time or both run at the same scale).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final
+
+from ..clock import Clock
+from ..errors import (
+    AmbiguousCommand,
+    CommandRejected,
+    DeviceBusy,
+    DeviceError,
+    DeviceFault,
+    DeviceLost,
+    DeviceStateError,
+    DeviceTimeout,
+)
+from ..links._base import Link, LinkError
+from ._fast import FastDecoder, encode_request
+from ._seqwindow import SeqWindow
+from ._timesync import OffsetEstimator
+from .codec import (
+    HEARTBEAT_PERIOD_S,
+    HEARTBEAT_TIMEOUT_S,
+    MAX_PAYLOAD,
+    BulkAssembler,
+    BulkChunk,
+    BulkComplete,
+    BulkError,
+    BulkProblem,
+    DecodeError,
+    Event,
+    Fields,
+    Flags,
+    Frame,
+    FrameError,
+    Heartbeat,
+    MsgType,
+    Nak,
+    NodeState,
+    Reply,
+    Scalar,
+    Status,
+    ack,
+    encode_frame,
+    heartbeat,
+    nak_for,
+)
+
+log = logging.getLogger(__name__)
+
+EventCallback = Callable[[str, Mapping[str, Scalar], float], None]
+"""``(name, fields, host_time_s)``; host time is the device's ``t_s`` mapped, else arrival."""
+LinkStateCallback = Callable[[bool, str], None]
+"""``(up, detail)``: heartbeat seen / lost, link dropped, device restarted (down then up)."""
+GapCallback = Callable[[int, int], None]
+"""``(first_missing_seq, count)``: events were lost; the driver should query ``status``."""
+
+DEFAULT_REPLY_TIMEOUT_S: Final = 0.25  # §2.3: 100 ms + wire time; default for TCP/USB/115200 Bd
+DEFAULT_RETRIES: Final = 3  # §2.2: idempotent requests are re-sent at most 3 times
+RECONNECT_MIN_S: Final = 0.05
+RECONNECT_MAX_S: Final = 1.0
+NAK_INTERVAL_S: Final = 0.02  # §2.2: at most one NAK per 20 ms
+BULK_IDLE_S: Final = 0.25  # no chunk for this long with chunks missing: ask for them again
+BULK_KEEP: Final = 16  # finished transfers kept for a bulk() call that comes after the data
+BULK_TIMEOUT_S: Final = 2.0  # §2.6: an idle transfer is dropped after 2 s
+MAX_RESEND_RUNS: Final = 32  # link.bulk_resend requests per round
+RESTART_SLACK_MS: Final = 250  # uptime may lag the host's view of elapsed time by this much
+_EMPTY: Final[Fields] = {}
+
+
+class _Miss(Enum):
+    """Why a call's wait ended without a reply."""
+
+    TIMEOUT = "timeout"
+    NAK = "nak"
+    LINK_LOST = "link_lost"
+    CLOSED = "closed"
+
+
+_Outcome = tuple[Reply, float] | _Miss
+
+
+def _miss(fut: asyncio.Future[_Outcome], why: _Miss) -> None:
+    if not fut.done():
+        fut.set_result(why)
+
+
+@dataclass(slots=True)
+class WireStats:
+    """Counters for diagnostics (link captures are not always at hand)."""
+
+    requests: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    naks_received: int = 0
+    naks_sent: int = 0
+    decode_errors: int = 0
+    garbage_bytes: int = 0
+    late_replies: int = 0
+    foreign_frames: int = 0
+    events: int = 0
+    duplicate_events: int = 0
+    missed_events: int = 0
+    links_opened: int = 0
+    restarts: int = 0
+    bulk_resend_requests: int = 0
+
+
+class WireClient:
+    """The host's endpoint for one device on one link. See the module docstring.
+
+    ``link_factory`` returns a new, unopened :class:`Link` for each (re)connection.
+    """
+
+    def __init__(
+        self,
+        link_factory: Callable[[], Link],
+        *,
+        device_id: int,
+        name: str,
+        clock: Clock,
+        reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S,
+        retries: int = DEFAULT_RETRIES,
+        heartbeat_period_s: float = HEARTBEAT_PERIOD_S,
+        heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S,
+        reconnect_min_s: float = RECONNECT_MIN_S,
+        reconnect_max_s: float = RECONNECT_MAX_S,
+        bulk_idle_s: float = BULK_IDLE_S,
+        max_payload: int = MAX_PAYLOAD,
+        sync_clock: bool = True,
+    ) -> None:
+        if not 1 <= device_id <= 255:
+            raise ValueError(f"{name}: wire device id must be 1-255, got {device_id}")
+        self.name = name
+        self.device_id = device_id
+        self.stats = WireStats()
+        self._factory = link_factory
+        self._clock = clock
+        self._scale = clock.time_scale
+        self._reply_timeout_s = reply_timeout_s
+        self._tries = 1 + retries
+        self._hb_period_s = heartbeat_period_s
+        self._hb_timeout_s = heartbeat_timeout_s
+        self._reconnect = (reconnect_min_s, reconnect_max_s)
+        self._bulk_idle_s = bulk_idle_s
+        self._max_payload = max_payload
+        self._sync_on_connect = sync_clock
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._link: Link | None = None
+        self._link_url = ""
+        self._up = False
+        self._up_event = asyncio.Event()
+        self._down_detail = "not connected"
+        self._drop_detail: str | None = None
+        self._closed = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._aux: set[asyncio.Task[None]] = set()
+        self._watch: asyncio.Handle | None = None
+        self._heard_this_link = False
+        self._restart_note = ""
+
+        # Requests: a random first seq, so a restarted host does not hit the device's reply
+        # cache with the seqs of its previous life.
+        self._req_seq = random.randrange(0x10000)
+        self._pending: dict[int, asyncio.Future[_Outcome]] = {}
+        self._fire_once: set[int] = set()
+        self._hb_seq = 0
+        self._started = clock.now()
+        self._last_rx = 0.0
+        self._last_nak = -1e18
+
+        self._device_state: NodeState | None = None
+        self._uptime_ms: int | None = None
+        self._uptime_at = 0.0
+        self._events = SeqWindow()
+        self._sync = OffsetEstimator()
+
+        self._assembler = BulkAssembler(timeout_s=BULK_TIMEOUT_S * self._scale)
+        self._bulk_waiters: dict[int, asyncio.Future[bytes]] = {}
+        self._bulk_done: OrderedDict[int, BulkComplete | BulkError] = OrderedDict()
+        self._bulk_seen: dict[int, float] = {}
+
+        self._event_cbs: list[EventCallback] = []
+        self._state_cbs: list[LinkStateCallback] = []
+        self._gap_cbs: list[GapCallback] = []
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def link_url(self) -> str:
+        return self._link_url
+
+    @property
+    def is_up(self) -> bool:
+        """True between a device heartbeat and the next loss (silence, link drop, close)."""
+        return self._up
+
+    @property
+    def device_state(self) -> NodeState | None:
+        """The state in the device's last heartbeat (``SAFE`` after it lost the host)."""
+        return self._device_state
+
+    @property
+    def device_uptime_ms(self) -> int | None:
+        return self._uptime_ms
+
+    @property
+    def clock_uncertainty_s(self) -> float:
+        """Bound on the error of :meth:`to_host_time` (half the best round trip; inf if none)."""
+        return self._sync.uncertainty_s
+
+    def to_host_time(self, device_time_s: float) -> float:
+        """Host loop time of a device timestamp (``t_s``, ``*_t_s`` fields)."""
+        return self._sync.to_host(device_time_s)
+
+    # --- listeners ------------------------------------------------------------------------
+
+    def subscribe(self, callback: EventCallback) -> Callable[[], None]:
+        """Receive device events; returns the unsubscribe function."""
+        return _register(self._event_cbs, callback)
+
+    def on_link_state(self, callback: LinkStateCallback) -> Callable[[], None]:
+        return _register(self._state_cbs, callback)
+
+    def on_gap(self, callback: GapCallback) -> Callable[[], None]:
+        return _register(self._gap_cbs, callback)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def connect(self, timeout_s: float = 5.0) -> None:
+        """Open the link and wait (``timeout_s`` wall) for the device's first heartbeat.
+
+        From here on the link is kept open in the background. On timeout the client is closed
+        and :class:`DeviceLost` says why (the last link error, or silence).
+        """
+        if self._closed:
+            raise DeviceLost(self.name, "connect", "client closed", link=self._link_url)
+        if self._supervisor is None:
+            self._loop = loop = asyncio.get_running_loop()
+            self._supervisor = loop.create_task(self._supervise(), name=f"wire {self.name} link")
+            self._ticker = loop.create_task(self._tick(), name=f"wire {self.name} heartbeat")
+            self._watch = loop.call_soon(self._watchdog)
+        try:
+            async with asyncio.timeout(timeout_s * self._scale):
+                await self._up_event.wait()
+        except TimeoutError:
+            detail = self._down_detail
+            await self.close()
+            raise DeviceLost(
+                self.name,
+                "connect",
+                f"no heartbeat within {timeout_s:g} s ({detail})",
+                link=self._link_url,
+            ) from None
+        if self._sync_on_connect:
+            await self.sync_clock()
+
+    async def sync_clock(self, exchanges: int = 4) -> None:
+        """A few ``link.ping`` round trips to pin the device clock offset down.
+
+        Any reply carries ``t_s``, so a device without ``link.ping`` (UNKNOWN_COMMAND) works too.
+        """
+        for _ in range(exchanges):
+            try:
+                await self.call("link.ping")
+            except DeviceLost:
+                raise
+            except DeviceError:
+                pass
+
+    async def close(self) -> None:
+        """Stop the background tasks, close the link, fail what is pending. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+        tasks = [t for t in (self._supervisor, self._ticker, self._reader, *self._aux) if t]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close()
+        self._up = False
+        self._up_event.clear()
+        self._down_detail = "client closed"
+        self._fail_pending(_Miss.CLOSED)
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def call(
+        self,
+        command: str,
+        fields: Mapping[str, Scalar] | None = None,
+        *,
+        fire_once: bool = False,
+        timeout_s: float | None = None,
+    ) -> dict[str, Scalar]:
+        """Send ``command`` and return the OK reply's fields (including the device's ``t_s``).
+
+        ``timeout_s`` (wall) bounds each attempt (default 250 ms). Idempotent commands are
+        re-sent with the same ``seq`` after a NAK or a timeout, at most ``retries`` times, then
+        :class:`DeviceTimeout`. ``fire_once`` commands are sent exactly once; if the outcome is
+        not known (timeout, NAK, link lost) :class:`AmbiguousCommand` is raised.
+        Error replies: BAD_STATE → :class:`DeviceStateError`; FAULT, INTERLOCK →
+        :class:`DeviceFault`; BUSY → :class:`DeviceBusy`; BAD_ARG, UNKNOWN_COMMAND →
+        :class:`CommandRejected`. No link or no heartbeat → :class:`DeviceLost` at once.
+        """
+        link = self._link
+        loop = self._loop
+        if not self._up or link is None or loop is None:
+            raise DeviceLost(self.name, command, self._down_detail, link=self._link_url)
+        pending = self._pending
+        seq = self._req_seq
+        while True:
+            seq = (seq + 1) & 0xFFFF
+            if seq not in pending:
+                break
+        self._req_seq = seq
+        data = encode_request(seq, self.device_id, command, _EMPTY if fields is None else fields)
+        wait_s = self._reply_timeout_s if timeout_s is None else timeout_s
+        per_try = wait_s * self._scale
+        tries = 1 if fire_once else self._tries
+        if fire_once:
+            self._fire_once.add(seq)
+        self.stats.requests += 1
+        attempt = 0
+        sent = first_sent = loop.time()
+        try:
+            while True:
+                attempt += 1
+                fut: asyncio.Future[_Outcome] = loop.create_future()
+                pending[seq] = fut
+                if attempt > 1:
+                    sent = loop.time()
+                timer = loop.call_at(sent + per_try, _miss, fut, _Miss.TIMEOUT)
+                try:
+                    await link.write(data)
+                    outcome = await fut
+                except LinkError as exc:
+                    self._link_failed(link, exc)
+                    outcome = _Miss.LINK_LOST
+                finally:
+                    timer.cancel()
+                if isinstance(outcome, tuple):
+                    reply, received = outcome
+                    break
+                if outcome is _Miss.TIMEOUT:
+                    self.stats.timeouts += 1
+                if fire_once or outcome is _Miss.LINK_LOST or outcome is _Miss.CLOSED:
+                    raise self._no_reply(command, seq, outcome, fire_once, first_sent, attempt)
+                if attempt >= tries:
+                    raise self._no_reply(command, seq, outcome, fire_once, first_sent, attempt)
+                link = self._link
+                if not self._up or link is None:
+                    raise self._no_reply(
+                        command, seq, _Miss.LINK_LOST, fire_once, first_sent, attempt
+                    )
+                self.stats.retries += 1
+        finally:
+            del pending[seq]
+            if fire_once:
+                self._fire_once.discard(seq)
+        result = reply.fields
+        t = result.get("t_s")
+        # Karn's rule: a reply to a re-sent request may answer either copy; no clock sample.
+        if attempt == 1 and (type(t) is float or type(t) is int):
+            self._sync.exchange(sent, received, t)
+        if reply.status is Status.OK:
+            return result if isinstance(result, dict) else dict(result)
+        raise self._reply_error(command, reply)
+
+    def _no_reply(
+        self, command: str, seq: int, why: _Miss, fire_once: bool, since: float, attempts: int
+    ) -> DeviceError:
+        assert self._loop is not None
+        waited_s = (self._loop.time() - since) / self._scale
+        url = self._link_url
+        if why is _Miss.CLOSED and not fire_once:
+            return DeviceLost(self.name, command, "client closed", link=url)
+        if fire_once:
+            detail = f"request seq {seq} sent once and not re-sent (fire-once)"
+            if why is _Miss.LINK_LOST:
+                detail += f"; {self._down_detail}"
+            return AmbiguousCommand(
+                self.name, command, waited_s, cause=why.value, detail=detail, link=url
+            )
+        if why is _Miss.LINK_LOST:
+            return DeviceLost(self.name, command, self._down_detail, link=url)
+        detail = f"no reply to seq {seq} in {attempts} attempts (last: {why.value})"
+        return DeviceTimeout(self.name, command, waited_s, detail=detail, link=url)
+
+    def _reply_error(self, command: str, reply: Reply) -> DeviceError:
+        f = reply.fields
+        message = str(f.get("message") or "")
+        status = reply.status
+        url = self._link_url
+        if status is Status.BAD_STATE:
+            return DeviceStateError(self.name, command, message or "not allowed now", link=url)
+        if status is Status.FAULT:
+            return DeviceFault(
+                self.name, command, str(f.get("fault") or "unknown"), message, link=url
+            )
+        if status is Status.INTERLOCK:
+            fault = str(f.get("fault") or "interlock")
+            return DeviceFault(self.name, command, fault, message, link=url)
+        if status is Status.BUSY:
+            return DeviceBusy(self.name, command, message or "busy, try again later", link=url)
+        return CommandRejected(self.name, command, status.name, message or status.name, link=url)
+
+    # --- bulk -------------------------------------------------------------------------------
+
+    async def bulk(self, transfer_id: int, *, timeout_s: float = 5.0) -> bytes:
+        """The image of BULK transfer ``transfer_id`` (wall ``timeout_s`` in all).
+
+        The data may already have arrived (it is kept for the last 16 transfers). Chunks missing
+        after ``bulk_idle_s`` without progress are asked for again with ``link.bulk_resend``.
+        """
+        if not 0 <= transfer_id <= 0xFFFF:
+            raise ValueError(f"transfer id must be 0-65535, got {transfer_id}")
+        tid = transfer_id
+        done = self._bulk_done.pop(tid, None)
+        if done is not None:
+            return self._bulk_result(done)
+        loop = self._loop
+        if loop is None or self._closed:
+            raise DeviceLost(self.name, f"bulk {tid}", self._down_detail, link=self._link_url)
+        if tid in self._bulk_waiters:
+            raise ValueError(f"{self.name}: already waiting for bulk transfer {tid}")
+        fut: asyncio.Future[bytes] = loop.create_future()
+        self._bulk_waiters[tid] = fut
+        start = loop.time()
+        deadline = start + timeout_s * self._scale
+        idle = self._bulk_idle_s * self._scale
+        asked = start
+        try:
+            while True:
+                activity = max(self._bulk_seen.get(tid, start), asked)
+                wake = min(deadline, activity + idle)
+                now = loop.time()
+                if wake > now:
+                    await asyncio.wait((fut,), timeout=wake - now)
+                if fut.done():
+                    return fut.result()
+                now = loop.time()
+                if now >= deadline:
+                    missing = self._assembler.missing(self.device_id, tid)
+                    detail = (
+                        "no chunk received"
+                        if missing is None
+                        else f"{len(missing)} chunks missing (first {missing[:8]})"
+                    )
+                    raise DeviceTimeout(
+                        self.name, f"bulk {tid}", timeout_s, detail=detail, link=self._link_url
+                    )
+                if now - max(self._bulk_seen.get(tid, start), asked) >= idle:
+                    asked = now
+                    await self._ask_resend(tid)
+        finally:
+            if self._bulk_waiters.get(tid) is fut:
+                del self._bulk_waiters[tid]
+
+    async def _ask_resend(self, tid: int) -> None:
+        missing = self._assembler.missing(self.device_id, tid)
+        # Nothing received (or the transfer expired): ask for everything from chunk 0.
+        runs = [(0, 0xFFFFFFFF)] if missing is None else _runs(missing)[:MAX_RESEND_RUNS]
+        for first, count in runs:
+            self.stats.bulk_resend_requests += 1
+            try:
+                await self.call(
+                    "link.bulk_resend", {"transfer_id": tid, "first": first, "count": count}
+                )
+            except DeviceLost:
+                raise
+            except DeviceError as exc:
+                # Not sent yet, or already forgotten: keep waiting until the deadline.
+                log.debug("%s: bulk_resend %d refused: %s", self.name, tid, exc)
+
+    def _bulk_result(self, result: BulkComplete | BulkError) -> bytes:
+        if isinstance(result, BulkComplete):
+            return result.data
+        raise DeviceError(
+            self.name,
+            f"bulk {result.transfer_id}",
+            f"{result.problem.name}: {result.detail}",
+            link=self._link_url,
+        )
+
+    def _on_bulk(self, frame: Frame, chunk: BulkChunk, now: float) -> None:
+        tid = chunk.transfer_id
+        self._bulk_seen[tid] = now
+        result = self._assembler.add(frame, now)
+        if result is None:
+            return
+        if isinstance(result, BulkError) and result.problem is BulkProblem.INCONSISTENT:
+            # One bad chunk was dropped; the transfer goes on (or never started).
+            log.warning("%s: bulk %d: %s", self.name, tid, result.detail)
+            return
+        self._bulk_seen.pop(tid, None)
+        fut = self._bulk_waiters.pop(tid, None)
+        if fut is None:
+            self._bulk_done[tid] = result
+            self._bulk_done.move_to_end(tid)
+            while len(self._bulk_done) > BULK_KEEP:
+                self._bulk_done.popitem(last=False)
+        elif not fut.done():
+            try:
+                fut.set_result(self._bulk_result(result))
+            except DeviceError as exc:
+                fut.set_exception(exc)
+
+    # --- link supervision -------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        low, high = self._reconnect
+        backoff = low
+        first = True
+        while True:
+            if not first:
+                await asyncio.sleep(backoff * self._scale)
+                backoff = min(backoff * 2, high)
+            first = False
+            link = self._factory()
+            self._link_url = link.url
+            try:
+                await link.open()
+            except (LinkError, OSError) as exc:
+                self._down_detail = f"cannot open link: {_describe(exc)}"
+                continue
+            self.stats.links_opened += 1
+            self._drop_detail = None
+            self._heard_this_link = False
+            self._last_rx = loop.time()
+            self._link = link
+            reader = self._reader = loop.create_task(
+                self._read_loop(link), name=f"wire {self.name} reader"
+            )
+            try:
+                await asyncio.wait((reader,))
+            finally:
+                if not reader.done():  # we are being cancelled (close)
+                    reader.cancel()
+            self._link = None
+            self._reader = None
+            detail = self._drop_detail or self._reader_end(reader)
+            await link.close()
+            if self._heard_this_link:
+                backoff = low
+            self._go_down(f"link dropped: {detail}")
+
+    def _reader_end(self, reader: asyncio.Task[None]) -> str:
+        if reader.cancelled():
+            return "reader stopped"
+        exc = reader.exception()
+        if isinstance(exc, LinkError):
+            return exc.detail
+        if exc is not None:
+            log.error("%s: wire reader failed", self.name, exc_info=exc)
+            return f"internal error: {exc!r}"
+        return "reader ended"
+
+    def _link_failed(self, link: Link, exc: LinkError) -> None:
+        """A write failed: end this link's reader so the supervisor reconnects."""
+        if link is not self._link:
+            return
+        if self._drop_detail is None:
+            self._drop_detail = exc.detail
+        reader = self._reader
+        if reader is not None and not reader.done() and reader is not asyncio.current_task():
+            reader.cancel()
+        if self._up:
+            self._go_down(f"link dropped: {exc.detail}")
+
+    async def _write_quiet(self, link: Link, data: bytes) -> None:
+        try:
+            await link.write(data)
+        except LinkError as exc:
+            self._link_failed(link, exc)
+            if asyncio.current_task() is self._reader:
+                raise
+
+    def _go_up(self, state: NodeState) -> None:
+        self._up = True
+        self._heard_this_link = True
+        self._down_detail = ""
+        self._up_event.set()
+        detail = f"heartbeat from {self.name} (state {state.name})"
+        if self._restart_note:
+            detail, self._restart_note = f"{detail}; {self._restart_note}", ""
+        self._notify_state(True, detail)
+
+    def _go_down(self, detail: str) -> None:
+        self._down_detail = detail
+        if not self._up:
+            return
+        self._up = False
+        self._up_event.clear()
+        self._fail_pending(_Miss.LINK_LOST)
+        self._notify_state(False, detail)
+
+    def _fail_pending(self, why: _Miss) -> None:
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_result(why)
+        waiters, self._bulk_waiters = self._bulk_waiters, {}
+        for tid, bfut in waiters.items():
+            if not bfut.done():
+                bfut.set_exception(
+                    DeviceLost(self.name, f"bulk {tid}", self._down_detail, link=self._link_url)
+                )
+
+    async def _tick(self) -> None:
+        """Host heartbeats every period (loss of the device's is :meth:`_watchdog`'s job)."""
+        loop = asyncio.get_running_loop()
+        period = self._hb_period_s * self._scale
+        period_ms = round(self._hb_period_s * 1000)
+        next_hb = loop.time()
+        while True:
+            now = loop.time()
+            if now >= next_hb:
+                link = self._link
+                if link is not None:
+                    self._hb_seq = (self._hb_seq + 1) & 0xFFFF
+                    uptime_ms = int((now - self._started) / self._scale * 1000)
+                    frame = heartbeat(self._hb_seq, 0, NodeState.READY, period_ms, uptime_ms)
+                    await self._write_quiet(link, encode_frame(frame))
+                next_hb = max(next_hb + period, now)
+                self._expire_bulk(now)
+            await asyncio.sleep(max(0.0, next_hb - loop.time()))
+
+    def _watchdog(self) -> None:
+        """Timer callback, not a task: a write stuck on a full link cannot delay it."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        now = loop.time()
+        if self._up:
+            deadline = self._last_rx + self._hb_timeout_s * self._scale
+            if now < deadline:
+                self._watch = loop.call_at(deadline, self._watchdog)
+                return
+            self._go_down(
+                f"no valid frame from the device for {self._hb_timeout_s:g} s (heartbeat lost)"
+            )
+        self._watch = loop.call_at(now + self._hb_period_s * self._scale, self._watchdog)
+
+    def _expire_bulk(self, now: float) -> None:
+        self._assembler.expire(now)  # a waiter asks for the whole transfer again
+        horizon = now - BULK_TIMEOUT_S * self._scale
+        for tid in [t for t, at in self._bulk_seen.items() if at < horizon]:
+            if tid not in self._bulk_waiters:
+                del self._bulk_seen[tid]
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def _read_loop(self, link: Link) -> None:
+        loop = asyncio.get_running_loop()
+        feed = FastDecoder(self._max_payload).feed
+        pending = self._pending
+        dev = self.device_id
+        while True:
+            data = await link.read()
+            now = loop.time()
+            for item in feed(data):
+                if isinstance(item, Frame):
+                    msg = item.message
+                    if item.device != dev and not (item.device == 0 and type(msg) is Nak):
+                        self.stats.foreign_frames += 1
+                        continue
+                    self._last_rx = now
+                    if type(msg) is Reply:
+                        fut = pending.get(item.seq)
+                        if fut is not None and not fut.done():
+                            fut.set_result((msg, now))
+                        else:
+                            self.stats.late_replies += 1
+                    else:
+                        await self._on_frame(link, item, now)
+                else:
+                    await self._on_decode_error(link, item, now)
+
+    async def _on_frame(self, link: Link, frame: Frame, now: float) -> None:
+        msg = frame.message
+        if isinstance(msg, Heartbeat):
+            self._on_heartbeat(msg, now)
+        elif isinstance(msg, Event):
+            if frame.flags & Flags.ACK_REQUESTED:
+                # ACK every copy: the device re-sends because our previous ACK may be lost.
+                await self._write_quiet(
+                    link, encode_frame(ack(frame.seq, frame.device, MsgType.EVENT))
+                )
+            self._on_event(frame.seq, msg, now)
+        elif isinstance(msg, Nak):
+            self._on_nak(frame.seq, msg)
+        elif isinstance(msg, BulkChunk):
+            self._on_bulk(frame, msg, now)
+        # ACK (we request none) and REQUEST (devices send none) are ignored.
+
+    async def _on_decode_error(self, link: Link, error: DecodeError, now: float) -> None:
+        if error.kind is FrameError.GARBAGE:
+            self.stats.garbage_bytes += error.size
+            return
+        self.stats.decode_errors += 1
+        if now - self._last_nak < NAK_INTERVAL_S * self._scale:
+            return
+        frame = nak_for(error)
+        if frame is not None:
+            self._last_nak = now
+            self.stats.naks_sent += 1
+            await self._write_quiet(link, encode_frame(frame))
+
+    def _on_heartbeat(self, hb: Heartbeat, now: float) -> None:
+        prev, prev_at = self._uptime_ms, self._uptime_at
+        self._uptime_ms, self._uptime_at = hb.uptime_ms, now
+        self._device_state = hb.state
+        if prev is not None:
+            # Uptime must have advanced by about the wall time since the last heartbeat (across
+            # link outages too): less means the device restarted, even if its new uptime is
+            # already above the old one.
+            elapsed_ms = (now - prev_at) / self._scale * 1000.0
+            ahead = ((hb.uptime_ms - int(prev + elapsed_ms) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if ahead < -(RESTART_SLACK_MS + 0.1 * elapsed_ms):
+                self._restarted(prev, hb.uptime_ms)
+        if not self._up:
+            self._go_up(hb.state)
+
+    def _restarted(self, before_ms: int, now_ms: int) -> None:
+        self.stats.restarts += 1
+        self._events.reset()
+        self._sync.reset()
+        detail = f"device restarted (uptime {before_ms} ms, now {now_ms} ms): its state is unknown"
+        if self._up:
+            self._notify_state(False, detail)
+            self._notify_state(True, detail)
+        else:
+            self._restart_note = detail  # told with the coming "up"
+        self._spawn(self._resync())
+
+    async def _resync(self) -> None:
+        with contextlib.suppress(DeviceError):
+            await self.sync_clock()
+
+    def _on_event(self, seq: int, ev: Event, now: float) -> None:
+        new, missed = self._events.accept(seq)
+        if missed:
+            self.stats.missed_events += missed
+            first = (seq - missed) & 0xFFFF
+            for gap_cb in tuple(self._gap_cbs):
+                _safe_call(gap_cb, first, missed)
+        if not new:
+            self.stats.duplicate_events += 1
+            return
+        self.stats.events += 1
+        host_t = now
+        t = ev.fields.get("t_s")
+        if type(t) is float or type(t) is int:
+            self._sync.rough(now, t)
+            host_t = min(now, self._sync.to_host(t))
+        for cb in tuple(self._event_cbs):
+            _safe_call(cb, ev.name, ev.fields, host_t)
+
+    def _on_nak(self, seq: int, nk: Nak) -> None:
+        self.stats.naks_received += 1
+        pending = self._pending
+        if nk.ref_type is MsgType.REQUEST:
+            fut = pending.get(seq)
+            if fut is not None and not fut.done():
+                fut.set_result(_Miss.NAK)
+        elif nk.ref_type is None:
+            # "A frame was lost, I don't know which": re-send the idempotent requests now (a
+            # copy the device did get is answered from its reply cache); fire-once requests
+            # wait for their reply or their timeout.
+            for s, fut in pending.items():
+                if s not in self._fire_once and not fut.done():
+                    fut.set_result(_Miss.NAK)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _notify_state(self, up: bool, detail: str) -> None:
+        for cb in tuple(self._state_cbs):
+            _safe_call(cb, up, detail)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._aux.add(task)
+        task.add_done_callback(self._aux.discard)
+
+
+def _register(callbacks: list[Any], callback: Any) -> Callable[[], None]:
+    callbacks.append(callback)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            callbacks.remove(callback)
+
+    return remove
+
+
+def _safe_call(cb: Callable[..., None], *args: Any) -> None:
+    try:
+        cb(*args)
+    except Exception:
+        # A listener's bug must not stop the reader (and with it every reply).
+        log.exception("wire listener %r failed", cb)
+
+
+def _runs(indices: tuple[int, ...]) -> list[tuple[int, int]]:
+    """Sorted indices as ``(first, count)`` runs of consecutive values."""
+    runs: list[tuple[int, int]] = []
+    for i in indices:
+        if runs and runs[-1][0] + runs[-1][1] == i:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((i, 1))
+    return runs
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, LinkError):
+        return exc.detail
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,540 @@
+"""Device end of the wire protocol: ``DeviceEndpoint`` (docs/wire-protocol.md).
+
+What a device's firmware does with its port: answer REQUESTs through a handler, keep the replies
+to the last 32 requests (a repeated ``seq`` is answered from there, never executed twice), stamp
+replies and events with the device clock (``t_s``), send heartbeats, re-send critical events
+until ACK'd, keep bulk images for ``link.bulk_resend``, NAK damaged frames (at most one per
+20 ms), and enter SAFE when the host has been silent for 1 s. A dropped link does not stop it:
+it waits and reads again (the firmware keeps running; the host may come back).
+
+Built-in commands (names under the protocol's reserved ``link.`` prefix):
+``link.ping`` (OK, for clock sync), ``link.clear_safe`` (leave SAFE), ``link.bulk_resend``
+(``transfer_id``, ``first``, ``count``: re-send those chunks after the reply).
+
+The handler should be quick: requests are answered in order by one reader, and the protocol
+wants a reply within 100 ms (long actions reply at once and report their end as an event).
+
+Fault hooks for tests and the simulator: :meth:`inject_garbage`, :meth:`corrupt_next_frames`,
+:meth:`drop_next_replies`, :meth:`drop_bulk_chunks`, :meth:`stall`.
+
+All durations are wall seconds, multiplied by ``clock.time_scale`` to wait on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from drivers.clock import Clock
+from drivers.links import Link, LinkError
+from drivers.links.memory import flip_one_bit
+from drivers.wire import (
+    DEFAULT_CHUNK_SIZE,
+    HEARTBEAT_PERIOD_S,
+    HEARTBEAT_TIMEOUT_S,
+    MAX_PAYLOAD,
+    Ack,
+    DecodeError,
+    Event,
+    FastDecoder,
+    Flags,
+    Frame,
+    FrameError,
+    MsgType,
+    Nak,
+    NodeState,
+    Request,
+    Scalar,
+    Status,
+    bulk_chunks,
+    encode_frame,
+    encode_reply,
+    heartbeat,
+    nak_for,
+)
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, Mapping[str, Scalar]], Awaitable[tuple[Status, Mapping[str, Scalar]]]]
+HostLostHook = Callable[[], Awaitable[None]]
+
+REPLY_CACHE: Final = 32
+NAK_INTERVAL_S: Final = 0.02
+CRITICAL_RESEND_S: Final = 0.1
+CRITICAL_RESENDS: Final = 10
+BULK_KEEP_S: Final = 10.0
+BULK_KEEP_BYTES: Final = 64 * 1024 * 1024
+RELINK_S: Final = 0.05  # pause after the link dropped before reading again
+RECENT_REPLY_S: Final = 0.3  # replies re-sent on a NAK that cannot say which frame was bad
+_ALL: Final = 0xFFFFFFFF
+
+
+@dataclass(slots=True)
+class EndpointStats:
+    requests: int = 0
+    executed: int = 0  # handler calls (link.* commands and cache hits excluded)
+    cache_hits: int = 0
+    replies_dropped: int = 0
+    replies_resent: int = 0
+    naks_sent: int = 0
+    naks_received: int = 0
+    decode_errors: int = 0
+    garbage_bytes: int = 0
+    events: int = 0
+    critical_resends: int = 0
+    critical_unacked: int = 0
+    bulk_transfers: int = 0
+    bulk_chunks_resent: int = 0
+    write_failures: int = 0
+    link_drops: int = 0
+    host_lost: int = 0
+
+
+class DeviceEndpoint:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        device_id: int,
+        name: str,
+        handler: Handler,
+        clock: Clock,
+        on_host_lost: HostLostHook | None = None,
+        heartbeat_period_s: float = HEARTBEAT_PERIOD_S,
+        host_timeout_s: float = HEARTBEAT_TIMEOUT_S,
+        max_payload: int = MAX_PAYLOAD,
+        state: NodeState = NodeState.READY,
+    ) -> None:
+        if not 1 <= device_id <= 255:
+            raise ValueError(f"{name}: wire device id must be 1-255, got {device_id}")
+        self.link = link
+        self.device_id = device_id
+        self.name = name
+        self.stats = EndpointStats()
+        self._handler = handler
+        self._clock = clock
+        self._scale = clock.time_scale
+        self._on_host_lost = on_host_lost
+        self._hb_period_s = heartbeat_period_s
+        self._host_timeout_s = host_timeout_s
+        self._max_payload = max_payload
+        self._state = state
+        self._safe = False
+        self._booted = clock.now()
+
+        self._host_seen = False
+        self._last_rx = 0.0
+        self._last_nak = -1e18
+        self._hb_seq = 0
+        self._ev_seq = 0
+        self._bulk_seq = 0
+        self._tid = 0
+        # seq -> (command, args, encoded reply); insertion order = age
+        self._cache: OrderedDict[int, tuple[str, Mapping[str, Scalar], bytes]] = OrderedDict()
+        self._recent: deque[tuple[float, int]] = deque(maxlen=8)
+        self._after_reply: list[bytes] = []
+        self._unacked: dict[int, tuple[asyncio.Future[None], bytes]] = {}
+        self._bulk: OrderedDict[int, tuple[float, list[bytes]]] = OrderedDict()
+        self._bulk_bytes = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._serve_task: asyncio.Task[None] | None = None
+        self._watch: asyncio.Handle | None = None
+
+        # fault hooks
+        self._faults = False
+        self._garbage = b""
+        self._corrupt = 0
+        self._corrupt_kind: MsgType | None = None
+        self._drop_replies = 0
+        self._drop_chunks: set[int] = set()
+        self._stalled = False
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> NodeState:
+        """What the heartbeats say: SAFE from a host loss until ``link.clear_safe``."""
+        return NodeState.SAFE if self._safe else self._state
+
+    def set_state(self, state: NodeState) -> None:
+        """The device's own state (READY, ACTIVE, FAULT); SAFE enters the safe state."""
+        if state is NodeState.SAFE:
+            self._safe = True
+        else:
+            self._state = state
+
+    @property
+    def safe(self) -> bool:
+        return self._safe
+
+    @property
+    def host_connected(self) -> bool:
+        """A host frame arrived within the loss bound (False before the first one)."""
+        return self._host_seen
+
+    @property
+    def uptime_ms(self) -> int:
+        """Wall milliseconds since this endpoint was made (the firmware booted)."""
+        return int((self._clock.now() - self._booted) / self._scale * 1000) & 0xFFFFFFFF
+
+    @property
+    def pending_acks(self) -> int:
+        """Critical events sent and not yet acknowledged."""
+        return len(self._unacked)
+
+    # --- fault hooks ------------------------------------------------------------------------
+
+    def inject_garbage(self, n_bytes: int, *, seed: int | None = None) -> None:
+        """Put ``n_bytes`` of random line noise before the next frame sent."""
+        self._garbage += random.Random(seed).randbytes(n_bytes)
+        self._faults = True
+
+    def corrupt_next_frames(self, n: int = 1, kind: MsgType | None = None) -> None:
+        """Flip one bit in each of the next ``n`` frames sent (of type ``kind``, if given)."""
+        self._corrupt += n
+        self._corrupt_kind = kind
+        self._faults = True
+
+    def drop_next_replies(self, n: int = 1) -> None:
+        """Lose the next ``n`` REPLY frames (requests still execute; replies stay cached)."""
+        self._drop_replies += n
+        self._faults = True
+
+    def drop_bulk_chunks(self, *indices: int) -> None:
+        """Skip these chunk indices when the next transfer is first sent (resend still works)."""
+        self._drop_chunks.update(indices)
+
+    def stall(self, stalled: bool = True) -> None:
+        """Freeze (a hung firmware): nothing is sent, received frames are ignored."""
+        self._stalled = stalled
+        self._faults = True
+        if not stalled:
+            self._last_rx = self._clock.now()  # a frozen device did not notice time pass
+            self._faults = bool(self._garbage or self._corrupt or self._drop_replies)
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve the link until cancelled (or :meth:`close`)."""
+        if self._serve_task is not None:
+            raise RuntimeError(f"{self.name}: endpoint already serving")
+        self._serve_task = asyncio.current_task()
+        if not self.link.is_open:
+            await self.link.open()
+        loop = asyncio.get_running_loop()
+        ticker = loop.create_task(self._tick())
+        self._tasks.add(ticker)
+        self._watch = loop.call_soon(self._watchdog)
+        try:
+            await self._read_loop()
+        finally:
+            self._watch.cancel()
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self._tasks.clear()
+            self._serve_task = None
+
+    async def close(self) -> None:
+        """Stop serving and close the link. Idempotent."""
+        task = self._serve_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.link.close()
+
+    async def send_event(
+        self, name: str, fields: Mapping[str, Scalar] | None = None, *, critical: bool = False
+    ) -> None:
+        """Send an EVENT stamped with ``t_s`` (unless given). Never raises for a dead link.
+
+        ``critical``: ACK_REQUESTED, re-sent every 100 ms (up to 10 times) until ACK'd.
+        """
+        self._ev_seq = seq = (self._ev_seq + 1) & 0xFFFF
+        out = dict(fields) if fields else {}
+        if "t_s" not in out:
+            out["t_s"] = self._clock.now()
+        flags = Flags.ACK_REQUESTED if critical else Flags.NONE
+        data = encode_frame(Frame(seq, self.device_id, Event(name, out), flags))
+        self.stats.events += 1
+        if critical:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._unacked[seq] = (fut, data)
+            await self._send(data, MsgType.EVENT)
+            self._spawn(self._deliver(seq, data, fut))
+        else:
+            await self._send(data, MsgType.EVENT)
+
+    async def send_bulk(self, data: bytes, chunk_size: int = DEFAULT_CHUNK_SIZE) -> int:
+        """Send ``data`` as one BULK transfer; returns its transfer id (kept 10 s for resend)."""
+        tid = self._tid
+        self._tid = (tid + 1) & 0xFFFF
+        frames = bulk_chunks(tid, data, chunk_size, device=self.device_id, first_seq=self._bulk_seq)
+        self._bulk_seq = (self._bulk_seq + len(frames)) & 0xFFFF
+        encoded = [encode_frame(f) for f in frames]
+        self._keep_bulk(tid, encoded)
+        drop, self._drop_chunks = self._drop_chunks, set()
+        for i, chunk in enumerate(encoded):
+            if i not in drop:
+                await self._send(chunk, MsgType.BULK)
+        self.stats.bulk_transfers += 1
+        return tid
+
+    # --- receiving --------------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        link = self.link
+        dev = self.device_id
+        decoder = FastDecoder(self._max_payload)
+        while True:
+            try:
+                data = await link.read()
+            except LinkError:
+                # The host closed the port or the cable went: keep running, read again.
+                self.stats.link_drops += 1
+                decoder = FastDecoder(self._max_payload)
+                await asyncio.sleep(RELINK_S * self._scale)
+                if not link.is_open:
+                    with contextlib.suppress(LinkError, OSError):
+                        await link.open()
+                continue
+            if self._stalled:
+                continue
+            now = loop.time()
+            for item in decoder.feed(data):
+                if isinstance(item, Frame):
+                    self._last_rx = now
+                    self._host_seen = True
+                    msg = item.message
+                    if type(msg) is Request:
+                        if item.device == dev:
+                            await self._on_request(item.seq, msg, now)
+                    elif type(msg) is Ack:
+                        self._on_ack(item.seq)
+                    elif type(msg) is Nak:
+                        await self._on_nak(item.seq, msg, now)
+                    # host heartbeats only prove the host is alive
+                else:
+                    await self._on_decode_error(item, now)
+
+    async def _on_request(self, seq: int, req: Request, now: float) -> None:
+        self.stats.requests += 1
+        cache = self._cache
+        hit = cache.get(seq)
+        if hit is not None and hit[0] == req.command and hit[1] == req.args:
+            # A re-sent request: answer from the cache, never execute twice.
+            self.stats.cache_hits += 1
+            await self._send(hit[2], MsgType.REPLY)
+            return
+        status, fields = await self._dispatch(req.command, req.args)
+        out = dict(fields)
+        if "t_s" not in out:
+            out["t_s"] = self._clock.now()
+        try:
+            data = encode_reply(seq, self.device_id, status, out)
+        except ValueError as exc:
+            log.error("%s: reply to %s not encodable: %s", self.name, req.command, exc)
+            bad = {"fault": "internal", "message": f"reply not encodable: {exc}"[:200]}
+            data = encode_reply(seq, self.device_id, Status.FAULT, bad)
+        if hit is not None:
+            del cache[seq]
+        cache[seq] = (req.command, req.args, data)
+        if len(cache) > REPLY_CACHE:
+            cache.popitem(last=False)
+        self._recent.append((now, seq))
+        await self._send(data, MsgType.REPLY)
+        if self._after_reply:
+            after, self._after_reply = self._after_reply, []
+            for chunk in after:
+                await self._send(chunk, MsgType.BULK)
+
+    async def _dispatch(
+        self, command: str, args: Mapping[str, Scalar]
+    ) -> tuple[Status, Mapping[str, Scalar]]:
+        if command.startswith("link."):
+            return self._link_command(command, args)
+        self.stats.executed += 1
+        try:
+            return await self._handler(command, args)
+        except Exception as exc:  # the firmware stays up and says what went wrong
+            log.exception("%s: handler failed on %s", self.name, command)
+            return Status.FAULT, {"fault": "internal", "message": f"{type(exc).__name__}: {exc}"}
+
+    def _link_command(
+        self, command: str, args: Mapping[str, Scalar]
+    ) -> tuple[Status, Mapping[str, Scalar]]:
+        if command == "link.ping":
+            return Status.OK, {}
+        if command == "link.clear_safe":
+            self._safe = False
+            return Status.OK, {"state": self.state.name}
+        if command == "link.bulk_resend":
+            tid, first, count = (args.get(k) for k in ("transfer_id", "first", "count"))
+            if type(tid) is not int or type(first) is not int or type(count) is not int:
+                return Status.BAD_ARG, {"message": "transfer_id, first, count: integers"}
+            kept = self._bulk.get(tid)
+            if kept is None:
+                return Status.BAD_ARG, {"message": f"transfer {tid} unknown or expired"}
+            chunks = kept[1][max(0, first) : max(0, first) + max(0, count)]
+            self._after_reply.extend(chunks)
+            self.stats.bulk_chunks_resent += len(chunks)
+            return Status.OK, {"chunks": len(chunks)}
+        return Status.UNKNOWN_COMMAND, {"message": f"no link command {command!r}"}
+
+    def _on_ack(self, seq: int) -> None:
+        entry = self._unacked.get(seq)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(None)
+
+    async def _on_nak(self, seq: int, nk: Nak, now: float) -> None:
+        self.stats.naks_received += 1
+        if nk.ref_type is MsgType.REPLY:
+            hit = self._cache.get(seq)
+            if hit is not None:
+                self.stats.replies_resent += 1
+                await self._send(hit[2], MsgType.REPLY)
+        elif nk.ref_type is MsgType.EVENT:
+            entry = self._unacked.get(seq)
+            if entry is not None:
+                await self._send(entry[1], MsgType.EVENT)
+        elif nk.ref_type is None:
+            # The host cannot say which frame was damaged: re-send the replies of the last
+            # moments (a reply to a fire-once command is worth more than a few bytes).
+            horizon = now - RECENT_REPLY_S * self._scale
+            for at, s in list(self._recent):
+                hit = self._cache.get(s)
+                if at >= horizon and hit is not None:
+                    self.stats.replies_resent += 1
+                    await self._send(hit[2], MsgType.REPLY)
+
+    async def _on_decode_error(self, error: DecodeError, now: float) -> None:
+        if error.kind is FrameError.GARBAGE:
+            self.stats.garbage_bytes += error.size
+            return
+        self.stats.decode_errors += 1
+        if now - self._last_nak < NAK_INTERVAL_S * self._scale:
+            return
+        frame = nak_for(error)
+        if frame is not None:
+            self._last_nak = now
+            self.stats.naks_sent += 1
+            await self._send(encode_frame(frame), MsgType.NAK)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    async def _send(self, data: bytes, kind: MsgType) -> None:
+        if self._faults:
+            faulted = self._apply_faults(data, kind)
+            if faulted is None:
+                return
+            data = faulted
+        try:
+            await self.link.write(data)
+        except LinkError:
+            self.stats.write_failures += 1  # nobody listening: the firmware carries on
+
+    def _apply_faults(self, data: bytes, kind: MsgType) -> bytes | None:
+        if self._stalled:
+            return None
+        if self._drop_replies and kind is MsgType.REPLY:
+            self._drop_replies -= 1
+            self.stats.replies_dropped += 1
+            self._faults = bool(self._corrupt or self._garbage or self._drop_replies)
+            return None
+        if self._corrupt and (self._corrupt_kind is None or self._corrupt_kind is kind):
+            self._corrupt -= 1
+            data = flip_one_bit(data)
+        if self._garbage:
+            data = self._garbage + data
+            self._garbage = b""
+        self._faults = bool(self._corrupt or self._garbage or self._drop_replies)
+        return data
+
+    async def _deliver(self, seq: int, data: bytes, fut: asyncio.Future[None]) -> None:
+        """Re-send a critical event every 100 ms until ACK'd, at most 10 times."""
+        wait = CRITICAL_RESEND_S * self._scale
+        try:
+            for attempt in range(CRITICAL_RESENDS + 1):
+                await asyncio.wait((fut,), timeout=wait)
+                if fut.done():
+                    return
+                if attempt < CRITICAL_RESENDS:
+                    self.stats.critical_resends += 1
+                    await self._send(data, MsgType.EVENT)
+            self.stats.critical_unacked += 1
+            log.warning("%s: critical event %d never acknowledged", self.name, seq)
+        finally:
+            self._unacked.pop(seq, None)
+
+    def _keep_bulk(self, tid: int, encoded: list[bytes]) -> None:
+        old = self._bulk.pop(tid, None)
+        if old is not None:
+            self._bulk_bytes -= sum(map(len, old[1]))
+        expires = self._clock.now() + BULK_KEEP_S * self._scale
+        self._bulk[tid] = (expires, encoded)
+        self._bulk_bytes += sum(map(len, encoded))
+        while self._bulk_bytes > BULK_KEEP_BYTES and len(self._bulk) > 1:
+            _, (_, dropped) = self._bulk.popitem(last=False)
+            self._bulk_bytes -= sum(map(len, dropped))
+
+    def _expire_bulk(self, now: float) -> None:
+        for tid in [t for t, (expires, _) in self._bulk.items() if expires <= now]:
+            _, encoded = self._bulk.pop(tid)
+            self._bulk_bytes -= sum(map(len, encoded))
+
+    async def _tick(self) -> None:
+        """Heartbeats every period (host loss is :meth:`_watchdog`'s job)."""
+        loop = asyncio.get_running_loop()
+        period = self._hb_period_s * self._scale
+        period_ms = round(self._hb_period_s * 1000)
+        next_hb = loop.time()
+        while True:
+            now = loop.time()
+            if not self._stalled:
+                if now >= next_hb:
+                    self._hb_seq = (self._hb_seq + 1) & 0xFFFF
+                    frame = heartbeat(
+                        self._hb_seq, self.device_id, self.state, period_ms, self.uptime_ms
+                    )
+                    await self._send(encode_frame(frame), MsgType.HEARTBEAT)
+                    next_hb = max(next_hb + period, now)
+                    self._expire_bulk(now)
+            else:
+                next_hb = max(next_hb, now + period)
+            await asyncio.sleep(max(0.0, next_hb - loop.time()))
+
+    def _watchdog(self) -> None:
+        """Timer callback, not a task: a write stuck on a full link cannot delay it."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._host_seen and not self._stalled:
+            deadline = self._last_rx + self._host_timeout_s * self._scale
+            if now < deadline:
+                self._watch = loop.call_at(deadline, self._watchdog)
+                return
+            self._host_seen = False
+            self._safe = True
+            self.stats.host_lost += 1
+            log.warning("%s: host silent for %g s: safe state", self.name, self._host_timeout_s)
+            if self._on_host_lost is not None:
+                self._spawn(self._host_lost(self._on_host_lost))
+        self._watch = loop.call_at(now + self._hb_period_s * self._scale, self._watchdog)
+
+    async def _host_lost(self, hook: HostLostHook) -> None:
+        try:
+            await hook()
+        except Exception:
+            log.exception("%s: on_host_lost failed", self.name)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,356 @@
+"""DeviceEndpoint against a hand-driven host (raw frames over the in-memory cable)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+import pytest
+
+from drivers.clock import Clock
+from drivers.links.memory import MemoryCable
+from drivers.wire import (
+    Ack,
+    BulkAssembler,
+    BulkChunk,
+    BulkComplete,
+    Event,
+    Flags,
+    Frame,
+    FrameDecoder,
+    FrameError,
+    Heartbeat,
+    MsgType,
+    Nak,
+    NodeState,
+    Reply,
+    Scalar,
+    Status,
+    ack,
+    encode_frame,
+    encode_raw,
+    heartbeat,
+    nak,
+    request,
+)
+from hardware_sim.wire import DeviceEndpoint
+from hardware_sim.wire import endpoint as endpoint_module
+
+DEV = 4
+
+
+class RawHost:
+    """A host written with the codec alone: sends frames, records every frame received."""
+
+    def __init__(self, cable: MemoryCable) -> None:
+        self.link = cable.host_link()
+        self.frames: list[tuple[float, Frame]] = []
+        self._decoder = FrameDecoder()
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        await self.link.open()
+        self._task = asyncio.create_task(self._pump())
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.link.close()
+
+    async def _pump(self) -> None:
+        while True:
+            data = await self.link.read()
+            for item in self._decoder.feed(data):
+                if isinstance(item, Frame):
+                    self.frames.append((time.monotonic(), item))
+            self._arrived.set()
+
+    async def send(self, data: Frame | bytes) -> None:
+        await self.link.write(data if isinstance(data, bytes) else encode_frame(data))
+
+    def of(self, kind: type) -> list[Frame]:
+        return [f for _, f in self.frames if isinstance(f.message, kind)]
+
+    async def wait_for(self, pred: Callable[[], Any], within: float = 1.0) -> Any:
+        async with asyncio.timeout(within):
+            while not (result := pred()):
+                self._arrived.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._arrived.wait(), 0.005)
+            return result
+
+    async def call(self, seq: int, command: str, **args: Scalar) -> Reply:
+        before = len(self.of(Reply))
+        await self.send(request(seq, DEV, command, **args))
+
+        def got() -> Reply | None:
+            for f in self.of(Reply)[before:]:
+                if f.seq == seq:
+                    assert isinstance(f.message, Reply)
+                    return f.message
+            return None
+
+        reply: Reply = await self.wait_for(got)
+        return reply
+
+
+class Device:
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.host_lost = 0
+
+    async def handle(
+        self, command: str, f: Mapping[str, Scalar]
+    ) -> tuple[Status, Mapping[str, Scalar]]:
+        self.calls[command] += 1
+        if command == "boom":
+            raise RuntimeError("motor driver overheated")
+        return Status.OK, {"echo": command, **f}
+
+    async def lost(self) -> None:
+        self.host_lost += 1
+
+
+@contextlib.asynccontextmanager
+async def endpoint(**kw: Any) -> AsyncIterator[tuple[DeviceEndpoint, RawHost, Device, MemoryCable]]:
+    cable = MemoryCable()
+    device = Device()
+    ep = DeviceEndpoint(
+        cable.device_link,
+        device_id=DEV,
+        name="detector",
+        handler=device.handle,
+        clock=Clock.for_running_loop(),
+        on_host_lost=device.lost,
+        **kw,
+    )
+    serve = asyncio.create_task(ep.serve())
+    host = RawHost(cable)
+    await host.open()
+    await asyncio.sleep(0.01)  # serve() has opened the device's port
+    try:
+        yield ep, host, device, cable
+    finally:
+        await host.close()
+        await ep.close()
+        await asyncio.gather(serve, return_exceptions=True)
+
+
+@pytest.mark.asyncio
+async def test_replies_carry_device_time_and_heartbeats_state_and_uptime() -> None:
+    async with endpoint() as (ep, host, _device, _):
+        reply = await host.call(10, "arm", volume_ml=50)
+        assert reply.status is Status.OK and reply.fields["volume_ml"] == 50
+        assert isinstance(reply.fields["t_s"], float)
+        await host.wait_for(lambda: len(host.of(Heartbeat)) >= 2, within=1.0)
+        beats = host.of(Heartbeat)
+        assert all(f.device == DEV for f in beats)
+        first, second = (f.message for f in beats[:2])
+        assert isinstance(first, Heartbeat) and isinstance(second, Heartbeat)
+        assert first.state is NodeState.READY and first.period_ms == 200
+        assert 150 <= second.uptime_ms - first.uptime_ms <= 300
+        ep.set_state(NodeState.ACTIVE)
+        await host.wait_for(lambda: len(host.of(Heartbeat)) >= 3, within=1.0)
+        last = host.of(Heartbeat)[-1].message
+        assert isinstance(last, Heartbeat) and last.state is NodeState.ACTIVE
+
+
+@pytest.mark.asyncio
+async def test_reply_cache_answers_repeats_without_executing() -> None:
+    async with endpoint() as (ep, host, device, _):
+        a = await host.call(100, "move", position_mm=10)
+        b = await host.call(100, "move", position_mm=10)  # a re-send
+        assert device.calls["move"] == 1 and a == b
+        await host.call(100, "move", position_mm=20)  # same seq, different request: new
+        assert device.calls["move"] == 2
+        for seq in range(101, 101 + 32):  # push seq 100 out of the 32-entry cache
+            await host.call(seq, "status")
+        await host.call(100, "move", position_mm=20)
+        assert device.calls["move"] == 3
+        assert ep.stats.cache_hits == 1
+
+
+@pytest.mark.asyncio
+async def test_damaged_frames_are_nakd_at_most_every_20_ms() -> None:
+    async with endpoint() as (_ep, host, device, cable):
+        good = encode_frame(request(1, DEV, "status"))
+        cable.corrupt_next(5)
+        for _ in range(5):
+            await host.send(good)
+        await asyncio.sleep(0.01)
+        naks = host.of(Nak)
+        assert len(naks) == 1
+        assert naks[0].seq == 0 and naks[0].device == 0
+        assert naks[0].message == Nak(FrameError.CRC, None)
+        await asyncio.sleep(0.02)
+        cable.corrupt_next(1)
+        await host.send(good)
+        await host.wait_for(lambda: len(host.of(Nak)) == 2)
+        assert device.calls["status"] == 0  # damaged requests are never acted on
+
+
+@pytest.mark.asyncio
+async def test_no_nak_for_garbage_or_damaged_ack_and_nak_frames() -> None:
+    async with endpoint() as (ep, host, _device, _):
+        await host.send(b"\x00\x01line noise\x02" * 20)
+        await asyncio.sleep(0.025)
+        await host.send(encode_raw(MsgType.ACK, 5, DEV, b"\x05\x05"))  # ACK must be 1 byte
+        await asyncio.sleep(0.025)
+        await host.send(encode_raw(MsgType.NAK, 5, DEV, b"\x01"))  # NAK must be 2 bytes
+        await asyncio.sleep(0.025)
+        assert host.of(Nak) == []
+        assert ep.stats.garbage_bytes > 0 and ep.stats.decode_errors == 2
+        bad_json = bytes((6,)) + b"status" + b"{not json"
+        await host.send(encode_raw(MsgType.REQUEST, 77, DEV, bad_json))
+        await host.wait_for(lambda: host.of(Nak))
+        f = host.of(Nak)[0]
+        assert (f.seq, f.device) == (77, DEV)
+        assert f.message == Nak(FrameError.BAD_PAYLOAD, MsgType.REQUEST)
+
+
+@pytest.mark.asyncio
+async def test_host_lost_enters_safe_until_cleared() -> None:
+    async with endpoint(host_timeout_s=0.3) as (ep, host, device, _):
+        await asyncio.sleep(0.4)
+        assert device.host_lost == 0 and not ep.safe  # no host yet: nothing to lose
+        await host.send(heartbeat(1, 0))
+        assert await host.wait_for(lambda: ep.host_connected or True)
+        t0 = time.monotonic()
+        await host.wait_for(lambda: device.host_lost == 1, within=1.0)
+        assert 0.25 <= time.monotonic() - t0 <= 0.45
+        assert ep.state is NodeState.SAFE
+        await asyncio.sleep(0.25)
+        last = host.of(Heartbeat)[-1].message
+        assert isinstance(last, Heartbeat) and last.state is NodeState.SAFE
+        reply = await host.call(2, "link.clear_safe")
+        assert reply.status is Status.OK and reply.fields["state"] == "READY"
+        assert not ep.safe and device.calls == Counter()  # link.* never reach the handler
+
+
+@pytest.mark.asyncio
+async def test_critical_event_is_resent_every_100_ms_until_acked() -> None:
+    async with endpoint(heartbeat_period_s=10.0) as (ep, host, _device, _):
+        await ep.send_event("fault", {"code": "E12", "message": "occlusion"}, critical=True)
+        await host.wait_for(lambda: len(host.of(Event)) >= 3, within=1.0)
+        copies = host.of(Event)
+        assert len({f.seq for f in copies}) == 1 and all(
+            f.flags & Flags.ACK_REQUESTED for f in copies
+        )
+        times = [t for t, f in host.frames if isinstance(f.message, Event)]
+        assert all(0.07 <= b - a <= 0.15 for a, b in itertools.pairwise(times))
+        assert copies[0].message == copies[-1].message  # same t_s: the same event
+        await host.send(ack(copies[0].seq, DEV, MsgType.EVENT))
+        await asyncio.sleep(0.25)
+        assert len(host.of(Event)) == len(copies)  # no more after the ACK
+        assert ep.pending_acks == 0 and ep.stats.critical_unacked == 0
+
+
+@pytest.mark.asyncio
+async def test_unacked_critical_event_gives_up_after_ten_resends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(endpoint_module, "CRITICAL_RESEND_S", 0.005)
+    async with endpoint(heartbeat_period_s=10.0) as (ep, host, _device, _):
+        await ep.send_event("op.done", {"op_id": 3}, critical=True)
+        await host.wait_for(lambda: ep.stats.critical_unacked == 1, within=1.0)
+        await asyncio.sleep(0.02)
+        assert len(host.of(Event)) == 11  # first send + 10 re-sends
+        assert ep.pending_acks == 0
+
+
+@pytest.mark.asyncio
+async def test_nak_of_a_reply_gets_it_resent_from_the_cache() -> None:
+    async with endpoint() as (ep, host, device, _):
+        await host.call(9, "status")
+        await host.send(nak(9, DEV, FrameError.CRC, MsgType.REPLY))
+        await host.wait_for(lambda: len([f for f in host.of(Reply) if f.seq == 9]) == 2)
+        assert device.calls["status"] == 1 and ep.stats.replies_resent == 1
+
+
+@pytest.mark.asyncio
+async def test_bulk_resend_after_the_reply_and_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with endpoint() as (ep, host, _device, _):
+        data = bytes(range(256)) * 400
+        ep.drop_bulk_chunks(1)
+        tid = await ep.send_bulk(data, chunk_size=30_000)
+        await host.wait_for(lambda: len(host.of(BulkChunk)) == 3)
+        assert sorted(f.message.index for f in host.of(BulkChunk)) == [0, 2, 3]  # type: ignore[union-attr]
+        n_before = len(host.frames)
+        reply = await host.call(5, "link.bulk_resend", transfer_id=tid, first=1, count=1)
+        assert reply.status is Status.OK and reply.fields["chunks"] == 1
+        await host.wait_for(lambda: len(host.of(BulkChunk)) == 4)
+        after = [
+            f for _, f in host.frames[n_before:] if f.msg_type in (MsgType.REPLY, MsgType.BULK)
+        ]
+        assert [f.msg_type for f in after] == [MsgType.REPLY, MsgType.BULK]  # reply first
+        asm = BulkAssembler()
+        results = [asm.add(f, 0.0) for f in host.of(BulkChunk)]
+        assert BulkComplete(DEV, tid, data) in results
+        unknown = await host.call(6, "link.bulk_resend", transfer_id=tid + 1, first=0, count=9)
+        assert unknown.status is Status.BAD_ARG and "unknown" in str(unknown.fields["message"])
+        monkeypatch.setattr(endpoint_module, "BULK_KEEP_S", 0.0)
+        await ep.send_bulk(b"x")  # kept for 0 s: gone at the next heartbeat
+        await asyncio.sleep(0.25)
+        gone = await host.call(7, "link.bulk_resend", transfer_id=tid + 1, first=0, count=1)
+        assert gone.status is Status.BAD_ARG
+
+
+@pytest.mark.asyncio
+async def test_device_keeps_serving_after_the_host_drops_the_link() -> None:
+    async with endpoint() as (ep, host, device, cable):
+        await host.call(1, "status")
+        cable.cut()
+        again = RawHost(cable)
+        await again.open()
+        try:
+            reply = await again.call(2, "status")
+            assert reply.status is Status.OK
+            assert ep.stats.link_drops == 1 and device.calls["status"] == 2
+        finally:
+            await again.close()
+
+
+@pytest.mark.asyncio
+async def test_stall_freezes_the_device() -> None:
+    async with endpoint() as (ep, host, device, _):
+        await host.call(1, "status")
+        ep.stall()
+        await asyncio.sleep(0.01)
+        n = len(host.frames)
+        await host.send(request(2, DEV, "status"))
+        await asyncio.sleep(0.45)
+        assert len(host.frames) == n and device.calls["status"] == 1  # no heartbeat, no reply
+        ep.stall(False)
+        assert (await host.call(3, "status")).status is Status.OK
+        await host.wait_for(
+            lambda: (
+                len(host.of(Heartbeat))
+                > len([1 for _, f in host.frames[:n] if isinstance(f.message, Heartbeat)])
+            )
+        )
+
+
+@pytest.mark.asyncio
+async def test_handler_exception_becomes_a_fault_reply() -> None:
+    async with endpoint() as (_ep, host, _device, _):
+        reply = await host.call(1, "boom")
+        assert reply.status is Status.FAULT and "overheated" in str(reply.fields["message"])
+        assert (await host.call(2, "status")).status is Status.OK
+        assert (await host.call(3, "link.nope")).status is Status.UNKNOWN_COMMAND
+
+
+@pytest.mark.asyncio
+async def test_ack_of_unknown_event_and_requests_for_other_devices_are_ignored() -> None:
+    async with endpoint() as (_ep, host, device, _):
+        await host.send(Frame(3, DEV, Ack(MsgType.EVENT)))
+        await host.send(request(4, DEV + 1, "status"))
+        await asyncio.sleep(0.02)
+        assert device.calls["status"] == 0 and host.of(Reply) == []
+        assert isinstance((await host.call(5, "status")), Reply)
