@@ -24,3 +24,20 @@ async def bounded(device: str, operation: str, timeout_s: float, aw: Awaitable[T
             return await aw
     except TimeoutError as exc:
         raise DeviceTimeout(device, operation, timeout_s) from exc
+
+
+class Bounded:
+    """Mixed into the device contracts: every public await is bounded through here.
+
+    ``latency_allowance_s`` is added to every bound. It is 0 for devices in this process on
+    virtual time; a driver on a real link sets it to the link's share of an operation (replies,
+    image transfer), and a simulator serving real links to its computing time, both in *loop*
+    seconds, i.e. wall seconds × the clock's time scale: neither a cable nor a CPU gets faster
+    when a rehearsal runs the patient's time 60× faster.
+    """
+
+    name: str
+    latency_allowance_s: float = 0.0
+
+    async def _bounded(self, operation: str, timeout_s: float, aw: Awaitable[T]) -> T:
+        return await bounded(self.name, operation, timeout_s + self.latency_allowance_s, aw)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -71,13 +71,40 @@ def scheme_of(link: str) -> str:
     return scheme
 
 
-def find_backend(scheme: str) -> Backend:
-    found = entry_points(group="fluoroctl.backends", name=scheme)
-    for ep in found:
-        backend: Backend = ep.load()
-        return backend
+def _entry_point(scheme: str) -> EntryPoint:
+    # ``serial+socket://`` is a serial link through pyserial's socket:// URL handler.
+    base = scheme.split("+", 1)[0]
+    for ep in entry_points(group="fluoroctl.backends", name=base):
+        return ep
     known = sorted(ep.name for ep in entry_points(group="fluoroctl.backends"))
     raise BackendNotFound(
         f"no backend for links of scheme {scheme!r} (installed: {', '.join(known) or 'none'}); "
         "is the package that provides it installed (pip install -e .)?"
     )
+
+
+def find_backend(scheme: str) -> Backend:
+    backend: Backend = _entry_point(scheme).load()
+    return backend
+
+
+def backend_for_links(links: Mapping[str, str]) -> Backend:
+    """The one backend that serves every link of a room.
+
+    Several schemes may share a backend (the wire backend serves serial, USB, MQTT and TCP
+    links); a room whose links need different backends is refused, naming them.
+    """
+    chosen: dict[str, list[str]] = {}
+    eps: dict[str, EntryPoint] = {}
+    for role, link in links.items():
+        ep = _entry_point(scheme_of(link))
+        chosen.setdefault(ep.value, []).append(role)
+        eps[ep.value] = ep
+    if len(chosen) != 1:
+        detail = "; ".join(f"{', '.join(roles)} → {value}" for value, roles in chosen.items())
+        raise ValueError(
+            f"this room's links need different backends ({detail}); one backend must serve "
+            "every device of a room"
+        )
+    backend: Backend = next(iter(eps.values())).load()
+    return backend

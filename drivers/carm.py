@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ._bounded import bounded
+from ._bounded import Bounded
 from ._validate import check_range as _check_range
 from .errors import DeviceStateError
 from .events import EventSource
@@ -196,7 +196,7 @@ class CArmStatus:
     faults: tuple[str, ...] = field(default_factory=tuple)
 
 
-class CArm(EventSource, ABC):
+class CArm(Bounded, EventSource, ABC):
     """The device side of a C-arm: generator, detector, positioner, collimator.
 
     Public methods bound every await; drivers implement the ``_``-prefixed hooks.
@@ -212,7 +212,7 @@ class CArm(EventSource, ABC):
         self.name = name
 
     async def set_technique(self, technique: Technique, *, timeout_s: float = 2.0) -> None:
-        await bounded(self.name, "set_technique", timeout_s, self._set_technique(technique))
+        await self._bounded("set_technique", timeout_s, self._set_technique(technique))
 
     async def move_positioner(
         self, pose: PositionerPose, *, timeout_s: float | None = None
@@ -224,12 +224,12 @@ class CArm(EventSource, ABC):
                 abs(pose.secondary_angle_deg - current.secondary_angle_deg),
             )
             timeout_s = 2.0 * sweep / self.rotation_speed_deg_s + 5.0
-        await bounded(self.name, "move_positioner", timeout_s, self._move_positioner(pose))
+        await self._bounded("move_positioner", timeout_s, self._move_positioner(pose))
 
     async def set_collimation(
         self, collimation: CollimationField, *, timeout_s: float = 3.0
     ) -> None:
-        await bounded(self.name, "set_collimation", timeout_s, self._set_collimation(collimation))
+        await self._bounded("set_collimation", timeout_s, self._set_collimation(collimation))
 
     async def expose(self, *, timeout_s: float | None = None) -> Frame:
         """Take one radiographic exposure with the current technique."""
@@ -237,12 +237,12 @@ class CArm(EventSource, ABC):
             technique = (await self.status()).technique
             exposure_s = technique.exposure_ms / 1000.0 if technique else 1.0
             timeout_s = exposure_s + 3.0  # prepare + readout margin
-        return await bounded(self.name, "expose", timeout_s, self._expose())
+        return await self._bounded("expose", timeout_s, self._expose())
 
     async def fluoro(self, request: FluoroRequest, *, timeout_s: float | None = None) -> FluoroRun:
         if timeout_s is None:
             timeout_s = request.duration_s * 1.5 + 3.0
-        return await bounded(self.name, "fluoro", timeout_s, self._fluoro(request))
+        return await self._bounded("fluoro", timeout_s, self._fluoro(request))
 
     async def tomosynthesis(
         self, request: TomoRequest, *, timeout_s: float | None = None
@@ -251,14 +251,14 @@ class CArm(EventSource, ABC):
         if timeout_s is None:
             sweep_s = request.technique.exposure_ms / 1000.0 + request.projections * 0.1
             timeout_s = 2.0 * sweep_s + 10.0  # reconstruction margin
-        return await bounded(self.name, "tomosynthesis", timeout_s, self._tomosynthesis(request))
+        return await self._bounded("tomosynthesis", timeout_s, self._tomosynthesis(request))
 
     async def beam_off(self, *, timeout_s: float = 0.1) -> None:
         """Safe state: terminate any irradiation. Idempotent."""
-        await bounded(self.name, "beam_off", timeout_s, self._beam_off())
+        await self._bounded("beam_off", timeout_s, self._beam_off())
 
     async def status(self, *, timeout_s: float = 1.0) -> CArmStatus:
-        return await bounded(self.name, "status", timeout_s, self._status())
+        return await self._bounded("status", timeout_s, self._status())
 
     async def safe_state(self, *, timeout_s: float = 0.1) -> None:
         await self.beam_off(timeout_s=timeout_s)

@@ -52,6 +52,15 @@ class Clock:
     def is_virtual(self) -> bool:
         return isinstance(self._loop, VirtualTimeEventLoop)
 
+    @property
+    def time_scale(self) -> float:
+        """Loop seconds per wall second (1 in real time, N when rehearsing N times faster).
+
+        Link-level bounds (reply timeouts, heartbeats) are wall-clock facts of the cable, not
+        of the patient: multiply them by this to get loop time.
+        """
+        return getattr(self._loop, "scale", 1.0)
+
     def now(self) -> float:
         """Monotonic seconds on the shared loop clock."""
         return self._loop.time()

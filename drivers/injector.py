@@ -11,7 +11,7 @@ import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ._bounded import bounded
+from ._bounded import Bounded
 from ._validate import check_range
 from .events import EventSource
 
@@ -98,7 +98,7 @@ class InjectorStatus:
         return self.pressure_kpa / KPA_PER_PSI
 
 
-class Injector(EventSource, ABC):
+class Injector(Bounded, EventSource, ABC):
     """Public methods bound every await; drivers implement the ``_`` hooks."""
 
     def __init__(self, name: str) -> None:
@@ -106,10 +106,10 @@ class Injector(EventSource, ABC):
         self.name = name
 
     async def arm(self, program: InjectionProgram, *, timeout_s: float = 2.0) -> None:
-        await bounded(self.name, "arm", timeout_s, self._arm(program))
+        await self._bounded("arm", timeout_s, self._arm(program))
 
     async def disarm(self, *, timeout_s: float = 2.0) -> None:
-        await bounded(self.name, "disarm", timeout_s, self._disarm())
+        await self._bounded("disarm", timeout_s, self._disarm())
 
     async def start(self, *, timeout_s: float = 2.0) -> InjectorStatus:
         """Fire-once: command the armed program to start; returns the acknowledged status.
@@ -117,27 +117,27 @@ class Injector(EventSource, ABC):
         The status returned carries ``started_at_s`` once flow is confirmed; use
         :meth:`wait_started` to wait for that confirmation.
         """
-        return await bounded(self.name, "start", timeout_s, self._start())
+        return await self._bounded("start", timeout_s, self._start())
 
     async def wait_started(self, *, timeout_s: float = 5.0) -> InjectorStatus:
-        return await bounded(self.name, "wait_started", timeout_s, self._wait_started())
+        return await self._bounded("wait_started", timeout_s, self._wait_started())
 
     async def wait_finished(self, *, timeout_s: float) -> InjectorStatus:
         """Wait until the injection completed, stopped or faulted."""
-        return await bounded(self.name, "wait_finished", timeout_s, self._wait_finished())
+        return await self._bounded("wait_finished", timeout_s, self._wait_finished())
 
     async def hold(self, *, timeout_s: float = 0.5) -> None:
-        await bounded(self.name, "hold", timeout_s, self._hold())
+        await self._bounded("hold", timeout_s, self._hold())
 
     async def resume(self, *, timeout_s: float = 1.0) -> None:
-        await bounded(self.name, "resume", timeout_s, self._resume())
+        await self._bounded("resume", timeout_s, self._resume())
 
     async def stop(self, *, timeout_s: float = 0.1) -> None:
         """Safe state: stop flow and disarm. Idempotent."""
-        await bounded(self.name, "stop", timeout_s, self._stop())
+        await self._bounded("stop", timeout_s, self._stop())
 
     async def status(self, *, timeout_s: float = 1.0) -> InjectorStatus:
-        return await bounded(self.name, "status", timeout_s, self._status())
+        return await self._bounded("status", timeout_s, self._status())
 
     async def safe_state(self, *, timeout_s: float = 0.1) -> None:
         await self.stop(timeout_s=timeout_s)

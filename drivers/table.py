@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ._bounded import bounded
+from ._bounded import Bounded
 from ._validate import check_range
 from .events import EventSource
 
@@ -46,7 +46,7 @@ class TableStatus:
     faults: tuple[str, ...] = ()
 
 
-class Table(EventSource, ABC):
+class Table(Bounded, EventSource, ABC):
     """Public methods bound every await; drivers implement the ``_`` hooks."""
 
     #: Used to derive a move's time bound from distance when the caller gives none.
@@ -66,14 +66,14 @@ class Table(EventSource, ABC):
             travel_s = current.distance_to(target) / self.max_speed_mm_s
             tilt_s = abs(current.tilt_deg - target.tilt_deg) / self.tilt_speed_deg_s
             timeout_s = 2.0 * max(travel_s, tilt_s) + 3.0
-        return await bounded(self.name, "move_to", timeout_s, self._move_to(target))
+        return await self._bounded("move_to", timeout_s, self._move_to(target))
 
     async def stop(self, *, timeout_s: float = 0.1) -> None:
         """Safe state: stop all motion. Idempotent."""
-        await bounded(self.name, "stop", timeout_s, self._stop())
+        await self._bounded("stop", timeout_s, self._stop())
 
     async def status(self, *, timeout_s: float = 1.0) -> TableStatus:
-        return await bounded(self.name, "status", timeout_s, self._status())
+        return await self._bounded("status", timeout_s, self._status())
 
     async def safe_state(self, *, timeout_s: float = 0.1) -> None:
         await self.stop(timeout_s=timeout_s)

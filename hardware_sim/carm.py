@@ -74,6 +74,22 @@ class SimCArm(CArm):
             seed=seed + 1,
         )
 
+    async def warm_up(self, technique: Technique) -> None:
+        """Build what the first exposure would build (offset maps, spectra, the current view).
+
+        For a room on real links (``sim serve``): there the simulator's computing time is
+        wall time, which a time-scaled rehearsal multiplies. No dose is recorded and no event
+        published; the panel is not irradiated.
+        """
+        geometry, params, conc, volumes, t_model = self._scene(technique)
+
+        def build() -> None:
+            for chain in (self._radiography, self._fluoroscopy):
+                image = chain.render(geometry, params, conc, volumes, time_s=t_model)
+                self._offset_correct(image.pixels, chain)
+
+        await asyncio.get_running_loop().run_in_executor(None, build)
+
     # -- fault-injection hook ------------------------------------------------------------
     def fail_next_exposures(self, count: int = 1) -> None:
         """The generator faults before beam-on on the next ``count`` acquisitions."""

@@ -46,6 +46,19 @@ KINDS: dict[str, str] = {
     "table.hang": "the table stops answering: commands never return",
     "injector.hang": "the injector stops answering: commands never return",
 }
+#: faults of the links themselves, only where there are links (``fluoroctl sim serve``)
+LINK_KINDS: dict[str, str] = {
+    "carm.link_close": "the C-arm's serial port closes (the pty is replaced at the same path)",
+    "table.link_close": "the table's serial port closes (the pty is replaced at the same path)",
+    "detector.link_close": "the detector's USB device disappears (the host must reopen it)",
+    "effects.link_close": "the simulated patient's TCP link is reset",
+    "carm.garbage": "64 bytes of line noise on the C-arm's serial port",
+    "table.garbage": "64 bytes of line noise on the table's serial port",
+    "injector.garbage": "a garbage MQTT message on the injector's topic",
+    "detector.usb_fail": "the detector's next USB bulk transfer fails",
+    "broker.restart": "the MQTT broker sim serve started is restarted (same port)",
+}
+KINDS |= LINK_KINDS
 ALIASES: dict[str, str] = {
     "injector.overpressure": "injector.over_pressure",
     "injector.air_detected": "injector.air",
@@ -149,8 +162,17 @@ class FaultInjector:
         self._waiting: list[FaultSpec] = []
         self._unsubscribe: Callable[[], None] | None = None
         self.fired: list[FiredFault] = []
+        #: applies LINK_KINDS faults; only ``sim serve`` has links to break
+        self.link_faults: Callable[[str], str] | None = None
+        self.log: Callable[[str], None] = lambda _msg: None
 
     def apply(self, specs: list[FaultSpec], exam_start_s: float | None = None) -> None:
+        link_specs = [str(s) for s in specs if s.kind in LINK_KINDS]
+        if link_specs and self.link_faults is None:
+            raise FaultSpecError(
+                f"faults {', '.join(link_specs)} break links; only `fluoroctl sim serve` has "
+                "links (an in-process room uses carm.link_lost etc.)"
+            )
         start = self._room.clock.now() if exam_start_s is None else exam_start_s
         started = self._room.injector.injection_started_at
         for spec in specs:
@@ -187,6 +209,14 @@ class FaultInjector:
         room = self._room
         self.fired.append(FiredFault(spec, room.clock.now()))
         kind = spec.kind
+        if kind in LINK_KINDS:
+            assert self.link_faults is not None
+            try:
+                self.log(f"fault {spec}: {self.link_faults(kind)}")
+            except Exception as exc:  # a fault that cannot fire is reported, never fatal
+                self.log(f"fault {spec}: not applied: {exc}")
+            return
+        self.log(f"fault {spec}: fired")
         if kind in _INJECTOR_FAULTS:
             room.injector.trip(_INJECTOR_FAULTS[kind])
         elif kind == "generator":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -12,9 +13,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from drivers import Clock, new_event_loop
+from drivers import Clock, DeviceError, new_event_loop
 from drivers.config import ConfigError, find_file_loader, load_yaml
 
+from .links import (
+    Endpoints,
+    LinkConfigError,
+    load_endpoints,
+    placeholders,
+    resolve_links,
+    write_endpoints,
+)
 from .paths import default_room_path
 from .plan import make_plan
 from .protocol import load_protocol
@@ -28,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
+    except (ConfigError, LinkConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -64,6 +73,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="who answers prompts (default: the room file's choice)",
     )
+    _add_link_options(run)
     run.add_argument(
         "--fault",
         action="append",
@@ -96,6 +106,30 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--patient", default="normal", help="scenario name or path")
     render.add_argument("--out", type=Path, required=True)
     render.set_defaults(func=_cmd_sim_render)
+    serve = sim_sub.add_parser(
+        "serve",
+        help="run a simulated room in this process and expose its devices over real links "
+        "(ptys, a pyusb backend, MQTT, TCP) until interrupted",
+    )
+    serve.add_argument("--room", type=Path, required=True, help="room file with wire links")
+    serve.add_argument("--patient", default=None, help="scenario name or path")
+    serve.add_argument(
+        "--run-dir",
+        type=Path,
+        default=None,
+        help="where ptys' symlinks live (default: beside the endpoints file)",
+    )
+    _add_link_options(serve)
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND@TIME",
+        help="fault injection, repeatable: device faults as for `run`, plus link faults "
+        "(carm.link_close, table.garbage, detector.usb_fail, broker.restart, ...); "
+        "see docs/faults.md",
+    )
+    serve.set_defaults(func=_cmd_sim_serve)
 
     sch = sub.add_parser("schema", help="write the JSON Schemas of protocol and room files")
     sch.add_argument("--out", type=Path, default=Path("docs"))
@@ -107,11 +141,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_link_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=None,
+        metavar="N",
+        help="run time N times faster than the wall clock (rehearsal over real links); "
+        "`run` adopts sim serve's scale when not given",
+    )
+    p.add_argument(
+        "--broker", default=None, metavar="URL", help="MQTT broker, e.g. mqtt://127.0.0.1:1883"
+    )
+    p.add_argument(
+        "--endpoints",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="sim serve's endpoints file (default: the room file's endpoints_file)",
+    )
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     room_path = args.room or default_room_path()
     protocol = load_protocol(args.protocol)
     room = with_faults(load_room(room_path), args.fault)
-    loop = new_event_loop("virtual" if room.clock == "virtual" else "real")
+    links, time_scale = run_links(room, args)
+    if room.clock == "virtual":
+        loop = new_event_loop("virtual")
+    elif time_scale != 1.0:
+        loop = new_event_loop("scaled", time_scale=time_scale)
+    else:
+        loop = new_event_loop("real")
     console = Console(stderr=True)
 
     from .compose import run_exam
@@ -133,6 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 on_event=view.on_event,
                 protocol=protocol,
                 room=room,
+                links=links,
             )
         _print_summary(console, outcome.summary)
         return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
@@ -147,8 +209,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         console.print("exam aborted by the operator (interrupt); devices were put in safe state")
         return 130
+    except DeviceError as exc:
+        # Raised only before the exam starts (opening the room); later errors end the exam.
+        console.print(f"error: cannot open the room's devices: {exc}", highlight=False)
+        return EXIT_FAILED
     finally:
         loop.close()
+
+
+def run_links(room: Room, args: argparse.Namespace) -> tuple[dict[str, str], float]:
+    """The room's links with sim serve's endpoints filled in, and the time scale to run at."""
+    endpoints_path = args.endpoints or (Path(room.endpoints_file) if room.endpoints_file else None)
+    needs_endpoints = any(placeholders(url) for url in room.links.values())
+    endpoints = load_endpoints(endpoints_path) if endpoints_path and needs_endpoints else None
+    if needs_endpoints and endpoints is None:
+        raise LinkConfigError(
+            f"room {room.name!r} has ${{...}} in its links but no endpoints file: "
+            "add endpoints_file to the room or pass --endpoints FILE"
+        )
+    links = resolve_links(
+        room.links, endpoints=endpoints, broker=args.broker, room_broker=room.broker
+    )
+    scale = args.time_scale
+    if scale is not None and scale <= 0:
+        raise LinkConfigError(f"--time-scale must be positive, got {scale:g}")
+    if room.clock == "virtual":
+        if scale is not None:
+            raise LinkConfigError(
+                f"room {room.name!r} runs on virtual time (as fast as the machine allows); "
+                "--time-scale is for rooms on real links"
+            )
+        return links, 1.0
+    if endpoints is not None:
+        if scale is not None and abs(scale - endpoints.time_scale) > 1e-9:
+            raise LinkConfigError(
+                f"--time-scale {scale:g} differs from the simulated room's "
+                f"{endpoints.time_scale:g} ({endpoints.path}): both ends must share one clock rate"
+            )
+        scale = endpoints.time_scale
+    return links, 1.0 if scale is None else scale
 
 
 def _print_summary(console: Console, summary: dict[str, object]) -> None:
@@ -242,6 +341,69 @@ def _cmd_sim_render(args: argparse.Namespace) -> int:
     paths = render(scenario, args.out, progress=lambda msg: console.print(msg, highlight=False))
     for path in paths:
         print(path)
+    return EXIT_OK
+
+
+def _cmd_sim_serve(args: argparse.Namespace) -> int:
+    from importlib.metadata import entry_points
+
+    from .compose import config_base_dir
+
+    room = load_room(args.room)
+    if room.clock == "virtual":
+        raise LinkConfigError(
+            f"{args.room}: room {room.name!r} is simulated in-process on virtual time; "
+            "sim serve is for rooms whose devices are on real links (e.g. "
+            "configs/rooms/sim-links.yaml)"
+        )
+    found = list(entry_points(group="fluoroctl.sim", name="serve"))
+    if not found:
+        print("error: no simulator installed (fluoroctl.sim serve entry point)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    serve = found[0].load()
+    endpoints_path = args.endpoints or Path(room.endpoints_file or "run/sim-serve/endpoints.json")
+    run_dir = args.run_dir or endpoints_path.parent
+    scale = 1.0 if args.time_scale is None else args.time_scale
+    if scale <= 0:
+        raise LinkConfigError(f"--time-scale must be positive, got {scale:g}")
+    options = dict(room.options)
+    if args.patient:
+        options["patient"] = args.patient
+    console = Console(stderr=True)
+
+    def ready(links: dict[str, str], broker: str | None) -> None:
+        write_endpoints(Endpoints(endpoints_path, links, broker, time_scale=scale, pid=os.getpid()))
+        for role, where in sorted(links.items()):
+            console.print(f"{role:9} {where}", highlight=False)
+        if broker:
+            console.print(f"{'broker':9} {broker}", highlight=False)
+        console.print(f"endpoints written to {endpoints_path}; Ctrl-C stops", highlight=False)
+
+    loop = new_event_loop("scaled" if scale != 1.0 else "real", time_scale=scale)
+    task = loop.create_task(
+        serve(
+            links=room.links,
+            options=options,
+            base_dir=config_base_dir(args.room),
+            run_dir=run_dir,
+            broker=args.broker or room.broker,
+            faults=list(getattr(args, "fault", None) or []),
+            on_ready=ready,
+            log=lambda msg: console.print(msg, highlight=False),
+        )
+    )
+    loop.add_signal_handler(signal.SIGINT, task.cancel)
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        console.print("simulated room stopped", highlight=False)
+    except ValueError as exc:  # a bad --fault or a link the simulator cannot serve
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        endpoints_path.unlink(missing_ok=True)  # a stale file would point a run at nothing
+        loop.close()
     return EXIT_OK
 
 
@@ -346,6 +508,10 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         console.print("exam aborted by the operator (interrupt); devices were put in safe state")
         return 130
+    except DeviceError as exc:
+        # Raised only before the exam starts (opening the room); later errors end the exam.
+        console.print(f"error: cannot open the room's devices: {exc}", highlight=False)
+        return EXIT_FAILED
     finally:
         loop.close()
 

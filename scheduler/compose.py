@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from drivers import Clock
-from drivers.backends import DeviceSet, RoomRequest, find_backend, scheme_of
+from drivers.backends import DeviceSet, RoomRequest, backend_for_links
 
 from .engine import ExamProgress, ExamResult, ExamRunner, make_exam_info
 from .journal import ExamEvent
@@ -35,16 +35,16 @@ def config_base_dir(room_path: Path) -> Path:
 
 
 async def open_devices(
-    room: Room, clock: Clock, base_dir: Path, options: dict[str, Any]
+    room: Room,
+    clock: Clock,
+    base_dir: Path,
+    options: dict[str, Any],
+    links: dict[str, str] | None = None,
 ) -> DeviceSet:
-    schemes = {scheme_of(link) for link in room.links.values()}
-    if len(schemes) != 1:
-        raise ValueError(
-            f"room {room.name!r} mixes link schemes {sorted(schemes)}; this version opens every "
-            "device of a room through one backend"
-        )
-    backend = find_backend(schemes.pop())
-    return await backend(RoomRequest(room.links, clock, {**room.options, **options}, base_dir))
+    """Open the room's devices; ``links`` are the resolved URLs (default: the room file's)."""
+    links = links if links is not None else room.links
+    backend = backend_for_links(links)
+    return await backend(RoomRequest(links, clock, {**room.options, **options}, base_dir))
 
 
 def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator:
@@ -74,6 +74,7 @@ async def run_exam(
     on_capture: Callable[[CaptureRecord], None] | None = None,
     protocol: Protocol | None = None,
     room: Room | None = None,
+    links: dict[str, str] | None = None,
 ) -> RunOutcome:
     wall0 = time.perf_counter()
     protocol = protocol or load_protocol(protocol_path)
@@ -83,7 +84,7 @@ async def run_exam(
         raise RuntimeError("room asks for virtual time but the loop is not a VirtualTimeEventLoop")
     out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any device opens
     options: dict[str, Any] = {"patient": patient} if patient else {}
-    devices = await open_devices(room, clock, config_base_dir(room_path), options)
+    devices = await open_devices(room, clock, config_base_dir(room_path), options, links)
     try:
         exam = make_exam_info(protocol, room, devices, clock.wall_now())
         runner = ExamRunner(

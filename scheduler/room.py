@@ -14,6 +14,8 @@ from .policy import DoseLimits, FaultPolicy
 
 #: Backends whose devices live in this process and wait only on the event loop.
 IN_PROCESS_SCHEMES = ("sim", "mock")
+#: Device roles a room file may give links for (the last two only with wire links).
+ROLES = ("carm", "table", "injector", "detector", "effects")
 
 
 class _Model(BaseModel):
@@ -24,12 +26,23 @@ class Devices(_Model):
     carm: str = Field(description="link URL, e.g. sim://carm or serial:///dev/ttyUSB0")
     table: str
     injector: str
+    detector: str | None = Field(
+        default=None,
+        description="the C-arm's image link when the C-arm is on a wire link, e.g. usb://1209:f10c",
+    )
+    effects: str | None = Field(
+        default=None,
+        description="simulator only: where the simulated patient learns of operator actions",
+    )
 
     @model_validator(mode="after")
     def _schemes(self) -> Devices:
-        for role in ("carm", "table", "injector"):
+        for role in ROLES:
+            link = getattr(self, role)
+            if link is None:
+                continue
             try:
-                scheme_of(getattr(self, role))
+                scheme_of(link)
             except ValueError as exc:
                 raise LocatedValueError((role,), str(exc)) from None
         return self
@@ -79,6 +92,15 @@ class Room(_Model):
     )
     #: backend options, e.g. the simulated patient scenario
     options: dict[str, str | float | int | bool] = {}
+    broker: str | None = Field(
+        default=None,
+        description="MQTT broker for mqtt:// links without a host, e.g. mqtt://10.0.0.5:1883",
+    )
+    endpoints_file: str | None = Field(
+        default=None,
+        description="JSON file written by `fluoroctl sim serve`; ${name} in link URLs is "
+        "replaced by its entry (relative paths: from the working directory)",
+    )
 
     @model_validator(mode="after")
     def _virtual_needs_sim(self) -> Room:
@@ -94,11 +116,8 @@ class Room(_Model):
 
     @property
     def links(self) -> dict[str, str]:
-        return {
-            "carm": self.devices.carm,
-            "table": self.devices.table,
-            "injector": self.devices.injector,
-        }
+        """Role → link URL for every device the room names."""
+        return {role: link for role in ROLES if (link := getattr(self.devices, role)) is not None}
 
 
 def load_room(path: Path | str) -> Room:

@@ -21,12 +21,14 @@ from ._serial import SerialLink, SerialTarget, parse_serial_url
 from ._tcp import TcpLink, parse_tcp_url
 from ._usb import ENTRY_POINT_GROUP as USB_BACKENDS_GROUP
 from ._usb import UsbLink, UsbTarget, load_backend, parse_usb_url
+from .memory import MemoryCable
 
 __all__ = [
     "USB_BACKENDS_GROUP",
     "Link",
     "LinkDown",
     "LinkError",
+    "MemoryCable",
     "MqttLink",
     "SerialLink",
     "SerialTarget",

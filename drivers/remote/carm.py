@@ -1,0 +1,191 @@
+"""Reference C-arm driver: control over one link (serial), images over another (USB bulk).
+
+Exposure, fluoroscopy and tomosynthesis are fire-once: the request carries an ``op_id`` and is
+never re-sent; if its outcome is unknown the driver asks the C-arm which operation it last
+accepted and either keeps waiting for that operation's end or raises
+:class:`AmbiguousCommand`. Each frame is announced by a ``frame`` event on the control link
+naming a bulk transfer on the detector link; the driver fetches it while the next one is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..carm import (
+    CArm,
+    CArmStatus,
+    CollimationField,
+    FluoroRequest,
+    FluoroRun,
+    Frame,
+    PositionerPose,
+    Technique,
+    TomoRequest,
+    TomoSeries,
+)
+from ..errors import AmbiguousCommand, DeviceError
+from ..wire import Scalar
+from ._base import RemoteDevice
+from ._channel import Channel
+from ._fields import (
+    carm_status_from,
+    collimation_fields,
+    collimation_from,
+    dose_from,
+    fluoro_fields,
+    integer,
+    num,
+    pose_fields,
+    pose_from,
+    technique_fields,
+    technique_from,
+    tomo_fields,
+)
+
+#: A frame's pixels must follow its announcement within this (wall) time on a working link.
+FRAME_FETCH_TIMEOUT_S = 5.0
+
+
+class RemoteCArm(RemoteDevice, CArm):
+    _internal_events = frozenset({"frame"})
+
+    def __init__(self, name: str, control: Channel, detector: Channel) -> None:
+        CArm.__init__(self, name)
+        self._attach(control)
+        self._detector = detector
+        self._fetches: dict[int, list[asyncio.Task[Frame]]] = {}
+        self._technique: Technique | None = None
+
+    def _on_device_event(self, name: str, fields: Mapping[str, Scalar], host_time_s: float) -> None:
+        if name != "frame":
+            return
+        op_id = fields.get("op_id")
+        if isinstance(op_id, int) and op_id in self._fetches:
+            self._fetches[op_id].append(asyncio.create_task(self._fetch(dict(fields))))
+
+    async def _fetch(self, f: dict[str, Scalar]) -> Frame:
+        data = await self._detector.bulk(integer(f, "transfer_id"), timeout_s=FRAME_FETCH_TIMEOUT_S)
+        rows, cols = integer(f, "rows"), integer(f, "cols")
+        if len(data) != rows * cols * 2:
+            raise DeviceError(
+                self.name, "frame", f"image of {len(data)} bytes is not {rows}x{cols} uint16"
+            )
+        pixels = np.frombuffer(data, dtype="<u2").reshape(rows, cols).astype(np.uint16)
+        return Frame(
+            pixels=pixels,
+            pixel_spacing_mm=num(f, "pixel_spacing_mm"),
+            acquired_at_s=self._channel.to_host_time(num(f, "acquired_t_s")),
+            technique=technique_from(f),
+            pose=pose_from(f),
+            collimation=collimation_from(f),
+            dose=dose_from(f),
+            bits_stored=integer(f, "bits_stored"),
+        )
+
+    async def _set_technique(self, technique: Technique) -> None:
+        await self._channel.call("set_technique", technique_fields(technique))
+        self._technique = technique
+
+    async def _move_positioner(self, pose: PositionerPose) -> None:
+        await self._long("move_positioner", pose_fields(pose))
+
+    async def _set_collimation(self, collimation: CollimationField) -> None:
+        await self._long("set_collimation", collimation_fields(collimation))
+
+    async def _expose(self) -> Frame:
+        _, frames = await self._acquire("expose", {})
+        if len(frames) != 1:
+            raise DeviceError(self.name, "expose", f"expected one frame, got {len(frames)}")
+        return frames[0]
+
+    async def _fluoro(self, request: FluoroRequest) -> FluoroRun:
+        done, frames = await self._acquire("fluoro", fluoro_fields(request))
+        return FluoroRun(
+            tuple(frames),
+            request.pulse_rate_hz,
+            self._channel.to_host_time(num(done, "started_t_s")),
+            self._channel.to_host_time(num(done, "ended_t_s")),
+        )
+
+    async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
+        done, layers = await self._acquire("tomo", tomo_fields(request))
+        heights = tuple(num(done, f"layer{i}_height_mm") for i in range(1, len(layers) + 1))
+        return TomoSeries(
+            tuple(layers),
+            heights,
+            request.sweep_deg,
+            request.projections,
+            self._channel.to_host_time(num(done, "started_t_s")),
+            self._channel.to_host_time(num(done, "ended_t_s")),
+        )
+
+    async def _beam_off(self) -> None:
+        await self._channel.call("beam_off")
+
+    async def _status(self) -> CArmStatus:
+        return carm_status_from(await self._channel.call("status"))
+
+    # -- internals ---------------------------------------------------------------------------
+    async def _long(self, command: str, fields: Mapping[str, Scalar]) -> dict[str, Scalar]:
+        """An idempotent action that ends with an event (positioner, collimator)."""
+        op_id, done = self._ops.begin(command)
+        try:
+            await self._channel.call(command, {"op_id": op_id, **fields})
+            return await done
+        finally:
+            self._ops.forget(op_id)
+
+    async def _acquire(
+        self, command: str, fields: Mapping[str, Scalar]
+    ) -> tuple[dict[str, Scalar], list[Frame]]:
+        """A fire-once irradiation: never re-sent; frames fetched as they are announced."""
+        op_id, done = self._ops.begin(command)
+        self._fetches[op_id] = []
+        try:
+            try:
+                await self._channel.call(command, {"op_id": op_id, **fields}, fire_once=True)
+            except AmbiguousCommand:
+                # Did the C-arm accept it? It remembers the last operation it started.
+                last = (await self._channel.call("status")).get("last_op_id")
+                if last != op_id:
+                    raise
+            result = await done
+            # Every announced frame is fetched, even if one fails: keep what arrived.
+            fetched = await asyncio.gather(*self._fetches[op_id], return_exceptions=True)
+        finally:
+            self._ops.forget(op_id)
+            pending = self._fetches.pop(op_id, [])
+        for task in pending:
+            if not task.done():
+                task.cancel()
+        frames = [f for f in fetched if isinstance(f, Frame)]
+        errors = [e for e in fetched if isinstance(e, BaseException)]
+        expected = integer(result, "frames")
+        if errors and not frames:
+            raise errors[0]
+        if len(frames) != expected:
+            # Partial fluoroscopy: the frames that arrived are the record; say what is missing.
+            self._publish_dropped(command, expected, len(frames), errors)
+        return result, frames
+
+    def _publish_dropped(
+        self, command: str, expected: int, got: int, errors: list[BaseException]
+    ) -> None:
+        from ..events import DeviceEvent
+
+        self._publish(
+            DeviceEvent(
+                self.name,
+                "frames_dropped",
+                0.0,
+                {
+                    "operation": command,
+                    "expected": expected,
+                    "received": got,
+                    "reason": str(errors[0]) if errors else "not announced",
+                },
+            )
+        )
