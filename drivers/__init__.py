@@ -19,7 +19,16 @@ from .carm import (
     TomoSeries,
 )
 from .clock import Clock, ScaledTimeEventLoop, VirtualTimeEventLoop, new_event_loop
-from .errors import DeviceError, DeviceFault, DeviceLost, DeviceStateError, DeviceTimeout
+from .errors import (
+    AmbiguousCommand,
+    CommandRejected,
+    DeviceBusy,
+    DeviceError,
+    DeviceFault,
+    DeviceLost,
+    DeviceStateError,
+    DeviceTimeout,
+)
 from .events import DeviceEvent, EventListener, EventSource
 from .injector import (
     KPA_PER_PSI,
@@ -35,10 +44,13 @@ from .table import Table, TablePosition, TableStatus
 __all__ = [
     "FOCAL_SPOT_MM",
     "KPA_PER_PSI",
+    "AmbiguousCommand",
     "CArm",
     "CArmStatus",
     "Clock",
     "CollimationField",
+    "CommandRejected",
+    "DeviceBusy",
     "DeviceError",
     "DeviceEvent",
     "DeviceFault",

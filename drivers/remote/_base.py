@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 
@@ -64,8 +65,9 @@ class RemoteDevice:
             self._ops.fail_all(f"link {self._channel.link_url} lost: {detail}")
         assert isinstance(self, EventSource)
         kind = "link_up" if up else "link_lost"
+        now = asyncio.get_running_loop().time()
         self._publish(
-            DeviceEvent(self.name, kind, 0.0, {"link": self._channel.link_url, "detail": detail})
+            DeviceEvent(self.name, kind, now, {"link": self._channel.link_url, "detail": detail})
         )
 
     async def aclose(self) -> None:

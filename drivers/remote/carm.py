@@ -27,6 +27,7 @@ from ..carm import (
     TomoSeries,
 )
 from ..errors import AmbiguousCommand, DeviceError
+from ..events import DeviceEvent
 from ..wire import Scalar
 from ._base import RemoteDevice
 from ._channel import Channel
@@ -174,13 +175,11 @@ class RemoteCArm(RemoteDevice, CArm):
     def _publish_dropped(
         self, command: str, expected: int, got: int, errors: list[BaseException]
     ) -> None:
-        from ..events import DeviceEvent
-
         self._publish(
             DeviceEvent(
                 self.name,
                 "frames_dropped",
-                0.0,
+                asyncio.get_running_loop().time(),
                 {
                     "operation": command,
                     "expected": expected,
