@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -19,9 +20,9 @@ from drivers.config import ConfigError, find_file_loader, load_yaml
 from .links import (
     Endpoints,
     LinkConfigError,
-    load_endpoints,
     placeholders,
     resolve_links,
+    wait_for_endpoints,
     write_endpoints,
 )
 from .paths import default_room_path
@@ -204,6 +205,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # state and closes the record, instead of unwinding out of the loop with devices live.
     loop.add_signal_handler(signal.SIGINT, task.cancel)
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    add_pause_controls(loop, progress, console)
     try:
         return loop.run_until_complete(task)
     except asyncio.CancelledError:
@@ -217,11 +219,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loop.close()
 
 
+#: operator controls of a running exam (``kill -USR1 PID`` pauses, ``kill -USR2 PID`` resumes)
+PAUSE_SIGNALS = {signal.SIGUSR1: "pause", signal.SIGUSR2: "resume"}
+
+
+def add_pause_controls(loop: asyncio.AbstractEventLoop, progress: Any, console: Console) -> None:
+    """SIGUSR1 pauses the exam, SIGUSR2 resumes it; a refusal is journaled and printed."""
+
+    def control(signum: signal.Signals) -> None:
+        action = PAUSE_SIGNALS[signum]
+        refused = progress.control(action, f"operator ({signum.name})")
+        if refused is not None:
+            console.print(f"{action} refused: {refused}", highlight=False)
+
+    for signum in PAUSE_SIGNALS:
+        loop.add_signal_handler(signum, control, signum)
+
+
 def run_links(room: Room, args: argparse.Namespace) -> tuple[dict[str, str], float]:
     """The room's links with sim serve's endpoints filled in, and the time scale to run at."""
     endpoints_path = args.endpoints or (Path(room.endpoints_file) if room.endpoints_file else None)
     needs_endpoints = any(placeholders(url) for url in room.links.values())
-    endpoints = load_endpoints(endpoints_path) if endpoints_path and needs_endpoints else None
+    endpoints = (
+        wait_for_endpoints(endpoints_path, on_wait=lambda msg: print(msg, file=sys.stderr))
+        if endpoints_path and needs_endpoints
+        else None
+    )
     if needs_endpoints and endpoints is None:
         raise LinkConfigError(
             f"room {room.name!r} has ${{...}} in its links but no endpoints file: "
@@ -500,6 +523,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
     task = loop.create_task(go())
     loop.add_signal_handler(signal.SIGINT, task.cancel)
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    add_pause_controls(loop, progress, console)
     try:
         return loop.run_until_complete(task)
     except RecoveryError as exc:

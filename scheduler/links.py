@@ -6,7 +6,10 @@ host-less ``mqtt://`` links pointed at the broker (``--broker``, else the room's
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,39 @@ def load_endpoints(path: Path) -> Endpoints:
         time_scale=float(raw.get("time_scale") or 1.0),
         pid=raw.get("pid"),
     )
+
+
+def wait_for_endpoints(
+    path: Path, timeout_s: float = 60.0, on_wait: Callable[[str], None] | None = None
+) -> Endpoints:
+    """Load the endpoints file, waiting for a ``sim serve`` that is still starting.
+
+    A file whose ``sim serve`` process is gone is stale: refused, not used.
+    """
+    deadline = time.monotonic() + timeout_s
+    told = False
+    while not path.exists() and time.monotonic() < deadline:
+        if on_wait is not None and not told:
+            on_wait(f"waiting up to {timeout_s:.0f} s for sim serve to write {path}")
+            told = True
+        time.sleep(0.2)
+    endpoints = load_endpoints(path)
+    if endpoints.pid is not None and not _alive(endpoints.pid):
+        raise LinkConfigError(
+            f"{path}: stale endpoints file: the sim serve that wrote it (pid {endpoints.pid}) "
+            "is not running; start it again"
+        )
+    return endpoints
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: it exists
+    return True
 
 
 def write_endpoints(endpoints: Endpoints) -> None:

@@ -3,8 +3,13 @@
 One client per device. A background supervisor task opens the link (again and again, with
 backoff, after it drops) and runs the reader; a ticker task sends the host's heartbeats and
 watches the device's. ``call`` sends a REQUEST and waits for the REPLY with the same ``seq``;
-it creates no task: the reader resolves a future kept in a ``seq -> future`` dict, and the
-reply timeout is one ``loop.call_at`` timer.
+it creates no task: the reader resolves a future kept in a ``seq -> future`` dict. Reply
+timeouts share one ``loop.call_at`` timer, armed for the earliest deadline and re-armed when it
+fires (sequential calls push the deadline later, so the timer is made about once per timeout
+instead of once per call). A link that offers ``set_fast_receiver`` (``SerialLink`` on a tty,
+``FdLink``) hands each freshly read chunk to the client inside its reader callback: a chunk
+that is exactly one REPLY for a waiting call resolves it there (``parse_reply``), one task
+switch earlier; everything else goes to the reader task as before, in stream order.
 
 Time: every link-level duration in this module (reply timeout, heartbeat period and loss
 bound, reconnect backoff, bulk idle) is a *wall-clock* fact of the cable; it is multiplied by
@@ -38,7 +43,7 @@ from ..errors import (
     DeviceTimeout,
 )
 from ..links._base import Link, LinkError
-from ._fast import FastDecoder, encode_request
+from ._fast import FastDecoder, encode_request, parse_reply
 from ._seqwindow import SeqWindow
 from ._timesync import OffsetEstimator
 from .codec import (
@@ -89,6 +94,7 @@ BULK_TIMEOUT_S: Final = 2.0  # §2.6: an idle transfer is dropped after 2 s
 MAX_RESEND_RUNS: Final = 32  # link.bulk_resend requests per round
 RESTART_SLACK_MS: Final = 250  # uptime may lag the host's view of elapsed time by this much
 _EMPTY: Final[Fields] = {}
+_NEVER: Final = float("inf")
 
 
 class _Miss(Enum):
@@ -100,7 +106,8 @@ class _Miss(Enum):
     CLOSED = "closed"
 
 
-_Outcome = tuple[Reply, float] | _Miss
+_Outcome = tuple[Status, Fields, float] | _Miss
+"""``(status, fields, arrival)`` of the reply, or why there is none."""
 
 
 def _miss(fut: asyncio.Future[_Outcome], why: _Miss) -> None:
@@ -189,7 +196,12 @@ class WireClient:
         # cache with the seqs of its previous life.
         self._req_seq = random.randrange(0x10000)
         self._pending: dict[int, asyncio.Future[_Outcome]] = {}
+        self._deadlines: dict[int, float] = {}  # seq -> loop time its current attempt ends
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = _NEVER
         self._fire_once: set[int] = set()
+        self._decoder: FastDecoder | None = None  # the reader's, while it runs
+        self._rx_busy = False  # the reader task is between a read and the end of its frames
         self._hb_seq = 0
         self._started = clock.now()
         self._last_rx = 0.0
@@ -301,10 +313,17 @@ class WireClient:
         self._closed = True
         if self._watch is not None:
             self._watch.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer, self._timer_at = None, _NEVER
         tasks = [t for t in (self._supervisor, self._ticker, self._reader, *self._aux) if t]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Cancel until they are gone: Python 3.11's asyncio.wait_for (used inside aiomqtt's
+        # publish) can swallow a cancellation that races with its inner future's result.
+        pending = set(tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.05 * self._scale)
         link, self._link = self._link, None
         if link is not None:
             await link.close()
@@ -351,6 +370,7 @@ class WireClient:
         if fire_once:
             self._fire_once.add(seq)
         self.stats.requests += 1
+        deadlines = self._deadlines
         attempt = 0
         sent = first_sent = loop.time()
         try:
@@ -360,18 +380,19 @@ class WireClient:
                 pending[seq] = fut
                 if attempt > 1:
                     sent = loop.time()
-                timer = loop.call_at(sent + per_try, _miss, fut, _Miss.TIMEOUT)
+                deadline = deadlines[seq] = sent + per_try
+                if deadline < self._timer_at:
+                    self._arm_timer(loop, deadline)
                 try:
                     await link.write(data)
                     outcome = await fut
                 except LinkError as exc:
                     self._link_failed(link, exc)
                     outcome = _Miss.LINK_LOST
-                finally:
-                    timer.cancel()
-                if isinstance(outcome, tuple):
-                    reply, received = outcome
+                if type(outcome) is tuple:
+                    status, result, received = outcome
                     break
+                assert isinstance(outcome, _Miss)
                 if outcome is _Miss.TIMEOUT:
                     self.stats.timeouts += 1
                 if fire_once or outcome is _Miss.LINK_LOST or outcome is _Miss.CLOSED:
@@ -386,16 +407,40 @@ class WireClient:
                 self.stats.retries += 1
         finally:
             del pending[seq]
+            del deadlines[seq]
             if fire_once:
                 self._fire_once.discard(seq)
-        result = reply.fields
         t = result.get("t_s")
         # Karn's rule: a reply to a re-sent request may answer either copy; no clock sample.
         if attempt == 1 and (type(t) is float or type(t) is int):
             self._sync.exchange(sent, received, t)
-        if reply.status is Status.OK:
+        if status is Status.OK:
             return result if isinstance(result, dict) else dict(result)
-        raise self._reply_error(command, reply)
+        raise self._reply_error(command, Reply(status, result))
+
+    def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._on_timer)
+        self._timer_at = when
+
+    def _on_timer(self) -> None:
+        """The shared reply timer: end the attempts that are due, re-arm for the next one."""
+        self._timer, self._timer_at = None, _NEVER
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        now = loop.time()
+        following = _NEVER
+        for seq, deadline in self._deadlines.items():
+            if deadline <= now:
+                fut = self._pending.get(seq)
+                if fut is not None:
+                    _miss(fut, _Miss.TIMEOUT)
+            elif deadline < following:
+                following = deadline
+        if following < _NEVER:
+            self._arm_timer(loop, following)
 
     def _no_reply(
         self, command: str, seq: int, why: _Miss, fire_once: bool, since: float, attempts: int
@@ -643,7 +688,7 @@ class WireClient:
         period = self._hb_period_s * self._scale
         period_ms = round(self._hb_period_s * 1000)
         next_hb = loop.time()
-        while True:
+        while not self._closed:
             now = loop.time()
             if now >= next_hb:
                 link = self._link
@@ -683,29 +728,60 @@ class WireClient:
 
     async def _read_loop(self, link: Link) -> None:
         loop = asyncio.get_running_loop()
-        feed = FastDecoder(self._max_payload).feed
+        decoder = self._decoder = FastDecoder(self._max_payload)
+        feed = decoder.feed
         pending = self._pending
         dev = self.device_id
-        while True:
-            data = await link.read()
-            now = loop.time()
-            for item in feed(data):
-                if isinstance(item, Frame):
-                    msg = item.message
-                    if item.device != dev and not (item.device == 0 and type(msg) is Nak):
-                        self.stats.foreign_frames += 1
-                        continue
-                    self._last_rx = now
-                    if type(msg) is Reply:
-                        fut = pending.get(item.seq)
-                        if fut is not None and not fut.done():
-                            fut.set_result((msg, now))
+        set_receiver = getattr(link, "set_fast_receiver", None)
+        if set_receiver is not None:
+            set_receiver(self._fast_receive)
+        try:
+            while True:
+                self._rx_busy = False
+                data = await link.read()
+                self._rx_busy = True
+                now = loop.time()
+                for item in feed(data):
+                    if isinstance(item, Frame):
+                        msg = item.message
+                        if item.device != dev and not (item.device == 0 and type(msg) is Nak):
+                            self.stats.foreign_frames += 1
+                            continue
+                        self._last_rx = now
+                        if type(msg) is Reply:
+                            fut = pending.get(item.seq)
+                            if fut is not None and not fut.done():
+                                fut.set_result((msg.status, msg.fields, now))
+                            else:
+                                self.stats.late_replies += 1
                         else:
-                            self.stats.late_replies += 1
+                            await self._on_frame(link, item, now)
                     else:
-                        await self._on_frame(link, item, now)
-                else:
-                    await self._on_decode_error(link, item, now)
+                        await self._on_decode_error(link, item, now)
+        finally:
+            self._rx_busy = False
+            self._decoder = None
+            if set_receiver is not None:
+                set_receiver(None)
+
+    def _fast_receive(self, data: bytes) -> bool:
+        """The link's reader callback offers fresh bytes: take them if they are exactly one
+        REPLY to a waiting call and the reader task holds nothing older (stream order)."""
+        decoder = self._decoder
+        if self._rx_busy or decoder is None or not decoder.idle:
+            return False
+        parsed = parse_reply(data, self._max_payload)
+        if parsed is None or parsed[1] != self.device_id:
+            return False
+        fut = self._pending.get(parsed[0])
+        if fut is None or fut.done():
+            return False  # a late reply: the reader counts it
+        loop = self._loop
+        if loop is None:
+            return False
+        self._last_rx = now = loop.time()
+        fut.set_result((parsed[3], parsed[4], now))
+        return True
 
     async def _on_frame(self, link: Link, frame: Frame, now: float) -> None:
         msg = frame.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,16 @@ def _args(**kw: object) -> argparse.Namespace:
 def test_placeholders_and_broker_filled_from_endpoints(tmp_path: Path) -> None:
     ep = Endpoints(
         tmp_path / "endpoints.json",
-        {"carm": "/tmp/x/carm.tty", "table": "/tmp/x/table.tty", "detector_host": "127.0.0.1",
-         "detector_port": "4000", "effects": "127.0.0.1:4001"},
+        {
+            "carm": "/tmp/x/carm.tty",
+            "table": "/tmp/x/table.tty",
+            "detector_host": "127.0.0.1",
+            "detector_port": "4000",
+            "effects": "127.0.0.1:4001",
+        },
         broker="mqtt://127.0.0.1:18830",
         time_scale=60.0,
-        pid=123,
+        pid=os.getpid(),
     )
     write_endpoints(ep)
     room = load_room(ROOT / "configs/rooms/sim-links.yaml")
@@ -47,8 +53,12 @@ def test_placeholders_and_broker_filled_from_endpoints(tmp_path: Path) -> None:
 
 
 def test_time_scale_mismatch_is_refused(tmp_path: Path) -> None:
-    ep = Endpoints(tmp_path / "e.json", {"carm": "/a", "table": "/b", "detector_host": "h",
-                   "detector_port": "1", "effects": "h:2"}, "mqtt://127.0.0.1:1", 60.0)
+    ep = Endpoints(
+        tmp_path / "e.json",
+        {"carm": "/a", "table": "/b", "detector_host": "h", "detector_port": "1", "effects": "h:2"},
+        "mqtt://127.0.0.1:1",
+        60.0,
+    )
     write_endpoints(ep)
     room = load_room(ROOT / "configs/rooms/sim-links.yaml")
     with pytest.raises(LinkConfigError, match="differs from the simulated room's 60"):
@@ -86,3 +96,24 @@ def test_endpoints_file_round_trip(tmp_path: Path) -> None:
     assert json.loads(ep.path.read_text())["version"] == 1
     back = load_endpoints(ep.path)
     assert back.links == ep.links and back.time_scale == 12.5 and back.pid == 99
+
+
+def test_stale_endpoints_file_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from scheduler.links import wait_for_endpoints
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    ep = Endpoints(tmp_path / "e.json", {"carm": "/a"}, None, 1.0, int(dead.stdout))
+    write_endpoints(ep)
+    with pytest.raises(LinkConfigError, match="stale endpoints file"):
+        wait_for_endpoints(ep.path, timeout_s=0.5)
+    live = Endpoints(tmp_path / "l.json", {"carm": "/a"}, None, 1.0, os.getpid())
+    write_endpoints(live)
+    assert wait_for_endpoints(live.path, timeout_s=0.5).links == {"carm": "/a"}
