@@ -61,6 +61,29 @@ class Clock:
         """
         return getattr(self._loop, "scale", 1.0)
 
+    @property
+    def mapping(self) -> dict[str, Any]:
+        """How loop time relates to the machine's clocks, for a restarted process to continue.
+
+        ``mode`` (virtual | scaled | real), ``scale`` and ``origin_monotonic``: loop time is
+        ``(time.monotonic() - origin_monotonic) * scale`` for real and scaled loops (a real
+        loop's origin is 0); ``wall_at_loop0`` maps loop time to UTC for every mode.
+        """
+        loop = self._loop
+        if isinstance(loop, VirtualTimeEventLoop):
+            mode, origin = "virtual", None
+        elif isinstance(loop, ScaledTimeEventLoop):
+            mode, origin = "scaled", loop.origin_monotonic
+        else:
+            # The default loop's time() is time.monotonic(): origin 0 (to the microsecond).
+            mode, origin = "real", round(time.monotonic() - loop.time(), 6)
+        return {
+            "mode": mode,
+            "scale": self.time_scale,
+            "origin_monotonic": origin,
+            "wall_at_loop0": self.wall_at(0.0).isoformat(),
+        }
+
     def now(self) -> float:
         """Monotonic seconds on the shared loop clock."""
         return self._loop.time()
@@ -189,19 +212,35 @@ class VirtualTimeEventLoop(asyncio.SelectorEventLoop):
 
 
 class ScaledTimeEventLoop(asyncio.SelectorEventLoop):
-    """Loop time runs ``scale`` times faster than the wall clock (rehearsal over real links)."""
+    """Loop time runs ``scale`` times faster than the wall clock (rehearsal over real links).
 
-    def __new__(cls, scale: float) -> ScaledTimeEventLoop:
+    Loop time is ``(time.monotonic() - origin_monotonic) * scale``. The origin defaults to
+    the moment the loop is made; a resumed exam passes the crashed process's origin (from
+    its journal) so it continues on the same time axis: ``time.monotonic()`` runs on across a
+    process restart on the same boot.
+    """
+
+    def __new__(cls, scale: float, origin_monotonic: float | None = None) -> ScaledTimeEventLoop:
         # Checked before the loop exists: a half-built loop warns when collected.
         if scale <= 0:
             raise ValueError(f"time scale must be positive, got {scale}")
+        if origin_monotonic is not None and origin_monotonic > time.monotonic():
+            raise ValueError(
+                f"time origin {origin_monotonic} is in the future (monotonic now "
+                f"{time.monotonic():.3f}): it comes from another boot of this machine"
+            )
         return super().__new__(cls)
 
-    def __init__(self, scale: float) -> None:
+    def __init__(self, scale: float, origin_monotonic: float | None = None) -> None:
         super().__init__()
         self.scale = float(scale)
-        self._real0 = time.monotonic()
+        self._real0 = time.monotonic() if origin_monotonic is None else float(origin_monotonic)
         self._selector: selectors.BaseSelector = _ScaledSelector(self._selector, self.scale)
+
+    @property
+    def origin_monotonic(self) -> float:
+        """The ``time.monotonic()`` value at which loop time was 0."""
+        return self._real0
 
     def time(self) -> float:
         return (time.monotonic() - self._real0) * self.scale
@@ -216,12 +255,19 @@ class _ScaledSelector(_VirtualSelector):
         return self._inner.select(None if timeout is None else timeout / self._scale)
 
 
-def new_event_loop(mode: str = "real", *, time_scale: float = 1.0) -> asyncio.AbstractEventLoop:
-    """``mode`` is ``"real"``, ``"virtual"`` or ``"scaled"``."""
+def new_event_loop(
+    mode: str = "real", *, time_scale: float = 1.0, origin_monotonic: float | None = None
+) -> asyncio.AbstractEventLoop:
+    """``mode`` is ``"real"``, ``"virtual"`` or ``"scaled"``.
+
+    ``origin_monotonic`` (scaled only) continues another process's time axis; see
+    :class:`ScaledTimeEventLoop`. A real-time loop's clock is ``time.monotonic()`` itself
+    (origin 0), the same in every process on one boot.
+    """
     if mode == "virtual":
         return VirtualTimeEventLoop()
     if mode == "scaled":
-        return ScaledTimeEventLoop(time_scale)
+        return ScaledTimeEventLoop(time_scale, origin_monotonic)
     if mode == "real":
         return asyncio.new_event_loop()
     raise ValueError(f"unknown clock mode {mode!r} (expected real, virtual or scaled)")

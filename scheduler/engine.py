@@ -10,6 +10,7 @@ Every capture is written to disk as soon as it exists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -71,7 +72,7 @@ from .safety import (
     check_injection_start,
     check_motion,
 )
-from .state import ExamStatus, RunState, StateMachine, Transition
+from .state import ExamStatus, IllegalTransition, RunState, StateMachine, Transition
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,14 @@ class ExamProgress:
     injection_start_s: float | None = None
     reference_air_kerma_mgy: float = 0.0
     message: str = ""
+    #: the runner driving the exam (it attaches itself): how a signal or a key reaches it
+    runner: ExamRunner | None = field(default=None, repr=False, compare=False)
+
+    def control(self, action: str, reason: str) -> str | None:
+        """Pause or resume the attached exam; None when done, else why it was refused."""
+        if self.runner is None:
+            return "no exam is running yet"
+        return self.runner.control(action, reason)
 
 
 @dataclass
@@ -179,6 +188,7 @@ class ExamRunner:
         self.out_dir = out_dir
         self.exam = exam
         self.progress = progress or ExamProgress(protocol.name)
+        self.progress.runner = self
         self.on_capture = on_capture
         self.results = [StepResult(s.id, s.title, s.type) for s in protocol.steps]
         self.records: list[CaptureRecord] = []
@@ -204,6 +214,10 @@ class ExamRunner:
         self._instance = 0
         self._resume_gate = asyncio.Event()
         self._resume_gate.set()
+        # While a person holds the exam, a virtual clock follows the wall (as for prompts).
+        self._pause_wall = contextlib.ExitStack()
+        self._taken_late: set[str] = set()  # steps taken late inside their late window
+        self._resumed_at_s: float | None = None  # loop time this process took over (resume)
         self._end: tuple[RunState, str] | None = None  # decided by a fault handler
         self._detected_s: float | None = None
         self._health: dict[str, str] = dict.fromkeys(ROLES, "ok")
@@ -240,14 +254,64 @@ class ExamRunner:
             faults=tuple(self._faults),
         )
 
-    def pause(self, reason: str = "operator") -> None:
-        """Hold new commands (the one in progress completes). Time points never move."""
-        self.machine.go(RunState.PAUSED, reason)
+    def pause(self, reason: str = "operator", *, real_time: bool = True) -> None:
+        """Hold new commands (the one in progress completes). Time points never move.
+
+        An injection under way runs on: the injector is physiological time (contrast given
+        cannot be held back without reshaping the bolus the timed films are planned around);
+        a technologist who wants the flow stopped stops the injector or aborts. On virtual
+        time a pause follows the wall clock (a person holds the exam) unless ``real_time`` is
+        False (tests that schedule the resume on the loop).
+
+        Raises :class:`IllegalTransition` (journaled as ``control_refused``) unless running.
+        """
+        self._go(RunState.PAUSED, "pause", reason)
+        if real_time:
+            self._pause_wall.enter_context(self.clock.real_time_wait())
         self._resume_gate.clear()
+        self.progress.message = f"PAUSED ({reason}): new commands held; time points unchanged"
+        if self._monitor is not None and not self._monitor.done():
+            self.journal.record(
+                "scheduler",
+                "paused_during_injection",
+                self._current_step,
+                delivered_ml=round(self.progress.contrast_ml, 3),
+                note="the injection runs on its program (physiological time); not held",
+            )
 
     def resume(self, reason: str = "operator") -> None:
-        self.machine.go(RunState.RUNNING, reason)
+        """Let held commands go; films that fell due meanwhile follow ``when_paused``."""
+        self._go(RunState.RUNNING, "resume", reason)
+        self._pause_wall.close()
         self._resume_gate.set()
+        self.progress.message = ""
+
+    def control(self, action: str, reason: str) -> str | None:
+        """``pause`` or ``resume`` from an operator control; None when done, else why not."""
+        try:
+            if action == "pause":
+                self.pause(reason)
+            elif action == "resume":
+                self.resume(reason)
+            else:
+                return f"unknown control {action!r} (pause or resume)"
+        except IllegalTransition as exc:
+            return exc.reason
+        return None
+
+    def _go(self, target: RunState, action: str, reason: str) -> None:
+        try:
+            self.machine.go(target, reason)
+        except IllegalTransition as exc:
+            self.journal.record(
+                "scheduler",
+                "control_refused",
+                self._current_step,
+                action=action,
+                state=exc.current.value,
+                reason=exc.reason,
+            )
+            raise
 
     async def run(self) -> ExamResult:
         started = self.clock.now() if self.recovered is None else self.recovered.started_s
@@ -269,6 +333,7 @@ class ExamRunner:
                 context=self._context(),
             )
         else:
+            self._resumed_at_s = self.clock.now()
             self.journal.record(
                 "scheduler",
                 "exam_resumed",
@@ -292,6 +357,8 @@ class ExamRunner:
         try:
             await self._steps_task
             await self._finish_injection()
+            # Paused after the last step: the exam completes once the operator resumes.
+            await self._gate()
         except ExamFaulted as exc:
             state, reason = RunState.FAULTED, str(exc)
         except (ExamAborted, InterlockRefused, DeviceError) as exc:
@@ -387,38 +454,48 @@ class ExamRunner:
         await self._resume_gate.wait()
         return self.clock.now() - t0
 
+    def _held_reason(self, deadline: float, paused_s: float) -> str | None:
+        """Why a film is past its time point through no fault of the room, if it is."""
+        if paused_s > 0:
+            return "fell due while the exam was paused"
+        if self._resumed_at_s is not None and deadline < self._resumed_at_s:
+            return "fell due while the controlling process was down (restart)"
+        return None
+
     async def _capture(self, step: CaptureStep | FluoroStep | TomoStep, result: StepResult) -> None:
         deadline = self._deadline(step.at, result)
         if await self._recover_in_flight(step, result):
             return
-        await self._gate()
-        await self._prepare_view(step)
-        if deadline is not None and self.clock.now() > deadline + step.tolerance_s:
-            result.status, result.detail = (
-                "missed",
-                (
-                    f"preparation ended {self.clock.now() - deadline:.1f} s after the planned time "
-                    f"(tolerance {step.tolerance_s:g} s)"
-                ),
-            )
-            self.journal.record("scheduler", "capture_missed", step.id, reason=result.detail)
-            return
-        await self._wait_deadline(deadline, result)
         paused = await self._gate()
-        if paused > 0 and deadline is not None and self.clock.now() > deadline:
+        await self._prepare_view(step)
+        await self._wait_deadline(deadline, result)
+        paused += await self._gate()
+        window = step.late_window_s if step.late_window_s is not None else step.tolerance_s
+        if deadline is not None and self.clock.now() > deadline:
             late = self.clock.now() - deadline
-            policy = step.when_paused or self.protocol.when_paused
-            window = step.late_window_s if step.late_window_s is not None else step.tolerance_s
-            if policy == "miss" or late > window:
+            held = self._held_reason(deadline, paused)
+            if held is not None:
+                policy = step.when_paused or self.protocol.when_paused
+                if policy == "miss" or late > window:
+                    result.status, result.detail = (
+                        "missed",
+                        f"{held} ({late:.1f} s late; policy {policy}, late window {window:g} s)",
+                    )
+                    self.journal.record(
+                        "scheduler", "capture_missed", step.id, reason=result.detail
+                    )
+                    return
+                if late > step.tolerance_s:
+                    result.detail = f"taken {late:.1f} s late: {held}"
+                    self._taken_late.add(step.id)
+            elif late > step.tolerance_s:
                 result.status, result.detail = (
                     "missed",
-                    f"fell due while the exam was paused ({late:.1f} s late; policy {policy}, "
-                    f"late window {window:g} s)",
+                    f"preparation ended {late:.1f} s after the planned time "
+                    f"(tolerance {step.tolerance_s:g} s)",
                 )
                 self.journal.record("scheduler", "capture_missed", step.id, reason=result.detail)
                 return
-            result.detail = f"taken {late:.1f} s late after a pause"
-        window = step.late_window_s if step.late_window_s is not None else step.tolerance_s
         attempts = 0
         while True:
             carm_status = await self._check_before_acquisition(step)
@@ -727,7 +804,7 @@ class ExamRunner:
         result.files.append(path.name)
         lateness = result.lateness_s
         tolerance = step.tolerance_s
-        if step.late_window_s is not None and "after a pause" in result.detail:
+        if step.late_window_s is not None and step.id in self._taken_late:
             tolerance = max(tolerance, step.late_window_s)
         result.status = "late" if lateness is not None and lateness > tolerance else "done"
         kerma = sum(f.dose.reference_air_kerma_mgy for f in frames)
@@ -1157,6 +1234,10 @@ class ExamRunner:
             "operator": "scripted" if isinstance(self.operator, ScriptedOperator) else "terminal",
             "virtual_time": self.clock.is_virtual,
             "wall_at_loop0": self.clock.wall_at(0.0).isoformat(),
+            # loop time ↔ time.monotonic(): a resumed process continues on this time axis
+            "clock": self.clock.mapping,
+            # the links as resolved when the room was opened (sim serve's ptys, ports)
+            "links": self.devices.info.get("links"),
             "exam": _exam_json(self.exam),
         }
 
@@ -1219,6 +1300,7 @@ class ExamRunner:
     ) -> ExamResult:
         for u in unsubscribe:
             u()
+        self._pause_wall.close()
         ended = self.clock.now()
         if self.machine.state is not state:
             self.machine.go(state, reason)

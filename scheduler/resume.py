@@ -43,10 +43,29 @@ __all__ = ["RecoveryError", "resume_exam", "resume_loop"]
 
 
 def resume_loop(out_dir: Path) -> asyncio.AbstractEventLoop:
-    """The event loop a resumed exam runs on (virtual loops continue the journal's time)."""
+    """The event loop a resumed exam runs on, on the crashed process's time axis.
+
+    Virtual loops start at the journal's last time. Scaled and real loops use the clock
+    mapping the journal recorded (``origin_monotonic``, ``scale``): loop time is
+    ``(time.monotonic() - origin) * scale`` in both processes, so the injection anchor and
+    every device time mapped onto the host clock keep their meaning.
+    """
     rec = reconstruct(out_dir)
-    if rec.context.get("virtual_time"):
+    mapping = rec.context.get("clock") or {}
+    mode = mapping.get("mode") or ("virtual" if rec.context.get("virtual_time") else "real")
+    if mode == "virtual":
         return VirtualTimeEventLoop(start=rec.last_t_s)
+    origin = mapping.get("origin_monotonic")
+    scale = float(mapping.get("scale") or 1.0)
+    if mode == "scaled" or (origin is not None and abs(float(origin)) > 1e-3):
+        try:
+            return new_event_loop(
+                "scaled",
+                time_scale=scale,
+                origin_monotonic=None if origin is None else float(origin),
+            )
+        except ValueError as exc:  # an origin from another boot
+            raise RecoveryError(f"{out_dir}: cannot continue the exam's clock: {exc}") from None
     return new_event_loop("real")
 
 
@@ -78,7 +97,12 @@ async def resume_exam(
         # Loop times carry over unchanged: a virtual loop restarts at the journal's time, a
         # real one is time.monotonic(), which runs on across a process restart.
         options["restore_shift_s"] = 0.0
-    devices = await open_devices(room, clock, PROJECT_ROOT, options)
+    # Reattach: a room that kept running (sim serve, equipment) is reached over the links as
+    # resolved when the exam began; its devices report where they are.
+    links = ctx.get("links")
+    devices = await open_devices(
+        room, clock, PROJECT_ROOT, options, dict(links) if isinstance(links, dict) else None
+    )
     try:
         exam = exam_from_json(ctx["exam"])
         runner = ExamRunner(

@@ -63,12 +63,16 @@ class IllegalTransition(Exception):
 def _why_not(current: RunState, target: RunState) -> str:
     if current.terminal:
         return f"the exam already ended ({current.value})"
+    if target is RunState.PAUSED and current is RunState.PAUSED:
+        return "the exam is already paused"
     if target is RunState.PAUSED:
         return "only a running exam can be paused"
+    if target is RunState.RUNNING and current is RunState.RUNNING:
+        return "the exam is running, not paused: nothing to resume"
     if target is RunState.RUNNING and current is RunState.IDLE:
         return "the exam has not been prepared (start it first)"
     if target is RunState.COMPLETED:
-        return "only a running exam can complete"
+        return "only a running exam can complete (resume a paused one first)"
     if target is RunState.PREPARING:
         return "the exam was already started"
     return "not in the transition table"
