@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+from collections.abc import Callable
 
 from drivers.links import Link, LinkDown
+
+log = logging.getLogger(__name__)
 
 _READ_SIZE = 256 * 1024
 _MAX_BUFFERED = 4 * 1024 * 1024  # stop reading (back-pressure) above this
@@ -36,6 +40,12 @@ class FdLink(Link):
         self._wbuf: list[bytes] = []
         self._wsize = 0
         self._drain: asyncio.Future[None] | None = None
+        self._receiver: Callable[[bytes], bool] | None = None
+
+    def set_fast_receiver(self, receiver: Callable[[bytes], bool] | None) -> None:
+        """Offer freshly read bytes to ``receiver`` first (as ``SerialLink`` does): called in
+        the reader callback when nothing waits for ``read``; True means it consumed them."""
+        self._receiver = receiver
 
     @property
     def is_open(self) -> bool:
@@ -70,6 +80,13 @@ class FdLink(Link):
         if not data:
             self._fail("EOF: peer closed")
             return
+        receiver = self._receiver
+        if receiver is not None and not self._chunks:
+            try:
+                if receiver(data):
+                    return
+            except Exception:  # a receiver bug must not lose the bytes
+                log.exception("fd link fast receiver failed")
         self._chunks.append(data)
         self._size += len(data)
         if self._size > _MAX_BUFFERED:
@@ -93,6 +110,9 @@ class FdLink(Link):
 
     async def read(self) -> bytes:
         chunks = self._chunks
+        if len(chunks) == 1 and self._reading:
+            self._size = 0
+            return chunks.pop()
         while not chunks:
             if self._down is not None or self._loop is None:
                 raise LinkDown(self.url, self._down or "not open")
