@@ -109,6 +109,14 @@ class SimServer:
             ("injector", room.injector),
         ):
             device.subscribe(self.devices[role].service.on_device_event)
+        # The room's own record of what was done to the patient (outlives a host restart).
+        room.injector.subscribe(
+            lambda e: (
+                self._log(f"injector {e.kind} t={e.device_time_s:.3f}")
+                if e.kind in ("injection_started", "completed", "stopped", "faulted")
+                else None
+            )
+        )
         # Before the links go live: a first exposure would otherwise cost ~2 s of wall time,
         # which a rehearsal at 60× reads as two minutes of a late film.
         await room.carm.warm_up(WARM_UP_TECHNIQUE)
