@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from drivers import (
-    CollimationField,
     FluoroRequest,
     FocalSpot,
     InjectionPhase,
