@@ -7,9 +7,9 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -29,6 +29,9 @@ from .paths import default_room_path
 from .plan import make_plan
 from .protocol import load_protocol
 from .room import Room, load_room
+
+if TYPE_CHECKING:
+    from .engine import ExamProgress
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -200,7 +203,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         _print_summary(console, outcome.summary)
         return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
 
-    task = loop.create_task(go())
+    return _drive_exam(loop, go(), progress, console)
+
+
+def _drive_exam(
+    loop: asyncio.AbstractEventLoop,
+    exam: Coroutine[Any, Any, int],
+    progress: ExamProgress,
+    console: Console,
+) -> int:
+    """Run an exam coroutine (``run`` or ``resume``) with the operator's signals wired."""
+    task = loop.create_task(exam)
     # Ctrl-C cancels the exam task, whose cancellation path puts every device in its safe
     # state and closes the record, instead of unwinding out of the loop with devices live.
     loop.add_signal_handler(signal.SIGINT, task.cancel)
@@ -520,24 +533,11 @@ def _cmd_resume(args: argparse.Namespace) -> int:
         _print_summary(console, outcome.summary)
         return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
 
-    task = loop.create_task(go())
-    loop.add_signal_handler(signal.SIGINT, task.cancel)
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    add_pause_controls(loop, progress, console)
     try:
-        return loop.run_until_complete(task)
+        return _drive_exam(loop, go(), progress, console)
     except RecoveryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except asyncio.CancelledError:
-        console.print("exam aborted by the operator (interrupt); devices were put in safe state")
-        return 130
-    except DeviceError as exc:
-        # Raised only before the exam starts (opening the room); later errors end the exam.
-        console.print(f"error: cannot open the room's devices: {exc}", highlight=False)
-        return EXIT_FAILED
-    finally:
-        loop.close()
 
 
 if __name__ == "__main__":  # pragma: no cover
