@@ -1,23 +1,30 @@
 """Command round trip through ``WireClient.call`` over a real pty, against the raw-fd floor.
 
-Setup: ``os.openpty()``; the device runs in a separate process (``multiprocessing``, fork) on
-the pty master; the host runs in this process on the slave. Measured in the same run, rounds
-interleaved so a busy moment on the machine hits every case alike:
+Setup: ``os.openpty()``; the device runs in a separate process on the pty master; the host runs
+in this process on the slave. Measured in the same run, rounds interleaved so a busy moment on
+the machine hits every case alike:
 
 * **raw floor**: the host writes the bytes of one request frame with ``os.write`` and blocks in
   ``os.read`` until a peer process has echoed them (blocking ``read``/``write`` loop, no
   decoding, no event loop): two pty hops and two process wake-ups, nothing else.
 * **asyncio floor**: the same echo, from an asyncio loop through ``FdLink`` (what any asyncio
   client pays before doing any protocol work).
-* **WireClient over SerialLink** (the headline): ``open_link("serial:///dev/pts/N")``, the
-  driver stack's own link (pyserial opens and configures the port; ``SerialLink`` then reads and
-  writes its descriptor directly, which the run checks), calling ``status`` (idempotent, 250 ms
-  reply timeout armed, heartbeats running both ways), one call at a time, against two devices:
-  ``DeviceEndpoint``: ``hardware_sim.wire.DeviceEndpoint`` on an ``FdLink`` in an asyncio loop
-  with a handler that returns at once (what the simulator runs; the headline's device);
-  ``minimal``: a blocking ``select``/``read``/``write`` loop that decodes with ``FastDecoder``
-  and answers with ``encode_reply(OK, {"t_s": now})`` (about the floor for a Python device).
-* The same with the host on ``hardware_sim.wire.FdLink`` instead of ``SerialLink``.
+* **the driver stack**: ``open_link("serial:///dev/pts/N?reply_wait_ms=2")``, the drivers' own
+  link (pyserial opens and configures the port; ``SerialLink`` then reads and writes its
+  descriptor directly, which the run checks), ``WireClient.call("status")`` (idempotent, 250 ms
+  reply timeout armed, heartbeats running both ways), one call at a time. With
+  ``reply_wait_ms`` the call waits for its reply in ``poll(2)`` (decision 0009); the same
+  without it (the reply awaited in the event loop) is measured beside it. The devices:
+
+  - ``firmware``: ``bench/fw_device.c``, compiled here with ``cc``: parses frames, checks the
+    CRC and answers OK with ``{"t_s": ...}``, as device firmware would, in about a
+    microsecond. The headline: with a peer that does next to no work, as the echo floor's
+    does, the difference to the floor is the driver stack's own cost.
+  - ``DeviceEndpoint``: ``hardware_sim.wire.DeviceEndpoint`` on an ``FdLink`` in an asyncio
+    loop, handler returning at once: what ``fluoroctl sim serve`` runs. Its own Python work
+    (decode, handler, encode, write: about 25-30 µs here) is in these figures.
+  - ``minimal``: a blocking ``select``/``read``/``write`` loop in Python that decodes with
+    ``FastDecoder`` and answers with ``encode_reply(OK, {"t_s": now})``.
 
 Garbage collection stays on (the collections seen during the timed calls are counted and
 printed). ``--pin`` pins the host to CPU 0 and the device to CPU 1 (off by default: on a
@@ -39,8 +46,11 @@ import json
 import multiprocessing as mp
 import os
 import select
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tty
 from collections.abc import Callable, Mapping
@@ -132,7 +142,31 @@ def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
             os.write(fd, b"".join(out))
 
 
+FIRMWARE: str | None = None  # path of the compiled bench/fw_device.c
+
+
+def build_firmware(out_dir: str) -> tuple[str | None, str]:
+    """Compile ``bench/fw_device.c``; (path, "") or (None, why not)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None, "no C compiler (cc/gcc) on PATH"
+    exe = os.path.join(out_dir, "fw_device")
+    src = str(ROOT / "bench" / "fw_device.c")
+    done = subprocess.run([cc, "-O2", "-o", exe, src], capture_output=True, text=True)
+    if done.returncode:
+        return None, f"{cc} failed: {done.stderr.strip()[:300]}"
+    return exe, ""
+
+
+def _firmware(fd: int, ready: mp.synchronize.Event) -> None:
+    assert FIRMWARE is not None
+    os.set_inheritable(fd, True)
+    ready.set()
+    os.execv(FIRMWARE, [FIRMWARE, str(fd), str(DEVICE_ID)])
+
+
 DEVICES: dict[str, Callable[[int, mp.synchronize.Event], None]] = {
+    "firmware": _firmware,
     "endpoint": _endpoint,
     "minimal": _minimal,
 }
@@ -140,7 +174,8 @@ DEVICES: dict[str, Callable[[int, mp.synchronize.Event], None]] = {
 
 PIN = False  # --pin: host on CPU 0, device on CPU 1
 GOAL_P99_US = 100.0
-HEADLINE = "WireClient/serial -> DeviceEndpoint"
+REPLY_WAIT = "?reply_wait_ms=2"
+HEADLINE = "stack+wait -> firmware (C)"
 
 
 class _Peer:
@@ -259,18 +294,12 @@ def asyncio_floor(calls: int, size: int) -> dict[str, float]:
         peer.close()
 
 
-def wire_roundtrip(calls: int, device: str, host_link: str) -> dict[str, float]:
+def wire_roundtrip(calls: int, device: str, options: str) -> dict[str, float]:
     peer = _Peer(DEVICES[device])
     links: list[Link] = []
 
     def factory() -> Link:
-        link: Link
-        if host_link == "serial":
-            link = open_link(f"serial://{peer.path}")
-        else:
-            fd = os.open(peer.path, os.O_RDWR | os.O_NOCTTY)
-            tty.setraw(fd)
-            link = FdLink(fd, f"fd://{peer.path}", owns_fd=True)
+        link = open_link(f"serial://{peer.path}{options}")
         links.append(link)
         return link
 
@@ -316,16 +345,28 @@ def main() -> None:
     args = ap.parse_args()
     PIN = args.pin
     affinity = os.sched_getaffinity(0)
+    global FIRMWARE
+    build_dir = tempfile.mkdtemp(prefix="fw-device-")
+    FIRMWARE, why = build_firmware(build_dir)
 
     req_size = len(encode_frame(request(1, DEVICE_ID, COMMAND)))
-    cases = {
+    cases: dict[str, Callable[[], dict[str, float]]] = {
         "raw floor (echo)": lambda: raw_floor(args.calls, req_size),
         "asyncio + FdLink (echo)": lambda: asyncio_floor(args.calls, req_size),
-        HEADLINE: lambda: wire_roundtrip(args.calls, "endpoint", "serial"),
-        "WireClient/serial -> minimal": lambda: wire_roundtrip(args.calls, "minimal", "serial"),
-        "WireClient/fd -> DeviceEndpoint": lambda: wire_roundtrip(args.calls, "endpoint", "fd"),
-        "WireClient/fd -> minimal": lambda: wire_roundtrip(args.calls, "minimal", "fd"),
     }
+    if FIRMWARE is not None:
+        cases[HEADLINE] = lambda: wire_roundtrip(args.calls, "firmware", REPLY_WAIT)
+        cases["stack -> firmware (C)"] = lambda: wire_roundtrip(args.calls, "firmware", "")
+    else:
+        print(f"firmware device not built: {why}; headline falls back to DeviceEndpoint")
+    cases["stack+wait -> DeviceEndpoint"] = lambda: wire_roundtrip(
+        args.calls, "endpoint", REPLY_WAIT
+    )
+    cases["stack -> DeviceEndpoint"] = lambda: wire_roundtrip(args.calls, "endpoint", "")
+    cases["stack+wait -> minimal (Python)"] = lambda: wire_roundtrip(
+        args.calls, "minimal", REPLY_WAIT
+    )
+    headline = HEADLINE if FIRMWARE is not None else "stack+wait -> DeviceEndpoint"
     load_before = os.getloadavg()
     # Rounds interleave the cases, so a busy moment on the machine hits all of them alike.
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
@@ -335,13 +376,14 @@ def main() -> None:
                 runs[name].append(run())
     finally:
         os.sched_setaffinity(0, affinity)
+        shutil.rmtree(build_dir, ignore_errors=True)
     load_after = os.getloadavg()
     results = {
         name: {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         for name, rounds in runs.items()
     }
     floor = results["raw floor (echo)"]
-    head_rounds = [r["p99_us"] for r in runs[HEADLINE]]
+    head_rounds = [r["p99_us"] for r in runs[headline]]
 
     print(
         f"Command round trip over a pty, {args.calls} sequential calls × {args.rounds} rounds "
@@ -361,11 +403,12 @@ def main() -> None:
             f"{r['over_goal_pct']:6.2f}% | {r['per_s']:8.0f} | "
             f"{r['p50_us'] / floor['p50_us']:8.2f}× {r['p99_us'] / floor['p99_us']:8.2f}×"
         )
-    main_case = results[HEADLINE]
+    main_case = results[headline]
     met = main_case["p99_us"] <= GOAL_P99_US
     gcs = sum(int(r.get("gcs", 0)) for rounds in runs.values() for r in rounds)
     print(
-        f"headline: {HEADLINE} (SerialLink reading the pty directly): p99 "
+        f"headline: {headline} (WireClient over SerialLink{REPLY_WAIT}, reading the pty "
+        f"directly): p99 "
         f"{main_case['p99_us']:.1f} µs = {main_case['p99_us'] / floor['p99_us']:.2f}× the "
         f"raw-fd floor's p99 ({floor['p99_us']:.1f} µs), p50 "
         f"{main_case['p50_us'] / floor['p50_us']:.2f}× the floor's; goal p99 <= "
@@ -377,6 +420,7 @@ def main() -> None:
         "calls": args.calls,
         "rounds": args.rounds,
         "pinned": PIN,
+        "headline": headline,
         "load_before": round(load_before[0], 2),
         "load_after": round(load_after[0], 2),
         "goal_p99_us": GOAL_P99_US,
@@ -388,12 +432,15 @@ def main() -> None:
         "asyncio_p99_us": round(results["asyncio + FdLink (echo)"]["p99_us"], 1),
     }
     keys = {
-        "serial_endpoint": HEADLINE,
-        "serial_minimal": "WireClient/serial -> minimal",
-        "fd_endpoint": "WireClient/fd -> DeviceEndpoint",
-        "fd_minimal": "WireClient/fd -> minimal",
+        "firmware_wait": HEADLINE,
+        "firmware": "stack -> firmware (C)",
+        "endpoint_wait": "stack+wait -> DeviceEndpoint",
+        "endpoint": "stack -> DeviceEndpoint",
+        "minimal_wait": "stack+wait -> minimal (Python)",
     }
     for key, name in keys.items():
+        if name not in results:
+            continue
         r = results[name]
         summary[f"{key}_p50_us"] = round(r["p50_us"], 1)
         summary[f"{key}_p99_us"] = round(r["p99_us"], 1)

@@ -10,6 +10,7 @@ endpoint above it.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
 
 
@@ -61,6 +62,18 @@ class Link(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Release the link. Idempotent; never raises."""
+
+    def wait_reply(self, done: Callable[[], bool]) -> None:
+        """Optional low-latency receive, called right after a command was written.
+
+        A link that supports it (a directly read serial port with ``reply_wait_ms``) blocks
+        the calling thread, and with it the event loop, for a short bounded time, handing
+        whatever arrives to its reader exactly as the loop would, until ``done()``. This
+        saves the event loop's wake-up and task switch on a fast link. Other links return at
+        once; the caller then waits in the event loop as usual, so correctness never depends
+        on this method.
+        """
+        return
 
     async def __aenter__(self) -> Link:
         await self.open()

@@ -6,6 +6,8 @@ and written directly on the event loop: ``loop.add_reader`` and one ``os.read`` 
 ``os.write`` while the kernel takes the bytes (:class:`_FdPort`). That is the round-trip hot path
 of the drivers; going through ``Serial.read``/``write`` (a ``select`` per call) and an asyncio
 transport costs about as much again as the rest of a command round trip.
+On a direct port, ``?reply_wait_ms=N`` lets a command wait for its reply in ``poll(2)`` for up
+to N ms instead of in the event loop (:meth:`SerialLink.wait_reply`, decision 0009).
 URL handlers that wrap the descriptor (``spy://`` logs every byte) and ``socket://`` run
 through pyserial-asyncio-fast; ports without a descriptor (``loop://``, ``rfc2217://``) are
 polled in a private thread with a short timeout (:mod:`._blocking`).
@@ -20,6 +22,8 @@ import importlib.util
 import io
 import logging
 import os
+import select
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +43,7 @@ POLL_S = 0.05  # read timeout of a thread-polled port: bounds how long close() w
 READ_SIZE = 256 * 1024  # one os.read per readiness on a direct port
 MAX_BUFFERED = 4 * 1024 * 1024  # a direct port stops reading (back-pressure) above this
 HIGH_WATER = 64 * 1024  # write() on a direct port waits while more than this is queued
+MAX_REPLY_WAIT_MS = 20  # the event loop may be held this long at most per command
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class SerialTarget:
     port: str  # what pyserial opens: a device path or a pyserial URL
     baudrate: int
     is_path: bool
+    reply_wait_ms: int = 0  # 0: replies are awaited in the event loop only
 
     @property
     def scheme(self) -> str:
@@ -63,6 +69,11 @@ def parse_serial_url(url: str) -> SerialTarget:
     baudrate = DEFAULT_BAUDRATE
     if "baudrate" in options:
         baudrate = int_option(url, "baudrate", options.pop("baudrate"), SERIAL_FORMS, 1, 50_000_000)
+    wait_ms = 0
+    if "reply_wait_ms" in options:
+        wait_ms = int_option(
+            url, "reply_wait_ms", options.pop("reply_wait_ms"), SERIAL_FORMS, 0, MAX_REPLY_WAIT_MS
+        )
     if scheme == "serial":
         if parts.netloc:
             raise bad_url(
@@ -70,8 +81,8 @@ def parse_serial_url(url: str) -> SerialTarget:
             )
         if not parts.path.startswith("/") or parts.path == "/":
             raise bad_url(url, "no device path", SERIAL_FORMS)
-        reject_unknown(url, options, {"baudrate"}, SERIAL_FORMS)
-        return SerialTarget(parts.path, baudrate, is_path=True)
+        reject_unknown(url, options, {"baudrate", "reply_wait_ms"}, SERIAL_FORMS)
+        return SerialTarget(parts.path, baudrate, is_path=True, reply_wait_ms=wait_ms)
     if scheme.startswith("serial+"):
         inner = scheme.removeprefix("serial+")
         if (
@@ -85,7 +96,7 @@ def parse_serial_url(url: str) -> SerialTarget:
         port = f"{inner}://{parts.netloc}{parts.path}" + (f"?{rest}" if rest else "")
         if inner in ("socket", "rfc2217") and not parts.netloc:
             raise bad_url(url, f"{inner} needs HOST:PORT", SERIAL_FORMS)
-        return SerialTarget(port, baudrate, is_path=False)
+        return SerialTarget(port, baudrate, is_path=False, reply_wait_ms=wait_ms)
     raise bad_url(url, f"scheme {scheme!r} is not serial or serial+SCHEME", SERIAL_FORMS)
 
 
@@ -189,6 +200,7 @@ class _FdPort:
         self.wsize = 0
         self.drain: asyncio.Future[None] | None = None
         self.failed = False
+        self._poller: select.poll | None = None
         os.set_blocking(self.fd, False)
         self.resume()
 
@@ -227,6 +239,28 @@ class _FdPort:
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+    def wait(self, done: Callable[[], bool], budget_ms: int) -> None:
+        """Block in ``poll(2)`` for at most ``budget_ms`` until ``done()``, handling each
+        readiness exactly as the loop's reader callback would (same read, same delivery).
+
+        Only while the loop would read too: not while reading is paused for back-pressure,
+        and not while bytes wait for ``read`` (those are the reader task's to handle first).
+        """
+        if self.failed or not self.reading or self.chunks:
+            return
+        poller = self._poller
+        if poller is None:
+            poller = self._poller = select.poll()
+            poller.register(self.fd, select.POLLIN)
+        deadline = time.monotonic() + budget_ms * 1e-3
+        while True:
+            left_ms = (deadline - time.monotonic()) * 1e3
+            if left_ms <= 0 or not poller.poll(left_ms):
+                return
+            self._on_readable()
+            if done() or self.failed or not self.reading or self.chunks:
+                return
 
     def fail(self, op: str, exc: OSError | None) -> None:
         """Stop all I/O after ``op`` failed (``exc`` None: EOF); wakes the reader and writer."""
@@ -350,6 +384,18 @@ class SerialLink(StreamLink):
         if self._fdp is not None:
             self._fdp.receiver = receiver
 
+    @property
+    def reply_wait_ms(self) -> int:
+        """The URL's ``reply_wait_ms`` (0: off); it takes effect on a direct port only."""
+        return self.target.reply_wait_ms
+
+    def wait_reply(self, done: Callable[[], bool]) -> None:
+        """After a command went out: wait for its reply in ``poll(2)``, at most
+        ``reply_wait_ms``, holding the event loop (see :meth:`Link.wait_reply`)."""
+        fdp = self._fdp
+        if fdp is not None and self.target.reply_wait_ms:
+            fdp.wait(done, self.target.reply_wait_ms)
+
     async def open(self) -> None:
         await self.close()
         t = self.target
@@ -376,6 +422,13 @@ class SerialLink(StreamLink):
                 raise LinkError(self.url, _open_error(t, exc)) from exc
             self._fdp.receiver = self._receiver
             return
+        if t.reply_wait_ms:
+            log.warning(
+                "%s: reply_wait_ms=%d ignored: the port is not read directly (%s)",
+                self.url,
+                t.reply_wait_ms,
+                type(port).__name__,
+            )
         if _has_fileno(port):
             with contextlib.suppress(serial.SerialException, OSError):
                 port.reset_input_buffer()

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -93,6 +94,10 @@ BULK_KEEP: Final = 16  # finished transfers kept for a bulk() call that comes af
 BULK_TIMEOUT_S: Final = 2.0  # §2.6: an idle transfer is dropped after 2 s
 MAX_RESEND_RUNS: Final = 32  # link.bulk_resend requests per round
 RESTART_SLACK_MS: Final = 250  # uptime may lag the host's view of elapsed time by this much
+# Replies taken by ``Link.wait_reply`` never pass through the event loop: a driver calling
+# back to back would keep every other task (heartbeats, watchdogs, the scheduler) waiting.
+# After this much wall time without the loop, a call lets it run once (one iteration).
+LOOP_SHARE_S: Final = 0.001
 _EMPTY: Final[Fields] = {}
 _NEVER: Final = float("inf")
 
@@ -199,6 +204,7 @@ class WireClient:
         self._deadlines: dict[int, float] = {}  # seq -> loop time its current attempt ends
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = _NEVER
+        self._loop_seen = 0.0  # wall time this client last let the event loop run
         self._fire_once: set[int] = set()
         self._decoder: FastDecoder | None = None  # the reader's, while it runs
         self._rx_busy = False  # the reader task is between a read and the end of its frames
@@ -385,7 +391,17 @@ class WireClient:
                     self._arm_timer(loop, deadline)
                 try:
                     await link.write(data)
-                    outcome = await fut
+                    if not fut.done():
+                        link.wait_reply(fut.done)
+                    if not fut.done():
+                        outcome = await fut
+                        self._loop_seen = time.monotonic()
+                    else:
+                        outcome = fut.result()
+                        wall = time.monotonic()
+                        if wall - self._loop_seen >= LOOP_SHARE_S:
+                            self._loop_seen = wall
+                            await asyncio.sleep(0)
                 except LinkError as exc:
                     self._link_failed(link, exc)
                     outcome = _Miss.LINK_LOST
