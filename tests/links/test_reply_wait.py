@@ -103,13 +103,41 @@ async def device() -> AsyncIterator[ThreadDevice]:
         os.close(slave)
 
 
-def _client(url: str, links: list[Link]) -> WireClient:
+@contextlib.asynccontextmanager
+async def _connected(url: str) -> AsyncIterator[tuple[WireClient, Link]]:
+    links: list[Link] = []
+
     def factory() -> Link:
         link = open_link(url)
         links.append(link)
         return link
 
-    return WireClient(factory, device_id=DEV, name="dev", clock=Clock.for_running_loop())
+    client = WireClient(factory, device_id=DEV, name="dev", clock=Clock.for_running_loop())
+    await client.connect(timeout_s=2.0)
+    try:
+        yield client, links[-1]
+    finally:
+        await client.close()
+
+
+@contextlib.asynccontextmanager
+async def _loop_turns(period_s: float) -> AsyncIterator[Callable[[], int]]:
+    """Counts the turns a task sleeping ``period_s`` at a time gets while the body runs."""
+    turns = 0
+
+    async def count() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(period_s)
+            turns += 1
+
+    task = asyncio.create_task(count())
+    await asyncio.sleep(0)
+    try:
+        yield lambda: turns
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _spy_waits(link: Link) -> list[bool]:
@@ -140,11 +168,7 @@ def test_reply_wait_option_is_parsed_bounded_and_kept_from_pyserial() -> None:
 
 @pytest.mark.asyncio
 async def test_replies_arrive_in_the_wait_and_events_stay_in_order(device: ThreadDevice) -> None:
-    links: list[Link] = []
-    client = _client(f"serial://{device.slave_path}?reply_wait_ms=20", links)
-    await client.connect(timeout_s=2.0)
-    try:
-        link = links[-1]
+    async with _connected(f"serial://{device.slave_path}?reply_wait_ms=20") as (client, link):
         assert isinstance(link, SerialLink) and link.direct and link.reply_wait_ms == 20
         took = _spy_waits(link)
         for _ in range(100):
@@ -158,39 +182,21 @@ async def test_replies_arrive_in_the_wait_and_events_stay_in_order(device: Threa
         # The EVENT was written before the REPLY: the subscriber has it when the call returns.
         assert seen == ["moved"]
         assert client.stats.timeouts == 0 and client.stats.retries == 0
-    finally:
-        await client.close()
 
 
 @pytest.mark.asyncio
 async def test_without_the_option_the_loop_takes_every_reply(device: ThreadDevice) -> None:
-    links: list[Link] = []
-    client = _client(f"serial://{device.slave_path}", links)
-    await client.connect(timeout_s=2.0)
-    try:
-        took = _spy_waits(links[-1])
+    async with _connected(f"serial://{device.slave_path}") as (client, link):
+        took = _spy_waits(link)
         for _ in range(20):
             await client.call("status")
         assert took == [False] * 20  # the wait returns at once; the event loop delivers
-    finally:
-        await client.close()
 
 
 @pytest.mark.asyncio
 async def test_a_silent_device_holds_the_loop_only_for_the_wait(device: ThreadDevice) -> None:
-    links: list[Link] = []
-    client = _client(f"serial://{device.slave_path}?reply_wait_ms=5", links)
-    await client.connect(timeout_s=2.0)
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    t = asyncio.create_task(ticker())
-    try:
+    url = f"serial://{device.slave_path}?reply_wait_ms=5"
+    async with _connected(url) as (client, _), _loop_turns(0.01) as ticks:
         started = time.monotonic()
         with pytest.raises(DeviceTimeout, match="mute"):
             await client.call("mute", timeout_s=0.1)
@@ -198,54 +204,31 @@ async def test_a_silent_device_holds_the_loop_only_for_the_wait(device: ThreadDe
         # 4 attempts of 100 ms, each holding the loop for at most 5 ms: the 10 ms ticker
         # kept running through nearly all of it.
         assert elapsed >= 0.4
-        assert ticks >= 0.5 * elapsed / 0.01
-    finally:
-        t.cancel()
-        await client.close()
+        assert ticks() >= 0.5 * elapsed / 0.01
 
 
 @pytest.mark.asyncio
 async def test_back_to_back_calls_still_let_the_loop_run(device: ThreadDevice) -> None:
-    links: list[Link] = []
-    client = _client(f"serial://{device.slave_path}?reply_wait_ms=20", links)
-    await client.connect(timeout_s=2.0)
-    spins = 0
-
-    async def spinner() -> None:
-        nonlocal spins
-        while True:
-            await asyncio.sleep(0)
-            spins += 1
-
-    took = _spy_waits(links[-1])
-    s = asyncio.create_task(spinner())
-    await asyncio.sleep(0)
-    try:
-        started, before = time.monotonic(), spins
+    url = f"serial://{device.slave_path}?reply_wait_ms=20"
+    async with _connected(url) as (client, link), _loop_turns(0) as spins:
+        took = _spy_waits(link)
+        started = time.monotonic()
         while time.monotonic() - started < 0.1:
             await client.call("status")
         # Replies taken in the wait never pass through the loop; the client lets it run
         # about once per millisecond of such calls.
         assert sum(took) >= 0.9 * len(took)
-        assert spins - before >= 20
-    finally:
-        s.cancel()
-        await client.close()
+        assert spins() >= 20
 
 
 @pytest.mark.asyncio
 async def test_device_gone_during_the_wait_is_device_lost(device: ThreadDevice) -> None:
-    links: list[Link] = []
-    client = _client(f"serial://{device.slave_path}?reply_wait_ms=20", links)
-    await client.connect(timeout_s=2.0)
-    try:
+    async with _connected(f"serial://{device.slave_path}?reply_wait_ms=20") as (client, _):
         assert (await client.call("status"))["t_s"] is not None
         with pytest.raises(DeviceLost, match="closed") as lost:
             await client.call("die")
         assert device.slave_path in str(lost.value)
         assert not client.is_up
-    finally:
-        await client.close()
 
 
 @pytest.mark.asyncio
