@@ -16,6 +16,7 @@ carry the URL and what happened; malformed URLs raise ``ValueError`` naming the 
 
 from ._base import Link, LinkDown, LinkError
 from ._factory import open_link
+from ._fd import FdIO
 from ._mqtt import MqttLink, parse_mqtt_url
 from ._serial import SerialLink, SerialTarget, parse_serial_url
 from ._tcp import TcpLink, parse_tcp_url
@@ -25,6 +26,7 @@ from .memory import MemoryCable
 
 __all__ = [
     "USB_BACKENDS_GROUP",
+    "FdIO",
     "Link",
     "LinkDown",
     "LinkError",

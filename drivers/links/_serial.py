@@ -3,11 +3,12 @@
 Every port is opened and configured (baud rate, raw mode, exclusive access) by pyserial. A
 plain port with a file descriptor (a tty or pty: pyserial's own ``Serial`` class) is then read
 and written directly on the event loop: ``loop.add_reader`` and one ``os.read`` per readiness,
-``os.write`` while the kernel takes the bytes (:class:`_FdPort`). That is the round-trip hot path
-of the drivers; going through ``Serial.read``/``write`` (a ``select`` per call) and an asyncio
-transport costs about as much again as the rest of a command round trip.
-On a direct port, ``?reply_wait_ms=N`` lets a command wait for its reply in ``poll(2)`` for up
-to N ms instead of in the event loop (:meth:`SerialLink.wait_reply`, decision 0009).
+``os.write`` while the kernel takes the bytes (:class:`.FdIO`, shared with the simulator's
+``FdLink``). That is the round-trip hot path of the drivers; going through
+``Serial.read``/``write`` (a ``select`` per call) and an asyncio transport costs about as much
+again as the rest of a command round trip. On a direct port, ``?reply_wait_ms=N`` lets a
+command wait for its reply in ``poll(2)`` for up to N ms instead of in the event loop
+(:meth:`SerialLink.wait_reply`, decision 0009).
 URL handlers that wrap the descriptor (``spy://`` logs every byte) and ``socket://`` run
 through pyserial-asyncio-fast; ports without a descriptor (``loop://``, ``rfc2217://``) are
 polled in a private thread with a short timeout (:mod:`._blocking`).
@@ -21,9 +22,6 @@ import errno
 import importlib.util
 import io
 import logging
-import os
-import select
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -34,20 +32,17 @@ import serial_asyncio_fast
 
 from ._base import LinkDown, LinkError
 from ._blocking import BlockingIO
+from ._fd import FdIO, Receiver
 from ._stream import StreamLink
 from ._tcp import describe_socket_error
 from ._url import SERIAL_FORMS, bad_url, int_option, query, reject_unknown, split
 
 DEFAULT_BAUDRATE = 115_200
 POLL_S = 0.05  # read timeout of a thread-polled port: bounds how long close() waits
-READ_SIZE = 256 * 1024  # one os.read per readiness on a direct port
-MAX_BUFFERED = 4 * 1024 * 1024  # a direct port stops reading (back-pressure) above this
 HIGH_WATER = 64 * 1024  # write() on a direct port waits while more than this is queued
 MAX_REPLY_WAIT_MS = 20  # the event loop may be held this long at most per command
 
 log = logging.getLogger(__name__)
-
-Receiver = Callable[[bytes], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,177 +167,6 @@ def _is_plain_fd_port(port: Any) -> bool:
     )
 
 
-class _FdPort:
-    """Direct, non-blocking I/O on the descriptor of an open pyserial port.
-
-    Reads: the loop's reader callback does one ``os.read`` and queues the bytes for ``read``
-    (or hands them to the fast receiver, see :meth:`SerialLink.set_fast_receiver`). Writes go
-    out at once while the kernel takes them; the rest is queued, in order, and flushed by a
-    writer callback, like an asyncio transport. Failures are reported through ``on_fail``.
-    """
-
-    def __init__(
-        self,
-        port: Any,
-        loop: asyncio.AbstractEventLoop,
-        on_fail: Callable[[str, OSError | None], None],
-    ) -> None:
-        self.port = port
-        self.fd: int = port.fileno()
-        self.loop = loop
-        self._on_fail = on_fail
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.waiter: asyncio.Future[None] | None = None
-        self.receiver: Receiver | None = None
-        self.reading = False
-        self.wbuf: list[bytes] = []
-        self.wsize = 0
-        self.drain: asyncio.Future[None] | None = None
-        self.failed = False
-        self._poller: select.poll | None = None
-        os.set_blocking(self.fd, False)
-        self.resume()
-
-    def resume(self) -> None:
-        if not self.reading and not self.failed:
-            self.loop.add_reader(self.fd, self._on_readable)
-            self.reading = True
-
-    def _pause(self) -> None:
-        if self.reading:
-            self.loop.remove_reader(self.fd)
-            self.reading = False
-
-    def _on_readable(self) -> None:
-        try:
-            data = os.read(self.fd, READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:  # EIO: the other end of the pty is closed
-            self.fail("read", exc)
-            return
-        if not data:
-            self.fail("read", None)
-            return
-        receiver = self.receiver
-        if receiver is not None and not self.chunks:
-            try:
-                if receiver(data):
-                    return
-            except Exception:  # a receiver bug must not lose the bytes
-                log.exception("serial fast receiver failed")
-        self.chunks.append(data)
-        self.size += len(data)
-        if self.size > MAX_BUFFERED:
-            self._pause()
-        w = self.waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def wait(self, done: Callable[[], bool], budget_ms: int) -> None:
-        """Block in ``poll(2)`` for at most ``budget_ms`` until ``done()``, handling each
-        readiness exactly as the loop's reader callback would (same read, same delivery).
-
-        Only while the loop would read too: not while reading is paused for back-pressure,
-        and not while bytes wait for ``read`` (those are the reader task's to handle first).
-        """
-        if self.failed or not self.reading or self.chunks:
-            return
-        poller = self._poller
-        if poller is None:
-            poller = self._poller = select.poll()
-            poller.register(self.fd, select.POLLIN)
-        deadline = time.monotonic() + budget_ms * 1e-3
-        while True:
-            left_ms = (deadline - time.monotonic()) * 1e3
-            if left_ms <= 0 or not poller.poll(left_ms):
-                return
-            self._on_readable()
-            if done() or self.failed or not self.reading or self.chunks:
-                return
-
-    def fail(self, op: str, exc: OSError | None) -> None:
-        """Stop all I/O after ``op`` failed (``exc`` None: EOF); wakes the reader and writer."""
-        if self.failed:
-            return
-        self.failed = True
-        self._pause()
-        if self.wbuf:
-            self.loop.remove_writer(self.fd)
-        self.wbuf.clear()
-        self.wsize = 0
-        self._on_fail(op, exc)
-        self._wake()
-
-    def _wake(self) -> None:
-        for w in (self.waiter, self.drain):
-            if w is not None and not w.done():
-                w.set_result(None)
-        self.drain = None
-
-    def take(self) -> bytes:
-        chunks = self.chunks
-        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self.size = 0
-        if not self.reading:
-            self.resume()
-        return data
-
-    def write_now(self, data: bytes) -> bool:
-        """Write or queue ``data``; True when more than ``HIGH_WATER`` bytes are queued."""
-        if not self.wbuf:
-            try:
-                n = os.write(self.fd, data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                self.fail("write", exc)
-                return False
-            if n == len(data):
-                return False
-            data = data[n:]
-            self.loop.add_writer(self.fd, self._on_writable)
-        self.wbuf.append(data)
-        self.wsize += len(data)
-        return self.wsize > HIGH_WATER
-
-    def _on_writable(self) -> None:
-        buf = self.wbuf
-        while buf:
-            try:
-                n = os.write(self.fd, buf[0])
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.fail("write", exc)
-                return
-            self.wsize -= n
-            if n < len(buf[0]):
-                buf[0] = buf[0][n:]
-                break
-            buf.pop(0)
-        if not buf:
-            self.loop.remove_writer(self.fd)
-        if self.wsize <= HIGH_WATER // 2:
-            w, self.drain = self.drain, None
-            if w is not None and not w.done():
-                w.set_result(None)
-
-    def close(self) -> None:
-        """Stop I/O (pending ``read``/``write`` end) and close the port; never raises."""
-        if not self.failed:
-            self.failed = True
-            self._pause()
-            if self.wbuf:
-                self.loop.remove_writer(self.fd)
-            self.wbuf.clear()
-            self._wake()
-        with contextlib.suppress(Exception):
-            self.port.close()
-
-
 class SerialLink(StreamLink):
     """A serial port. ``read`` raises :class:`LinkDown` when the port goes away (EIO/EOF).
 
@@ -356,7 +180,8 @@ class SerialLink(StreamLink):
         self.target = parse_serial_url(url)
         self._port: Any = None  # the pyserial instance of a thread-polled port
         self._io: BlockingIO | None = None
-        self._fdp: _FdPort | None = None  # a port read and written directly
+        self._fdp: FdIO | None = None  # I/O on the descriptor of a port read directly
+        self._fd_port: Any = None  # that port's pyserial instance
         self._receiver: Receiver | None = None
 
     @property
@@ -415,12 +240,13 @@ class SerialLink(StreamLink):
                 port.reset_input_buffer()
             self._down = None
             try:
-                self._fdp = _FdPort(port, loop, self._fd_failed)
+                fdp = FdIO(port.fileno(), self.url, loop, self._fd_failed, high_water=HIGH_WATER)
             except OSError as exc:
                 with contextlib.suppress(Exception):
                     port.close()
                 raise LinkError(self.url, _open_error(t, exc)) from exc
-            self._fdp.receiver = self._receiver
+            fdp.receiver = self._receiver
+            self._fdp, self._fd_port = fdp, port
             return
         if t.reply_wait_ms:
             log.warning(
@@ -456,34 +282,12 @@ class SerialLink(StreamLink):
 
     # --- directly read ports --------------------------------------------------------------
 
-    def _fd_failed(self, op: str, exc: OSError | None) -> None:
+    def _fd_failed(self, op: str, exc: OSError | None) -> str:
         # Worded as the transport path words it: EIO and EOF mean the pty or device went away.
         if self._down is None:
             what = self._eof_detail() if exc is None else self._describe(exc)
             self._down = f"{op} failed: {what}"
-
-    async def _fd_read(self, fdp: _FdPort) -> bytes:
-        while not fdp.chunks:
-            if self._down is not None or fdp.failed:
-                raise LinkDown(self.url, self._down or "closed")
-            fdp.waiter = w = fdp.loop.create_future()
-            try:
-                await w
-            finally:
-                fdp.waiter = None
-        return fdp.take()
-
-    async def _fd_write(self, fdp: _FdPort, data: bytes) -> None:
-        if self._down is not None or fdp.failed:
-            raise LinkDown(self.url, self._down or "closed")
-        if not data:
-            return
-        full = fdp.write_now(data)
-        while full and fdp.wsize > HIGH_WATER and not fdp.failed:
-            fdp.drain = w = fdp.loop.create_future()
-            await w
-        if self._down is not None or fdp.failed:
-            raise LinkDown(self.url, self._down or "closed")
+        return self._down
 
     # --- thread-polled ports --------------------------------------------------------------
 
@@ -505,9 +309,7 @@ class SerialLink(StreamLink):
     async def read(self) -> bytes:
         fdp = self._fdp
         if fdp is not None:
-            if fdp.chunks:
-                return fdp.take()
-            return await self._fd_read(fdp)
+            return fdp.take() if fdp.chunks else await fdp.read()
         if self._io is None:
             return await super().read()
         if self._down is not None:
@@ -520,19 +322,7 @@ class SerialLink(StreamLink):
     async def write(self, data: bytes) -> None:
         fdp = self._fdp
         if fdp is not None:
-            if self._down is None and not fdp.wbuf and data:
-                # The hot path: the kernel takes a small frame at once.
-                try:
-                    n = os.write(fdp.fd, data)
-                except (BlockingIOError, InterruptedError):
-                    n = 0
-                except OSError as exc:
-                    fdp.fail("write", exc)
-                    raise LinkDown(self.url, self._down or "write failed") from exc
-                if n == len(data):
-                    return
-                data = data[n:]
-            await self._fd_write(fdp, data)
+            await fdp.write(data)
             return
         if self._io is None:
             await super().write(data)
@@ -546,8 +336,11 @@ class SerialLink(StreamLink):
 
     async def close(self) -> None:
         fdp, self._fdp = self._fdp, None
+        port, self._fd_port = self._fd_port, None
         if fdp is not None:
             fdp.close()
+            with contextlib.suppress(Exception):
+                port.close()
             self._down = None
         io_, port, self._io, self._port = self._io, self._port, None, None
         if io_ is not None:
