@@ -205,6 +205,19 @@ class _Peer:
 # --- measurements ---------------------------------------------------------------------------
 
 
+def python_speed() -> float:
+    """ns per iteration of an empty Python loop (best of 3): how fast the interpreter runs right
+    now. On a shared VM it drifts by half from one minute to the next; the Python-heavy rows
+    follow it, the raw floor (kernel-bound) much less."""
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter_ns()
+        for _ in range(1_000_000):
+            pass
+        best = min(best, (time.perf_counter_ns() - t0) / 1e6)
+    return best
+
+
 def percentiles(ns: list[int]) -> dict[str, float]:
     s = sorted(ns)
     return {
@@ -368,6 +381,7 @@ def main() -> None:
     )
     headline = HEADLINE if FIRMWARE is not None else "stack+wait -> DeviceEndpoint"
     load_before = os.getloadavg()
+    speed_before = python_speed()
     # Rounds interleave the cases, so a busy moment on the machine hits all of them alike.
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
     try:
@@ -378,6 +392,7 @@ def main() -> None:
         os.sched_setaffinity(0, affinity)
         shutil.rmtree(build_dir, ignore_errors=True)
     load_after = os.getloadavg()
+    speed_after = python_speed()
     results = {
         name: {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         for name, rounds in runs.items()
@@ -389,7 +404,8 @@ def main() -> None:
         f"Command round trip over a pty, {args.calls} sequential calls × {args.rounds} rounds "
         f"(median of rounds); request frame {req_size} B; device in a separate process; "
         f"{os.cpu_count()} CPUs, {'host on CPU 0, device on CPU 1' if PIN else 'not pinned'}; "
-        f"gc on; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        f"gc on; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after; empty "
+        f"Python loop {speed_before:.1f} ns/iteration before, {speed_after:.1f} after"
     )
     head = (
         f"{'path':>36} | {'p50 µs':>7} {'p99 µs':>7} {'max µs':>8} {'>100µs':>7} | "
@@ -423,6 +439,7 @@ def main() -> None:
         "headline": headline,
         "load_before": round(load_before[0], 2),
         "load_after": round(load_after[0], 2),
+        "python_loop_ns": [round(speed_before, 1), round(speed_after, 1)],
         "goal_p99_us": GOAL_P99_US,
         "goal_met": met,
         "raw_p50_us": round(floor["p50_us"], 1),
