@@ -22,6 +22,7 @@ import errno
 import importlib.util
 import io
 import logging
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -167,6 +168,20 @@ def _is_plain_fd_port(port: Any) -> bool:
     )
 
 
+def _read_at_least_one_byte(fd: int) -> None:
+    """VMIN=1, VTIME=0 on a port read directly (pyserial leaves both 0).
+
+    With VMIN=0 a read finding nothing returns b"", which a direct reader cannot tell from
+    EOF. A reader callback that finds the bytes gone (taken in ``poll(2)`` by ``wait_reply``
+    after the loop's ``epoll`` saw them) would then declare a live port closed. With VMIN=1 a
+    non-blocking read finding nothing raises EAGAIN, and b"" means a hang-up, nothing else.
+    """
+    attrs = termios.tcgetattr(fd)
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
 class SerialLink(StreamLink):
     """A serial port. ``read`` raises :class:`LinkDown` when the port goes away (EIO/EOF).
 
@@ -240,8 +255,9 @@ class SerialLink(StreamLink):
                 port.reset_input_buffer()
             self._down = None
             try:
+                _read_at_least_one_byte(port.fileno())
                 fdp = FdIO(port.fileno(), self.url, loop, self._fd_failed, high_water=HIGH_WATER)
-            except OSError as exc:
+            except (OSError, termios.error) as exc:
                 with contextlib.suppress(Exception):
                     port.close()
                 raise LinkError(self.url, _open_error(t, exc)) from exc

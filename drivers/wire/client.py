@@ -9,7 +9,10 @@ fires (sequential calls push the deadline later, so the timer is made about once
 instead of once per call). A link that offers ``set_fast_receiver`` (``SerialLink`` on a tty,
 ``FdLink``) hands each freshly read chunk to the client inside its reader callback: a chunk
 that is exactly one REPLY for a waiting call resolves it there (``parse_reply``), one task
-switch earlier; everything else goes to the reader task as before, in stream order.
+switch earlier; everything else goes to the reader task as before, in stream order. A link
+with ``wait_reply`` (``serial://...?reply_wait_ms=N``) may take the reply in ``poll(2)`` right
+after the write, without the event loop; the client then lets the loop run once per
+``LOOP_SHARE_S`` of such calls (decision 0009).
 
 Time: every link-level duration in this module (reply timeout, heartbeat period and loss
 bound, reconnect backoff, bulk idle) is a *wall-clock* fact of the cable; it is multiplied by

@@ -247,3 +247,17 @@ async def test_option_on_a_port_not_read_directly_is_ignored_with_a_warning(
             got += await asyncio.wait_for(link.read(), 2.0)
         assert got == b"\x7eabc\x7f"
     assert "reply_wait_ms=2 ignored: the port is not read directly" in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_a_stale_readiness_callback_finding_nothing_is_not_eof(device: ThreadDevice) -> None:
+    # The loop's epoll saw the reply; the wait took it first; the queued reader callback then
+    # reads an empty port. That must be "nothing yet" (EAGAIN), not the port closing.
+    async with _connected(f"serial://{device.slave_path}?reply_wait_ms=20") as (client, link):
+        assert isinstance(link, SerialLink)
+        fdp = link._fdp
+        assert fdp is not None
+        fdp._on_readable()  # nothing to read
+        fdp._on_readable()
+        assert link.is_open and client.is_up
+        assert (await client.call("status"))["t_s"] is not None
