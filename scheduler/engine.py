@@ -67,12 +67,21 @@ from .safety import (
     DoseMonitor,
     InterlockRefused,
     abort_all,
+    abort_step_bound_s,
     check_exposure,
     check_injection_program,
     check_injection_start,
     check_motion,
 )
 from .state import ExamStatus, IllegalTransition, RunState, StateMachine, Transition
+from .storage import (
+    DEFAULT_FRAME_BYTES,
+    MARGIN_BYTES,
+    StorageFull,
+    check_space,
+    exam_bytes,
+    frames_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +131,8 @@ class ExamProgress:
     injection_start_s: float | None = None
     reference_air_kerma_mgy: float = 0.0
     message: str = ""
+    #: each device's answer to the abort (role → "safe" or why not), once an abort ran
+    abort_confirmations: dict[str, str] | None = None
     #: the runner driving the exam (it attaches itself): how a signal or a key reaches it
     runner: ExamRunner | None = field(default=None, repr=False, compare=False)
 
@@ -147,6 +158,15 @@ class ExamResult:
     prior: list[PriorCapture] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     fluoro_time_s: float = 0.0
+    #: contrast the injector reported delivering (its final or stop report; else its last)
+    contrast_delivered_ml: float = 0.0
+    #: the run was interrupted (Ctrl-C, a cancelled task): it aborted, then re-raised
+    interrupted: bool = False
+
+    @property
+    def unfinished_steps(self) -> list[str]:
+        """Steps that ended missed or failed."""
+        return [s.id for s in self.steps if s.status in ("missed", "failed")]
 
 
 class ExamAborted(Exception):
@@ -224,6 +244,9 @@ class ExamRunner:
         self._faults: list[str] = []
         self._prior: list[PriorCapture] = []
         self._dap = 0.0
+        self._frame_bytes = DEFAULT_FRAME_BYTES
+        #: the finished exam (also when run() ends by re-raising a cancellation or a bug)
+        self.result: ExamResult | None = None
         self._roles = {
             devices.injector.name: "injector",
             devices.carm.name: "carm",
@@ -348,39 +371,89 @@ class ExamRunner:
         persistence = self.devices.info.get("persistence")
         if persistence is not None and hasattr(persistence, "persist_to"):
             persistence.persist_to(self.out_dir / SIM_STATE_DIR)
-        self.machine.go(RunState.RUNNING)
-        state, reason, confirmations = RunState.COMPLETED, "", {}
-        if self.recovered is not None and self._anchor is not None:
-            # The injection began before the restart: watch it to its end again.
-            self._monitor = asyncio.create_task(self._watch_injection(600.0))
-        self._steps_task = asyncio.create_task(self._run_steps())
+        state, reason = RunState.COMPLETED, ""
+        interrupted = False
+        bug: BaseException | None = None
         try:
+            await self._prepare()
+            self.machine.go(RunState.RUNNING)
+            if self.recovered is not None and self._anchor is not None:
+                # The injection began before the restart: watch it to its end again.
+                self._monitor = asyncio.create_task(self._watch_injection(600.0))
+            self._steps_task = asyncio.create_task(self._run_steps())
             await self._steps_task
             await self._finish_injection()
             # Paused after the last step: the exam completes once the operator resumes.
             await self._gate()
         except ExamFaulted as exc:
             state, reason = RunState.FAULTED, str(exc)
+        except StorageFull as exc:
+            state, reason = RunState.ABORTED, f"storage: {exc}"
         except (ExamAborted, InterlockRefused, DeviceError) as exc:
             state, reason = RunState.ABORTED, str(exc)
+        except OSError as exc:  # the record or an image could not be written (disk full, I/O)
+            state, reason = RunState.ABORTED, f"storage: cannot write the exam's record: {exc}"
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self._end is not None and (task is None or task.cancelling() == 0):
                 state, reason = self._end
             else:
                 state, reason = RunState.ABORTED, "cancelled by the operator"
-                confirmations = await self._abort(reason)
-                self._close(state, reason, started, confirmations, unsubscribe)
-                raise
+                interrupted = True
         except Exception as exc:
             # A bug must still leave every device safe and the record closed, then surface.
             state, reason = RunState.ABORTED, f"internal error: {type(exc).__name__}: {exc}"
-            confirmations = await self._abort(reason)
-            self._close(state, reason, started, confirmations, unsubscribe)
-            raise
+            bug = exc
+        confirmations: dict[str, str] = {}
         if state is not RunState.COMPLETED:
-            confirmations = await self._abort(reason)
-        return self._close(state, reason, started, confirmations, unsubscribe)
+            confirmations, again = await self._abort(reason)
+            interrupted = interrupted or again
+        self.result = self._close(state, reason, started, confirmations, unsubscribe)
+        self.result.interrupted = interrupted
+        if bug is not None:
+            raise bug
+        if interrupted:
+            raise asyncio.CancelledError
+        return self.result
+
+    async def _prepare(self) -> None:
+        """Before the first command: room on disk, and no device left in a previous exam's state."""
+        if self.recovered is None:
+            check_space(self.out_dir, exam_bytes(self.protocol), "this exam's images")
+            await self._reset_injector()
+
+    async def _reset_injector(self) -> None:
+        """An injector still holding an earlier exam's injection is reset here or refused.
+
+        A completed, stopped or faulted program is cleared with ``disarm`` (a new program for
+        a new patient); an injector that is still injecting is never touched — the exam is
+        refused, before anything is exposed.
+        """
+        injector = self.devices.injector
+        status = await injector.status()
+        if _clean(status):
+            return
+        if status.state in (InjectorState.INJECTING, InjectorState.HOLDING):
+            raise ExamAborted(
+                f"the injector is {status.state.value} ({status.delivered_ml:.1f} mL delivered) "
+                "before this exam began: refused; finish or stop that injection at the injector"
+            )
+        await injector.disarm()
+        after = await injector.status()
+        self.journal.record(
+            "scheduler",
+            "injector_reset",
+            found_state=status.state.value,
+            found_delivered_ml=round(status.delivered_ml, 3),
+            state=after.state.value,
+            reason="the injector held an earlier exam's injection; cleared before this exam",
+        )
+        if not _clean(after):
+            raise ExamAborted(
+                f"the injector still reports an earlier injection after a reset (state "
+                f"{after.state.value}, {after.delivered_ml:.1f} mL, started "
+                f"{after.started_at_s}): refused before any exposure"
+            )
 
     # -- steps ---------------------------------------------------------------------------
     async def _run_steps(self) -> None:
@@ -578,7 +651,20 @@ class ExamRunner:
                 result.detail = f"{expected - got} of {expected} frames dropped by the detector"
 
     async def _check_before_acquisition(self, step: CaptureStep | FluoroStep | TomoStep) -> Any:
-        """The safety kernel's checks; dose refusals are journaled and end only this step."""
+        """The safety kernel's checks; dose refusals are journaled and end only this step.
+
+        An acquisition whose image could not be stored is refused (:class:`StorageFull` ends
+        the exam): the patient is never irradiated for an image that would be lost.
+        """
+        if self.journal.out_of_space:
+            raise StorageFull(
+                f"the disk holding {self.out_dir} is full (the journal used its reserve)"
+            )
+        check_space(
+            self.out_dir,
+            frames_of(step) * self._frame_bytes + MARGIN_BYTES,
+            f"the images of step {step.id}",
+        )
         carm_status = await self.devices.carm.status()
         check_exposure(
             await self.devices.table.status(), carm_status, repositioning=self._repositioning
@@ -799,7 +885,19 @@ class ExamRunner:
                 else ""
             ),
         )
-        path = write_capture(record, self.exam, self.out_dir)
+        self._frame_bytes = max(self._frame_bytes, first.pixels.nbytes)
+        try:
+            path = write_capture(record, self.exam, self.out_dir)
+        except OSError as exc:
+            self._faults.append("storage.write_failed")
+            with contextlib.suppress(OSError):
+                self.journal.record(
+                    "scheduler",
+                    "capture_failed",
+                    step.id,
+                    reason=f"exposed, but the image could not be stored: {exc}",
+                )
+            raise
         self.records.append(record)
         result.files.append(path.name)
         lateness = result.lateness_s
@@ -1267,28 +1365,77 @@ class ExamRunner:
         self.progress.reference_air_kerma_mgy = kerma
         self.dose = DoseMonitor(self.room.dose, rak_mgy=kerma)
 
-    async def _abort(self, reason: str) -> dict[str, str]:
+    async def _abort(self, reason: str) -> tuple[dict[str, str], bool]:
+        """Every device to its safe state; nothing that arrives meanwhile can cut it short.
+
+        The sequence runs in a task of its own, awaited through ``asyncio.shield``: a second
+        Ctrl-C, SIGTERM or ``task.cancel()`` is journaled (``abort_interrupt_ignored``) and
+        the wait goes on, so no device is ever skipped. Returns each device's confirmation and
+        whether such an interruption arrived (the caller re-raises it once the record is
+        closed).
+        """
         if self._monitor is not None:
             self._monitor.cancel()
         for task in list(self._side_tasks):
             task.cancel()
+        job = asyncio.create_task(self._abort_devices(reason))
+        interrupted = False
+        while not job.done():
+            try:
+                await asyncio.shield(job)
+            except asyncio.CancelledError:
+                if job.cancelled():  # pragma: no cover - nobody else holds the task
+                    break
+                interrupted = True
+                with contextlib.suppress(OSError):
+                    self.journal.record(
+                        "scheduler",
+                        "abort_interrupt_ignored",
+                        note="the abort runs to its end: every device is still made safe",
+                    )
+        confirmed = job.result() if not job.cancelled() else {}
+        self.progress.abort_confirmations = dict(confirmed)
+        return confirmed, interrupted
+
+    async def _abort_devices(self, reason: str) -> dict[str, str]:
         wall0 = time.perf_counter()
-        report = await abort_all(self.devices)
+        report = await abort_all(self.devices, time_scale=self.clock.time_scale)
+        await self._final_injector_report()
         since = None if self._detected_s is None else self.clock.now() - self._detected_s
-        self.journal.record(
-            "scheduler",
-            "abort",
-            reason=reason,
-            confirmed=report.confirmed,
-            duration_s=round(report.duration_s, 6),
-            wall_duration_s=round(time.perf_counter() - wall0, 6),
-            since_detection_s=None if since is None else round(since, 6),
-        )
+        with contextlib.suppress(OSError):  # a full disk must not cut the abort short
+            self.journal.record(
+                "scheduler",
+                "abort",
+                reason=reason,
+                confirmed=report.confirmed,
+                duration_s=round(report.duration_s, 6),
+                wall_duration_s=round(time.perf_counter() - wall0, 6),
+                since_detection_s=None if since is None else round(since, 6),
+                contrast_delivered_ml=round(self._delivered_ml(), 3),
+            )
         for r in self.results:
             if r.status in ("pending", "running"):
                 r.status = "skipped" if r.status == "pending" else "failed"
                 r.detail = r.detail or f"exam ended: {reason}"
         return report.confirmed
+
+    async def _final_injector_report(self) -> None:
+        """The injector's own account of what it delivered, after it was stopped."""
+        if self._anchor is None and self.progress.contrast_ml <= 0:
+            return  # nothing was started: nothing to account for
+        bound = abort_step_bound_s(self.devices.injector, self.clock.time_scale)
+        try:
+            async with asyncio.timeout(bound * self.clock.time_scale * 1.1):
+                self._injector_status = await self.devices.injector.status(
+                    timeout_s=ABORT_STEP_TIMEOUT_S * self.clock.time_scale
+                )
+        except (TimeoutError, DeviceError):
+            pass  # its last report (progress.contrast_ml) stands
+
+    def _delivered_ml(self) -> float:
+        if self._injector_status is not None:
+            return max(self._injector_status.delivered_ml, 0.0)
+        return self.progress.contrast_ml
 
     def _close(
         self,
@@ -1301,19 +1448,11 @@ class ExamRunner:
         for u in unsubscribe:
             u()
         self._pause_wall.close()
+        self.progress.abort_confirmations = confirmations or None
         ended = self.clock.now()
-        if self.machine.state is not state:
-            self.machine.go(state, reason)
         self.progress.current_step = ""
-        self.journal.record(
-            "scheduler",
-            "exam_finished",
-            state=state.value,
-            reason=reason,
-            images=len(self.records) + len(self._prior),
-            duration_s=round(ended - started, 3),
-        )
-        self.journal.close()
+        with contextlib.suppress(OSError):  # the reserve makes room; a dead disk must not hide
+            self._finish_record(state, reason, ended - started)  # the result from the caller
         return ExamResult(
             state.value,
             reason,
@@ -1327,7 +1466,33 @@ class ExamRunner:
             self._prior,
             self._faults,
             self.dose.fluoro_s,
+            self._delivered_ml(),
         )
+
+    def _finish_record(self, state: RunState, reason: str, duration_s: float) -> None:
+        try:
+            if self.machine.state is not state:
+                self.machine.go(state, reason)
+            self.journal.record(
+                "scheduler",
+                "exam_finished",
+                state=state.value,
+                reason=reason,
+                images=len(self.records) + len(self._prior),
+                duration_s=round(duration_s, 3),
+                contrast_delivered_ml=round(self._delivered_ml(), 3),
+            )
+        finally:
+            self.journal.close()
+
+
+def _clean(status: InjectorStatus) -> bool:
+    """Idle with nothing delivered and no start: ready for this exam's own program."""
+    return (
+        status.state is InjectorState.IDLE
+        and status.started_at_s is None
+        and status.delivered_ml <= 1e-6
+    )
 
 
 def _fault_names(status: InjectorStatus) -> str:

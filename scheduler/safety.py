@@ -8,14 +8,18 @@ table stop, each step bounded, so a hung device cannot stall the others.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from drivers import (
+    CArm,
     CArmStatus,
     DeviceError,
     InjectionProgram,
+    Injector,
     InjectorState,
     InjectorStatus,
+    Table,
     TableStatus,
 )
 from drivers.backends import DeviceSet
@@ -24,7 +28,9 @@ from .plan import entrance_kerma_mgy
 from .policy import DoseLimits
 from .room import InjectorLimits
 
-ABORT_STEP_TIMEOUT_S = 0.03  # three steps stay well inside 100 ms
+ABORT_STEP_TIMEOUT_S = 0.03  # wall s per device: three in-process steps stay inside 100 ms
+#: wall s of a device's link allowance granted in an abort (a hung link costs at most this)
+ABORT_LINK_ALLOWANCE_S = 0.1
 
 
 class InterlockRefused(Exception):
@@ -91,34 +97,53 @@ def check_injection_start(status: InjectorStatus, *, operator_confirmed: bool) -
 @dataclass(frozen=True, slots=True)
 class AbortReport:
     confirmed: dict[str, str]  # device role -> "safe" or the error
-    duration_s: float
+    duration_s: float  # loop time
+    wall_duration_s: float
 
 
-async def abort_all(devices: DeviceSet) -> AbortReport:
+def abort_step_bound_s(device: CArm | Table | Injector, time_scale: float) -> float:
+    """One device's share of an abort, in wall seconds.
+
+    A safe-state command is answered in a millisecond by a healthy device; the bound is there
+    for the one that will never answer. A device on a real link gets part of its link
+    allowance (the cable is no faster in a rehearsal), never more than
+    ``ABORT_LINK_ALLOWANCE_S``, so a hung injector cannot hold the beam-off back for long.
+    """
+    link_wall_s = device.latency_allowance_s / time_scale if time_scale > 0 else 0.0
+    return ABORT_STEP_TIMEOUT_S + min(link_wall_s, ABORT_LINK_ALLOWANCE_S)
+
+
+async def abort_all(devices: DeviceSet, *, time_scale: float = 1.0) -> AbortReport:
     """Injector stop → beam off → table stop; each bounded; never raises.
 
-    Each step is bounded by its own timeout *and* by an outer ``asyncio.timeout`` of the same
-    length, so even a driver that ignores its bound cannot hold up the next device.
+    The bounds are wall-clock durations: on a loop that runs ``time_scale`` times faster than
+    the wall (a rehearsal at 60×), a bound of 30 ms is 1.8 s of loop time. On virtual time
+    (everything in-process, ``time_scale`` 1) loop time is the simulated wall.
+
+    Each step is bounded by the device's own timeout *and* by an outer ``asyncio.timeout``,
+    so even a driver that ignores its bound cannot hold up the next device. Callers that must
+    not be interrupted (the exam runner) run this in a task of its own and shield it.
     """
     loop = asyncio.get_running_loop()
-    t0 = loop.time()
+    t0, w0 = loop.time(), time.monotonic()
     confirmed: dict[str, str] = {}
     for role, device in (
         ("injector", devices.injector),
         ("carm", devices.carm),
         ("table", devices.table),
     ):
+        bound_wall = abort_step_bound_s(device, time_scale)
         try:
-            async with asyncio.timeout(ABORT_STEP_TIMEOUT_S * 1.1):
-                await device.safe_state(timeout_s=ABORT_STEP_TIMEOUT_S)
+            async with asyncio.timeout(bound_wall * time_scale * 1.1):
+                await device.safe_state(timeout_s=ABORT_STEP_TIMEOUT_S * time_scale)
             confirmed[role] = "safe"
         except TimeoutError:
-            confirmed[role] = f"unconfirmed: no answer within {ABORT_STEP_TIMEOUT_S:g} s"
+            confirmed[role] = f"unconfirmed: no answer within {bound_wall * 1000:.0f} ms"
         except (DeviceError, OSError) as exc:
             confirmed[role] = f"unconfirmed: {exc}"
         except Exception as exc:  # a broken driver must not stop the other devices' abort
             confirmed[role] = f"unconfirmed: {type(exc).__name__}: {exc}"
-    return AbortReport(confirmed, loop.time() - t0)
+    return AbortReport(confirmed, loop.time() - t0, time.monotonic() - w0)
 
 
 @dataclass(frozen=True, slots=True)
