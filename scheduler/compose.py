@@ -6,6 +6,7 @@ The only module that knows all the parts; the CLI and the tests both go through 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,9 +22,11 @@ from .operator import Operator, ScriptedOperator, TerminalOperator
 from .outputs import entry_for, write_contact_sheet
 from .paths import PROJECT_ROOT
 from .protocol import Protocol, load_protocol
-from .records import CaptureRecord
+from .records import CaptureRecord, ExamInfo
 from .room import Room, load_room
 from .summary import build_summary, write_summary
+
+log = logging.getLogger(__name__)
 
 
 def config_base_dir(room_path: Path) -> Path:
@@ -52,6 +55,42 @@ def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator
     if chosen == "scripted":
         return ScriptedOperator(clock, room.operator.delays_s)
     return TerminalOperator(clock)
+
+
+def finish_outputs(
+    result: ExamResult,
+    exam: ExamInfo,
+    clock: Clock,
+    out_dir: Path,
+    *,
+    wall0: float,
+    protocol_path: Path,
+    protocol_name: str,
+    room_name: str,
+) -> dict[str, Any]:
+    """Contact sheet and summary.json, on every end of an exam; returns the summary.
+
+    Neither may hide the exam's outcome: a sheet that cannot be drawn or a summary that
+    cannot be written (a full disk) is logged, and the images and journal stand.
+    """
+    if result.records:
+        try:
+            write_contact_sheet(
+                [entry_for(r) for r in result.records],
+                out_dir / "contact-sheet.png",
+                header=f"{protocol_name} | {exam.patient.name} ({exam.patient.patient_id}) | "
+                f"{exam.study_datetime:%Y-%m-%d %H:%M} UTC",
+            )
+        except (OSError, ValueError) as exc:
+            log.error("contact sheet not written: %s", exc)
+    summary = build_summary(
+        result, exam, clock, time.perf_counter() - wall0, str(protocol_path), room_name
+    )
+    try:
+        write_summary(summary, out_dir / "summary.json")
+    except OSError as exc:
+        log.error("summary.json not written: %s", exc)
+    return summary
 
 
 @dataclass
@@ -99,21 +138,21 @@ async def run_exam(
             on_capture=on_capture,
             on_event=on_event,
         )
+        where: dict[str, Any] = {
+            "wall0": wall0,
+            "protocol_path": protocol_path,
+            "protocol_name": protocol.name,
+            "room_name": room.name,
+        }
         try:
             result = await runner.run()
-        finally:
-            # Whatever happened, what was acquired is shown on the sheet.
-            if runner.records:
-                write_contact_sheet(
-                    [entry_for(r) for r in runner.records],
-                    out_dir / "contact-sheet.png",
-                    header=f"{protocol.name} | {exam.patient.name} ({exam.patient.patient_id}) | "
-                    f"{exam.study_datetime:%Y-%m-%d %H:%M} UTC",
-                )
-        summary = build_summary(
-            result, exam, clock, time.perf_counter() - wall0, str(protocol_path), room.name
-        )
-        write_summary(summary, out_dir / "summary.json")
+        except BaseException:
+            # Interrupted (Ctrl-C) or a bug: the runner has made the devices safe and closed
+            # the record; the summary and contact sheet are still written.
+            if runner.result is not None:
+                finish_outputs(runner.result, exam, clock, out_dir, **where)
+            raise
+        summary = finish_outputs(result, exam, clock, out_dir, **where)
         return RunOutcome(result, summary, out_dir)
     finally:
         await devices.aclose()

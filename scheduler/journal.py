@@ -11,12 +11,13 @@ Test hook: with ``FLUOROCTL_CRASH_AFTER_EVENT=N`` in the environment the process
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -73,7 +74,25 @@ class ExamEvent(BaseModel):
     data: dict[str, Any] = {}
 
 
+class JournalWriteError(OSError):
+    """The journal could not take a line (disk full, I/O error); nothing torn was left."""
+
+
+#: space held back beside the journal so that the exam's last lines (abort, exam_finished)
+#: and its summary can still be written when the disk fills up
+RESERVE_BYTES = 1 << 20
+RESERVE_SUFFIX = ".reserve"
+
+
 class Journal:
+    """Append-only, line-atomic: a line is on disk whole or not at all.
+
+    Each line goes out in one ``write(2)`` on an ``O_APPEND`` descriptor; a write that fails
+    part-way (disk full) is cut back to the last whole line. A reserve file of
+    ``RESERVE_BYTES`` is allocated beside the journal when it opens and given back the first
+    time the disk is full, so the lines that close the record still fit.
+    """
+
     def __init__(
         self,
         path: Path,
@@ -86,7 +105,12 @@ class Journal:
         self._on_record = on_record
         self._clock = clock
         self._seq = start_seq
-        self._file: TextIO | None = path.open("a", encoding="utf-8")
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size
+        self._reserve = path.with_name(path.name + RESERVE_SUFFIX)
+        #: the disk filled up: the reserve was given back to write this journal's lines
+        self.out_of_space = False
+        self._hold_reserve()
         self.events: list[ExamEvent] = []
         crash = os.environ.get(CRASH_ENV, "")
         self._crash_after = int(crash) if crash.isdigit() else None
@@ -110,11 +134,8 @@ class Journal:
             data=data,
         )
         self.events.append(event)
-        if self._file is not None:
-            self._file.write(event.model_dump_json() + "\n")
-            self._file.flush()
-            if kind in DURABLE_KINDS:
-                os.fsync(self._file.fileno())
+        if self._fd is not None:
+            self._append((event.model_dump_json() + "\n").encode(), fsync=kind in DURABLE_KINDS)
             if self._crash_after is not None and self._seq >= self._crash_after:
                 os.kill(os.getpid(), signal.SIGKILL)  # crash-recovery tests: die right here
         if self._on_record is not None:
@@ -136,11 +157,52 @@ class Journal:
         return listen
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+                self._reserve.unlink(missing_ok=True)
+
+    def _append(self, line: bytes, *, fsync: bool) -> None:
+        assert self._fd is not None
+        for attempt in (1, 2):
+            try:
+                written = os.write(self._fd, line)
+                if written != len(line):
+                    raise OSError(errno.ENOSPC, "short write", str(self.path))
+                self._size += written
+                if fsync:
+                    os.fsync(self._fd)
+                return
+            except OSError as exc:
+                os.ftruncate(self._fd, self._size)  # never leave a torn line behind
+                if attempt == 1 and exc.errno in _FULL and self._release_reserve():
+                    continue
+                raise JournalWriteError(
+                    exc.errno or errno.EIO, f"cannot append to {self.path}: {exc.strerror or exc}"
+                ) from exc
+
+    def _hold_reserve(self) -> None:
+        try:
+            with self._reserve.open("wb") as f:
+                f.write(bytes(RESERVE_BYTES))  # written, not sparse: the blocks are really taken
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            self._reserve.unlink(missing_ok=True)  # a full disk is caught at the next check
+
+    def _release_reserve(self) -> bool:
+        try:
+            self._reserve.unlink()
+        except FileNotFoundError:
+            return False
+        self.out_of_space = True
+        return True
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def _jsonable(data: Any) -> dict[str, Any]:

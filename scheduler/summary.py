@@ -29,7 +29,7 @@ def build_summary(
         if r.kind == "fluoro"
     )
     fluoro_s = max(fluoro_s, result.fluoro_time_s)
-    delivered = result.injector.delivered_ml if result.injector else 0.0
+    delivered = result.contrast_delivered_ml
     timed = [s for s in result.steps if s.lateness_s is not None]
     concentration = (
         result.records[-1].contrast.concentration_mg_ml
@@ -97,6 +97,7 @@ def build_summary(
             "missed": [s.id for s in result.steps if s.status in ("missed", "failed")],
         },
         "abort_confirmations": result.abort_confirmations,
+        "interrupted": result.interrupted,
         "faults": result.faults,
     }
 
