@@ -17,6 +17,13 @@ from rich.table import Table
 from drivers import Clock, DeviceError, new_event_loop
 from drivers.config import ConfigError, find_file_loader, load_yaml
 
+from .exit_codes import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    exit_code_for,
+)
 from .links import (
     Endpoints,
     LinkConfigError,
@@ -32,8 +39,6 @@ from .room import Room, load_room
 
 if TYPE_CHECKING:
     from .engine import ExamProgress
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -201,7 +206,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 links=links,
             )
         _print_summary(console, outcome.summary)
-        return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
+        return exit_code_for(outcome.result)
 
     return _drive_exam(loop, go(), progress, console)
 
@@ -222,14 +227,31 @@ def _drive_exam(
     try:
         return loop.run_until_complete(task)
     except asyncio.CancelledError:
-        console.print("exam aborted by the operator (interrupt); devices were put in safe state")
-        return 130
+        console.print(
+            _interrupted_message(progress.abort_confirmations), highlight=False, soft_wrap=True
+        )
+        return EXIT_INTERRUPTED
     except DeviceError as exc:
         # Raised only before the exam starts (opening the room); later errors end the exam.
         console.print(f"error: cannot open the room's devices: {exc}", highlight=False)
         return EXIT_FAILED
     finally:
         loop.close()
+
+
+def _interrupted_message(confirmations: dict[str, str] | None) -> str:
+    """What the abort confirmed, device by device: nothing is claimed that was not."""
+    if confirmations is None:
+        return "exam interrupted before it started: no device was commanded"
+    safe = [role for role, answer in confirmations.items() if answer == "safe"]
+    unsafe = {role: answer for role, answer in confirmations.items() if answer != "safe"}
+    text = "exam aborted by the operator (interrupt); safe state confirmed by: " + (
+        ", ".join(safe) or "none"
+    )
+    if unsafe:
+        text += "; NOT confirmed: " + "; ".join(f"{r} ({a})" for r, a in unsafe.items())
+        text += " — check these devices at the console"
+    return text
 
 
 #: operator controls of a running exam (``kill -USR1 PID`` pauses, ``kill -USR2 PID`` resumes)
@@ -531,7 +553,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
                 args.dir, operator_mode=args.operator, progress=progress, on_event=view.on_event
             )
         _print_summary(console, outcome.summary)
-        return EXIT_OK if outcome.result.state == "completed" else EXIT_FAILED
+        return exit_code_for(outcome.result)
 
     try:
         return _drive_exam(loop, go(), progress, console)
