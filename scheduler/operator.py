@@ -45,10 +45,33 @@ class ScriptedOperator:
         return prompt.action not in self._decline
 
 
-class TerminalOperator:
-    """Asks on a terminal; Enter or 'y' confirms, 'n' declines.
+#: answers a terminal accepts: (confirm, decline); nothing is taken by default
+ANSWERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    # starting an injection is the one irreversible prompt: the word itself is asked for
+    "confirm_injection": (frozenset({"start"}), frozenset({"n", "no", "cancel"})),
+}
+DEFAULT_ANSWERS = (frozenset({"y", "yes"}), frozenset({"n", "no"}))
 
-    Under a virtual clock the wait runs in real time, because a person is answering.
+
+def accepted_answers(action: str) -> tuple[frozenset[str], frozenset[str]]:
+    """The words that confirm and that decline ``action`` at a terminal."""
+    return ANSWERS.get(action, DEFAULT_ANSWERS)
+
+
+def answer_hint(action: str) -> str:
+    confirm, decline = accepted_answers(action)
+    return (
+        f"type {' or '.join(sorted(confirm))} to confirm, {' or '.join(sorted(decline))} to decline"
+    )
+
+
+class TerminalOperator:
+    """Asks on a terminal. Every answer is deliberate: a blank line confirms nothing.
+
+    The injection start is confirmed only by typing ``start``; other prompts by ``y``/``yes``;
+    ``n``/``no`` declines. An unrecognised answer is refused with the accepted ones and the
+    question is asked again. Under a virtual clock the wait runs in real time, because a
+    person is answering.
     """
 
     def __init__(
@@ -59,18 +82,23 @@ class TerminalOperator:
         self._out = stream_out or sys.stderr
 
     async def ask(self, prompt: Prompt) -> bool:
+        confirm, decline = accepted_answers(prompt.action)
+        hint = answer_hint(prompt.action)
+        self._out.write(f"\n>>> [{prompt.step}] {prompt.message}\n")
         while True:
-            self._out.write(f"\n>>> [{prompt.step}] {prompt.message}\n    confirm? [Y/n] ")
+            self._out.write(f"    {hint}: ")
             self._out.flush()
             with self._clock.real_time_wait():
                 line = await self._readline()
             if line == "":
                 raise EOFError("operator input closed while a prompt was waiting")
             answer = line.strip().lower()
-            if answer in ("", "y", "yes"):
+            if answer in confirm:
                 return True
-            if answer in ("n", "no"):
+            if answer in decline:
                 return False
+            shown = repr(line.strip()) if line.strip() else "an empty answer"
+            self._out.write(f"    {shown} is not an answer here ({hint})\n")
 
     async def _readline(self) -> str:
         """Read a line in a daemon thread: an abandoned prompt (abort, Ctrl-C) must not keep

@@ -50,9 +50,10 @@ def test_run_shows_progress_and_writes_outputs(tmp_path):
 def test_terminal_operator_answers_prompts_from_stdin(tmp_path):
     out = tmp_path / "term"
     # two prompts in this protocol: confirm the injection, turn the patient prone
-    proc = run_with_terminal_operator(out, stdin="y\n\n")
+    proc = run_with_terminal_operator(out, stdin="start\ny\n")
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr.count("confirm? [Y/n]") == 2
+    assert proc.stderr.count("type start to confirm, cancel or n or no to decline") == 1
+    assert proc.stderr.count("type y or yes to confirm, n or no to decline") == 1
     assert json.loads((out / "summary.json").read_text())["state"] == "completed"
 
 
