@@ -170,8 +170,7 @@ def check_tree(path: Path, root: yaml.Node) -> None:
                     path,
                     node.start_mark.line + 1,
                     "",
-                    f"more than {MAX_NODES} values once YAML aliases are expanded "
-                    "(an alias bomb?)",
+                    f"more than {MAX_NODES} values once YAML aliases are expanded (an alias bomb?)",
                 )
             continue
         if key in expanded:

@@ -141,7 +141,7 @@ def test_impossible_timestamp_in_a_protocol(tmp_path):
 
 
 def test_non_utf8_names_the_line(tmp_path):
-    data = "protocol:\n  name: x\n  description: caf".encode() + b"\xe9\n"
+    data = b"protocol:\n  name: x\n  description: caf" + b"\xe9\n"
     with pytest.raises(ConfigError) as info:
         load_protocol(write(tmp_path, data))
     assert info.value.line == 3
