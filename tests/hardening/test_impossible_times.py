@@ -183,6 +183,14 @@ def test_film_at_the_injection_start_is_warned_about(tmp_path, room):
     assert "after the injector confirms the start" in warnings[0].message
 
 
+def test_a_film_at_the_start_in_the_view_already_held_is_not(tmp_path, room):
+    # scout and film share the KUB view: nothing moves, only the start confirmation is awaited
+    text = PROTOCOL.replace("at: 5min\n      view: {field: kidneys}\n", "at: 0s\n")
+    protocol = load_protocol(write(tmp_path, text))
+    assert protocol.steps[2].at == 0
+    assert warnings_of(protocol, room) == []
+
+
 def test_a_film_too_close_to_the_one_before_is_warned_about(tmp_path, room):
     text = PROTOCOL.replace("at: 15min", "at: 5min2s")
     warnings = warnings_of(load_protocol(write(tmp_path, text)), room)
