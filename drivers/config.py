@@ -68,10 +68,22 @@ class _Loader(yaml.SafeLoader):
         try:
             return super().construct_object(node, deep)
         except (ValueError, TypeError, OverflowError) as exc:
-            shown = f" {node.value!r}" if isinstance(node, yaml.ScalarNode) else ""
-            raise yaml.constructor.ConstructorError(
-                None, None, f"invalid value{shown}: {exc}", node.start_mark
-            ) from None
+            shown = f" {_short(node.value)}" if isinstance(node, yaml.ScalarNode) else ""
+            raise _BadValue(node, f"invalid value{shown}: {exc}") from None
+
+
+class _BadValue(yaml.constructor.ConstructorError):
+    """A value PyYAML could not construct, with the node it came from (to name its field)."""
+
+    def __init__(self, node: yaml.Node, problem: str) -> None:
+        super().__init__(None, None, problem, node.start_mark)
+        self.node = node
+
+
+def _short(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: a message stays one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
@@ -91,7 +103,17 @@ def load_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
         if node is None:
             return None, None
         check_tree(path, node)
-        return loader.construct_document(node), node
+        try:
+            return loader.construct_document(node), node
+        except _BadValue as exc:
+            field = format_loc(_path_to(node, exc.node) or ())
+            raise ConfigError(
+                path, exc.node.start_mark.line + 1, field, exc.problem or ""
+            ) from None
+    except yaml.constructor.ConstructorError as exc:  # e.g. a !!python/... tag
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(path, line, "", f"unsupported YAML: {exc.problem}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -192,6 +214,24 @@ def check_tree(path: Path, root: yaml.Node) -> None:
     _check_duplicate_keys(path, root)
 
 
+def _path_to(root: yaml.Node, target: yaml.Node) -> tuple[str | int, ...] | None:
+    """The keys and indexes leading from ``root`` to ``target`` (the first way there)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, loc = stack.pop()
+        if node is target:
+            return loc
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((v, (*loc, str(k.value))) for k, v in reversed(node.value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((v, (*loc, i)) for i, v in reversed(list(enumerate(node.value))))
+    return None
+
+
 def _children(node: yaml.Node) -> list[yaml.Node]:
     if isinstance(node, yaml.MappingNode):
         return [n for pair in node.value for n in pair]
@@ -216,19 +256,23 @@ def _check_duplicate_keys(path: Path, root: yaml.Node) -> None:
         seen.add(id(node))
         later: list[tuple[yaml.Node, tuple[str | int, ...]]] = []
         if isinstance(node, yaml.MappingNode):
-            first: dict[tuple[str, str], int] = {}
+            first: dict[tuple[str, str], yaml.Mark] = {}
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE_TAG:
                     ident = (key.tag, key.value)
-                    line = key.start_mark.line + 1
+                    mark = key.start_mark
                     if ident in first:
+                        before = first[ident]
+                        where = f"line {before.line + 1}"
+                        if before.line == mark.line:  # e.g. {volume_ml: 50, volume_ml: 150}
+                            where += f", column {before.column + 1}"
                         raise ConfigError(
                             path,
-                            line,
+                            mark.line + 1,
                             format_loc((*loc, key.value)),
-                            f"duplicate key (first at line {first[ident]})",
+                            f"duplicate key (first at {where})",
                         )
-                    first[ident] = line
+                    first[ident] = mark
                     later.append((value, (*loc, key.value)))
                 else:
                     later.append((value, loc))
@@ -272,6 +316,10 @@ def validate_data(
         raise _first_error(path, node, prefix, exc) from None
 
 
+#: where each file kind's fields are described, for "unknown field" messages
+_SCHEMAS = {"protocol": "docs/protocol-schema.json", "room": "docs/room-schema.json"}
+
+
 def _first_error(
     path: Path, node: yaml.Node | None, prefix: tuple[str | int, ...], exc: ValidationError
 ) -> ConfigError:
@@ -287,7 +335,8 @@ def _first_error(
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if err["type"] == "extra_forbidden":
-        message = "unknown field (check the spelling; see docs/protocol-schema.json)"
+        schema = _SCHEMAS.get(str(prefix[0]) if prefix else "", "docs/protocols.md")
+        message = f"unknown field (check the spelling; see {schema})"
     elif err["type"] == "missing":
         message = "required field is missing"
     field = format_loc(full)

@@ -27,7 +27,14 @@ from .links import (
 )
 from .paths import default_room_path
 from .plan import make_plan
-from .preflight import check_room, check_run_inputs, preflight, raise_on_errors, warnings_of
+from .preflight import (
+    check_patient,
+    check_room,
+    check_run_inputs,
+    preflight,
+    raise_on_errors,
+    warnings_of,
+)
 from .protocol import Protocol, load_protocol
 from .room import Room, load_room
 
@@ -537,7 +544,9 @@ def _validate_one(path: Path, room: Callable[[], Room]) -> tuple[str, list[str]]
         raise_on_errors(findings, path)
         return "protocol", warnings_of(findings, path)
     if isinstance(data, dict) and "room" in data:
-        raise_on_errors(check_room(validate_data(path, data, node, Room, "room")), path)
+        checked = validate_data(path, data, node, Room, "room")
+        raise_on_errors(check_room(checked), path)
+        check_patient(None, checked, path)  # the simulator room's patient scenario
         return "room", []
     if isinstance(data, dict):
         for key in data:

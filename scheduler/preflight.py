@@ -491,6 +491,10 @@ def check_patient(patient: str | None, room: Room, room_path: Path) -> None:
             raise ConfigError(room_path, _room_line(room_path), source, message)
     else:
         path = candidate if candidate.is_absolute() else base / candidate
+        if source != "--patient" and not path.is_file():
+            raise ConfigError(
+                room_path, _room_line(room_path), source, f"patient file {path} not found"
+            )
     loader(path)  # a ConfigError names the patient file, line and field
 
 

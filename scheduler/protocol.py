@@ -49,16 +49,22 @@ def parse_duration(value: object) -> float:
             h, mins, s = (float(g) if g else 0.0 for g in m.groups())
             seconds = h * 3600 + mins * 60 + s
         else:
-            raise ValueError(f"invalid duration {value!r} (use e.g. 12s, 5min, 1h30min)")
+            raise ValueError(f"invalid duration {_short(value)} (use e.g. 12s, 5min, 1h30min)")
     except OverflowError:  # an integer too large for a float
         seconds = math.inf
+    shown = _short(value)
     if not math.isfinite(seconds):
-        raise ValueError(f"duration must be a finite number of seconds, got {value!r}")
+        raise ValueError(f"duration must be a finite number of seconds, got {shown}")
     if seconds < 0:
-        raise ValueError(f"duration must not be negative, got {value!r}")
+        raise ValueError(f"duration must not be negative, got {shown}")
     if seconds > MAX_DURATION_S:
-        raise ValueError(f"duration {value!r} is longer than the 24 h maximum")
+        raise ValueError(f"duration {shown} is longer than the 24 h maximum")
     return seconds
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 Duration = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]

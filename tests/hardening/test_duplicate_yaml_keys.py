@@ -69,7 +69,9 @@ def test_duplicate_in_a_flow_mapping(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_protocol(write(tmp_path, text))
     assert (info.value.line, info.value.field) == (4, "protocol.technique.kv")
-    assert info.value.message == "duplicate key (first at line 4)"
+    # both on one line: the column tells them apart
+    col = text.splitlines()[3].index("kv") + 1
+    assert info.value.message == f"duplicate key (first at line 4, column {col})"
 
 
 def test_quoted_and_plain_spellings_are_the_same_key(tmp_path):

@@ -128,7 +128,7 @@ def test_impossible_birth_date_names_its_line(tmp_path, root, date):
     with pytest.raises(ConfigError) as info:
         load_scenario(path)
     line = text.splitlines().index(f"  birth_date: {date}") + 1
-    assert info.value.line == line
+    assert (info.value.line, info.value.field) == (line, "patient.birth_date")
     assert date in info.value.message
     one_line(info.value)
 
