@@ -14,7 +14,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from drivers.config import LocatedValueError, load_model
 from drivers.injector import KPA_PER_PSI
@@ -67,7 +74,19 @@ def _short(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-Duration = Annotated[float, Field(ge=0, le=MAX_DURATION_S)]
+#: What editors see: a number of seconds or the duration grammar (the 24 h cap on strings is
+#: checked by parse_duration; a regular expression cannot compare numbers).
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
+        {
+            "type": "string",
+            "pattern": r"^(?=\s*\d)\s*(?:\d+(?:\.\d+)?\s*h)?\s*(?:\d+(?:\.\d+)?\s*min)?"
+            r"\s*(?:\d+(?:\.\d+)?\s*s)?\s*$",
+        },
+    ]
+}
+Duration = Annotated[float, Field(ge=0, le=MAX_DURATION_S), WithJsonSchema(_DURATION_SCHEMA)]
 
 
 class _Model(BaseModel):

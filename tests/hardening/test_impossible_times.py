@@ -208,3 +208,27 @@ def test_shipped_protocols_have_no_errors_or_warnings(root, room_file):
     room = load_room(root / "configs/rooms" / room_file)
     for path in sorted((root / "configs/protocols").glob("*.yaml")):
         assert preflight(load_protocol(path), room) == [], path.name
+
+
+def test_schema_tells_editors_the_duration_grammar_and_limit(root):
+    """Editors validating with docs/protocol-schema.json accept `at: 5min` and flag the rest."""
+    import json
+    import re
+
+    import yaml
+
+    schema = json.loads((root / "docs/protocol-schema.json").read_text())
+    at = schema["$defs"]["CaptureStep"]["properties"]["at"]
+    branches = at["anyOf"]
+    number = next(b for b in branches if b.get("type") == "number")
+    assert (number["minimum"], number["maximum"]) == (0, MAX_DURATION_S)
+    pattern = re.compile(next(b for b in branches if b.get("type") == "string")["pattern"])
+    shipped = [
+        step["at"]
+        for path in sorted((root / "configs/protocols").glob("*.yaml"))
+        for step in yaml.safe_load(path.read_text())["protocol"]["steps"]
+        if isinstance(step.get("at"), str)
+    ]
+    assert shipped and all(pattern.search(v) for v in shipped)
+    for bad in ("soon", "5 minutes", "-5s", "1e300"):
+        assert not pattern.search(bad), bad
