@@ -12,7 +12,8 @@ from drivers.config import load_model
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes every range check and infinity every lower bound: neither means anything here.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Build(_Model):

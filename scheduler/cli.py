@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from drivers import Clock, DeviceError, new_event_loop
-from drivers.config import ConfigError, find_file_loader, load_yaml
+from drivers.config import ConfigError, find_file_loader, load_yaml, validate_data
 
 from .exit_codes import (
     EXIT_BAD_INPUT,
@@ -34,7 +34,15 @@ from .links import (
 )
 from .paths import default_room_path
 from .plan import make_plan
-from .protocol import load_protocol
+from .preflight import (
+    check_patient,
+    check_room,
+    check_run_inputs,
+    preflight,
+    raise_on_errors,
+    warnings_of,
+)
+from .protocol import Protocol, load_protocol
 from .room import Room, load_room
 
 if TYPE_CHECKING:
@@ -47,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (ConfigError, LinkConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Bad input is one line (file:line: field: cause) and exit 2, never a traceback;
+        # anything else is a bug and keeps its traceback.
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -104,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
         "plan", help="dry run: timeline, duration, contrast, exposures and dose estimate"
     )
     plan.add_argument("protocol", type=Path)
-    plan.add_argument("--room", type=Path, default=None)
+    plan.add_argument(
+        "--room", type=Path, default=None, help="room file (default: the built-in simulator)"
+    )
     plan.set_defaults(func=_cmd_plan)
 
     sim = sub.add_parser("sim", help="simulator tools")
@@ -144,8 +156,18 @@ def _parser() -> argparse.ArgumentParser:
     sch.add_argument("--out", type=Path, default=Path("docs"))
     sch.set_defaults(func=_cmd_schema)
 
-    val = sub.add_parser("validate", help="check protocol, room and patient files")
+    val = sub.add_parser(
+        "validate",
+        help="check protocol, room and patient files (protocols also against a room: "
+        "injector limits, device ranges, dose limits, timeline)",
+    )
     val.add_argument("files", type=Path, nargs="+")
+    val.add_argument(
+        "--room",
+        type=Path,
+        default=None,
+        help="room to check protocols against (default: the built-in simulator)",
+    )
     val.set_defaults(func=_cmd_validate)
     return p
 
@@ -175,6 +197,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     room_path = args.room or default_room_path()
     protocol = load_protocol(args.protocol)
     room = with_faults(load_room(room_path), args.fault)
+    # Everything checkable is checked before anything is created or opened.
+    check_run_inputs(
+        args.protocol,
+        protocol,
+        room_path,
+        room,
+        patient=args.patient,
+        out_dir=args.out,
+        warn=_warn,
+    )
     links, time_scale = run_links(room, args)
     if room.clock == "virtual":
         loop = new_event_loop("virtual")
@@ -338,9 +370,17 @@ def _print_summary(console: Console, summary: dict[str, object]) -> None:
         console.print(f"reason: {summary['reason']}")
 
 
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol)
     room = load_room(args.room or default_room_path())
+    findings = preflight(protocol, room)
+    raise_on_errors(findings, args.protocol)
+    for line in warnings_of(findings, args.protocol):
+        _warn(line)
     plan = make_plan(protocol, room)
     console = Console()
     if not console.is_terminal:
@@ -480,35 +520,65 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _BadRoom(Exception):
+    """The room that protocols are validated against cannot be loaded."""
+
+    def __init__(self, error: ConfigError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
+    rooms: list[Room] = []
+
+    def room() -> Room:
+        """The room protocols are checked against, loaded once and only if needed."""
+        if not rooms:
+            try:
+                rooms.append(load_room(args.room or default_room_path()))
+            except ConfigError as exc:
+                raise _BadRoom(exc) from None
+        return rooms[0]
+
     for path in args.files:
         try:
-            kind = _validate_one(path)
-            print(f"{path}: ok ({kind})")
+            kind, warnings = _validate_one(path, room)
+        except _BadRoom as bad:
+            raise bad.error from None  # the --room file itself: one line, whatever was listed
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed += 1
+            continue
+        for line in warnings:
+            _warn(line)
+        print(f"{path}: ok ({kind})")
     return EXIT_BAD_INPUT if failed else EXIT_OK
 
 
-def _validate_one(path: Path) -> str:
-    data, _ = load_yaml(path)
+def _validate_one(path: Path, room: Callable[[], Room]) -> tuple[str, list[str]]:
+    """The file's kind and its warnings; ConfigError for the first error. Protocols are
+    also checked against ``room()`` (preflight), rooms for links their backends can serve."""
+    data, node = load_yaml(path)
     if isinstance(data, dict) and "protocol" in data:
-        load_protocol(path)
-        return "protocol"
+        protocol = validate_data(path, data, node, Protocol, "protocol")
+        findings = preflight(protocol, room())
+        raise_on_errors(findings, path)
+        return "protocol", warnings_of(findings, path)
     if isinstance(data, dict) and "room" in data:
-        load_room(path)
-        return "room"
+        checked = validate_data(path, data, node, Room, "room")
+        raise_on_errors(check_room(checked), path)
+        check_patient(None, checked, path)  # the simulator room's patient scenario
+        return "room", []
     if isinstance(data, dict):
         for key in data:
             loader = find_file_loader(str(key))
             if loader is not None:
                 loader(path)
-                return str(key)
+                return str(key), []
     raise ConfigError(
         path,
-        1,
+        1 if data is not None else None,
         "",
         "not a fluoroctl file: expected a top-level 'protocol:', 'room:' or 'patient:' key",
     )

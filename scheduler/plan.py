@@ -20,6 +20,9 @@ OUTPUT_UGY_PER_MAS = np.array([48.9, 64.9, 73.3, 82.0, 158.7])
 
 SWEEP_S_PER_PROJECTION = 0.1
 PREPARE_S = 6.0  # table/positioner move, collimation, settle
+#: preparing a view the C-arm and table already hold: technique, collimation, and the
+#: wait to learn of the injection start when the film follows it (0.3 s on the simulator)
+SAME_VIEW_S = 0.5
 SID_MM = 1150.0
 TABLE_TO_DETECTOR_MM = 60.0
 
@@ -61,6 +64,7 @@ def make_plan(protocol: Protocol, room: Room) -> Plan:
     t = 0.0
     anchor: float | None = None
     position = "supine"
+    view: tuple[float, float] | None = None  # (field centre, secondary angle) now held
     planned: list[PlannedStep] = []
     fluoro_s = 0.0
     for step in protocol.steps:
@@ -69,11 +73,18 @@ def make_plan(protocol: Protocol, room: Room) -> Plan:
         dose = 0.0
         prep = 0.0
         if isinstance(step, CaptureStep | FluoroStep | TomoStep):
+            target = (
+                protocol.all_fields[step.view.field].centre_mm,
+                step.view.angulation.secondary_angle_deg if step.view.angulation else 0.0,
+            )
+            moves = target != view
             if step.view.position and step.view.position != position:
                 prep += delays.get("reposition", 40.0)
                 note = f"reposition {step.view.position}"
                 position = step.view.position
-            prep += PREPARE_S
+                moves = True
+            prep += PREPARE_S if moves else SAME_VIEW_S
+            view = target
         elif isinstance(step, PromptStep):
             prep = delays.get(step.action, 3.0)
         elif isinstance(step, InjectStep):

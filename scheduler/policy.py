@@ -28,7 +28,8 @@ def _link_defaults() -> dict[str, Decision]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes every range check and infinity every lower bound: neither means anything here.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FaultPolicy(_Model):

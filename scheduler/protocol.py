@@ -9,11 +9,19 @@ fires once table and patient are reported stable.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from drivers.config import LocatedValueError, load_model
 from drivers.injector import KPA_PER_PSI
@@ -29,33 +37,68 @@ _DURATION = re.compile(
 )
 
 
+#: Longest duration a protocol may give: a day covers the latest delayed film (24 h in
+#: obstruction work-ups); anything beyond is a typo, not a plan.
+MAX_DURATION_S = 24 * 3600.0
+
+
 def parse_duration(value: object) -> float:
-    """``12s``, ``5min``, ``1h30min``, ``2min30s`` or a plain number of seconds."""
+    """``12s``, ``5min``, ``1h30min``, ``2min30s`` or a plain number of seconds.
+
+    The result is finite and within 0 … :data:`MAX_DURATION_S` (24 h), else ValueError.
+    """
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)) and any(m.groups()):
-        h, mins, s = (float(g) if g else 0.0 for g in m.groups())
-        seconds = h * 3600 + mins * 60 + s
-    else:
-        raise ValueError(f"invalid duration {value!r} (use e.g. 12s, 5min, 1h30min)")
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str) and (m := _DURATION.match(value)) and any(m.groups()):
+            h, mins, s = (float(g) if g else 0.0 for g in m.groups())
+            seconds = h * 3600 + mins * 60 + s
+        else:
+            raise ValueError(f"invalid duration {_short(value)} (use e.g. 12s, 5min, 1h30min)")
+    except OverflowError:  # an integer too large for a float
+        seconds = math.inf
+    shown = _short(value)
+    if not math.isfinite(seconds):
+        raise ValueError(f"duration must be a finite number of seconds, got {shown}")
     if seconds < 0:
-        raise ValueError(f"duration must not be negative, got {value!r}")
+        raise ValueError(f"duration must not be negative, got {shown}")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"duration {shown} is longer than the 24 h maximum")
     return seconds
 
 
-Duration = Annotated[float, Field(ge=0)]
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: What editors see: a number of seconds or the duration grammar (the 24 h cap on strings is
+#: checked by parse_duration; a regular expression cannot compare numbers).
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
+        {
+            "type": "string",
+            "pattern": r"^(?=\s*\d)\s*(?:\d+(?:\.\d+)?\s*h)?\s*(?:\d+(?:\.\d+)?\s*min)?"
+            r"\s*(?:\d+(?:\.\d+)?\s*s)?\s*$",
+        },
+    ]
+}
+Duration = Annotated[float, Field(ge=0, le=MAX_DURATION_S), WithJsonSchema(_DURATION_SCHEMA)]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: NaN slips through every range check (NaN < 0 is False) and
+    # infinity through every lower bound; no field of these files means either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class TechniqueSpec(_Model):
     kv: float = Field(ge=40, le=150)
     mas: float = Field(gt=0, le=1000)
-    ma: float = Field(default=500, gt=0, le=1250)
+    ma: float = Field(default=500, ge=0.1, le=1250)
     focal_spot: Literal["small", "large"] = "large"
     filtration_mm_al: float = Field(default=2.5, ge=0, le=10)
     filtration_mm_cu: float = Field(default=0.0, ge=0, le=1)
@@ -63,8 +106,8 @@ class TechniqueSpec(_Model):
 
 class FluoroTechniqueSpec(_Model):
     kv: float = Field(ge=40, le=125)
-    ma: float = Field(gt=0, le=100)
-    pulse_ms: float = Field(default=8.0, gt=0, le=50)
+    ma: float = Field(ge=0.1, le=100)
+    pulse_ms: float = Field(default=8.0, ge=0.5, le=50)
     filtration_mm_al: float = Field(default=2.5, ge=0, le=10)
     filtration_mm_cu: float = Field(default=0.1, ge=0, le=1)
 
@@ -73,8 +116,8 @@ class FieldSpec(_Model):
     """A collimated field: where its centre lies on the patient and its size at the detector."""
 
     centre_mm: float = Field(ge=-600, le=600, description="cranio-caudal, 0 = iliac crest")
-    width_mm: float = Field(gt=0, le=430)
-    height_mm: float = Field(gt=0, le=430)
+    width_mm: float = Field(ge=10, le=430)
+    height_mm: float = Field(ge=10, le=430)
 
 
 DEFAULT_FIELDS: dict[str, FieldSpec] = {
@@ -152,7 +195,7 @@ class FluoroStep(_Acquisition):
     type: Literal["fluoro"]
     view: ViewSpec = ViewSpec()
     pulse_rate_hz: float = Field(ge=0.5, le=30)
-    duration_s: float = Field(gt=0, le=120)
+    duration_s: float = Field(ge=0.1, le=120)
     technique: FluoroTechniqueSpec
     tolerance_s: float = Field(default=1.0, ge=0, le=600)
     settle_s: float = Field(default=2.0, ge=0, le=60)
@@ -184,16 +227,17 @@ class TomoStep(_Acquisition):
 
 
 class PhaseSpec(_Model):
-    flow_ml_s: float = Field(gt=0, le=30)
-    volume_ml: float = Field(gt=0, le=500)
+    flow_ml_s: float = Field(ge=0.1, le=30)
+    volume_ml: float = Field(ge=0.5, le=500)
     delay_s: float = Field(default=0, ge=0, le=600)
 
 
 class InjectStep(_Step):
     type: Literal["inject"]
     phases: list[PhaseSpec] = Field(min_length=1, max_length=8)
-    pressure_limit_kpa: float | None = Field(default=None, gt=0, le=8300)
-    pressure_limit_psi: float | None = Field(default=None, gt=0, le=1200)
+    # the injector takes 100–8300 kPa (drivers.injector.InjectionProgram); 15 psi ≈ 103 kPa
+    pressure_limit_kpa: float | None = Field(default=None, ge=100, le=8300)
+    pressure_limit_psi: float | None = Field(default=None, ge=15, le=1200)
     rise_time_s: float = Field(default=0.5, ge=0, le=10)
     confirm: bool = Field(default=True, description="operator confirms before the start")
 
@@ -264,6 +308,7 @@ class Protocol(_Model):
         seen: set[str] = set()
         injected = False
         last_at = 0.0
+        acquisition_at: dict[float, str] = {}  # time point -> the acquiring step due then
         fields = self.all_fields
         for index, step in enumerate(self.steps):
             where: tuple[str | int, ...] = ("steps", index)
@@ -302,6 +347,15 @@ class Protocol(_Model):
                         "timed steps must be in time order",
                     )
                 last_at = step.at
+                if isinstance(step, CaptureStep | FluoroStep | TomoStep):
+                    if step.at in acquisition_at:
+                        raise LocatedValueError(
+                            (*where, "at"),
+                            f"{step.at:g} s is also the time point of step "
+                            f"{acquisition_at[step.at]!r}: the C-arm takes one acquisition at a "
+                            "time, so two acquisitions cannot share one time point",
+                        )
+                    acquisition_at[step.at] = step.id
             if (
                 isinstance(step, CaptureStep | FluoroStep | TomoStep)
                 and step.view.field not in fields

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,10 +16,13 @@ from .policy import DoseLimits, FaultPolicy
 IN_PROCESS_SCHEMES = ("sim", "mock")
 #: Device roles a room file may give links for (the last two only with wire links).
 ROLES = ("carm", "table", "injector", "detector", "effects")
+#: Longest scripted operator action (voiding takes minutes; an hour is a typo).
+MAX_OPERATOR_DELAY_S = 3600.0
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN passes every range check and infinity every lower bound: neither means anything here.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Devices(_Model):
@@ -62,7 +65,7 @@ class OperatorConfig(_Model):
 
     mode: Literal["terminal", "scripted"] = "terminal"
     #: seconds a scripted operator takes per action (turning a patient takes a while)
-    delays_s: dict[str, float] = Field(
+    delays_s: dict[str, Annotated[float, Field(ge=0, le=MAX_OPERATOR_DELAY_S)]] = Field(
         default_factory=lambda: {
             "confirm_injection": 5.0,
             "reposition": 40.0,

@@ -1,0 +1,573 @@
+"""Preflight: everything about an exam that can be checked before the first exposure.
+
+The engine checks the injection program against the room at arm time, and the drivers check
+their value ranges when a command is built; both come *after* the scout film has X-rayed the
+patient. Preflight builds the same value objects the engine will build, runs the same room
+and dose checks, and estimates the timeline, so ``validate``, ``plan`` and ``run`` refuse a
+protocol that cannot be carried out before any device is touched.
+
+Findings are errors (the exam would certainly fail or skip a step) or warnings (an estimate
+says a film will probably be missed). Each names a field of the protocol (or room) file, so
+:func:`raise_on_errors` and :func:`describe` can point at its line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
+from typing import Literal
+
+from drivers import (
+    CollimationField,
+    FluoroRequest,
+    FocalSpot,
+    InjectionPhase,
+    InjectionProgram,
+    PositionerPose,
+    TablePosition,
+    Technique,
+    TomoRequest,
+)
+from drivers.backends import scheme_of
+from drivers.config import ConfigError, find_file_loader, format_loc, line_of, load_yaml, parse_loc
+
+from .plan import SID_MM, make_plan
+from .protocol import (
+    CaptureStep,
+    Contrast,
+    FluoroStep,
+    FluoroTechniqueSpec,
+    InjectStep,
+    Protocol,
+    TechniqueSpec,
+    TomoStep,
+)
+from .room import Room
+from .safety import DoseMonitor, InterlockRefused, check_injection_program
+
+Severity = Literal["error", "warning"]
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: ``field`` is the full path in the file, e.g. ``protocol.steps[3].at``."""
+
+    severity: Severity
+    field: str
+    message: str
+
+
+def _error(loc: Loc, message: str) -> Finding:
+    return Finding("error", format_loc(loc), message)
+
+
+def _warning(loc: Loc, message: str) -> Finding:
+    return Finding("warning", format_loc(loc), message)
+
+
+# -- the value objects the engine builds (scheduler/engine.py uses the same recipes) ---------
+def technique_for(spec: TechniqueSpec) -> Technique:
+    """The radiographic technique the engine sets for a capture or tomo sweep."""
+    return Technique.from_mas(
+        kv=spec.kv,
+        mas=spec.mas,
+        ma=spec.ma,
+        focal_spot=FocalSpot(spec.focal_spot),
+        filtration_mm_al=spec.filtration_mm_al,
+        filtration_mm_cu=spec.filtration_mm_cu,
+    )
+
+
+def fluoro_technique_for(spec: FluoroTechniqueSpec) -> Technique:
+    """The per-pulse technique the engine sets for a fluoroscopy run."""
+    return Technique(
+        kv=spec.kv,
+        ma=spec.ma,
+        exposure_ms=spec.pulse_ms,
+        focal_spot=FocalSpot.SMALL,
+        filtration_mm_al=spec.filtration_mm_al,
+        filtration_mm_cu=spec.filtration_mm_cu,
+    )
+
+
+def injection_program_for(step: InjectStep, contrast: Contrast) -> InjectionProgram:
+    """The program the engine arms the injector with."""
+    return InjectionProgram(
+        phases=tuple(InjectionPhase(p.flow_ml_s, p.volume_ml, p.delay_s) for p in step.phases),
+        pressure_limit_kpa=step.limit_kpa,
+        rise_time_s=step.rise_time_s,
+        concentration_mg_ml=contrast.concentration_mg_ml,
+    )
+
+
+# -- the checks ----------------------------------------------------------------------------
+def preflight(protocol: Protocol, room: Room) -> list[Finding]:
+    """Every check of ``protocol`` against ``room`` that needs no device, in file order
+    within each kind: driver value ranges, the room's injector limits, dose limits, then
+    the timeline. Fields are paths in the protocol file."""
+    return [
+        *_driver_ranges(protocol),
+        *_injection_limits(protocol, room),
+        *_dose(protocol, room),
+        *_timeline(protocol, room),
+    ]
+
+
+def _driver_refusal(exc: ValueError) -> tuple[str, str]:
+    """(the driver's parameter name, the message) of a value type's range error."""
+    text = str(exc)
+    name = text.split("=", 1)[0] if "=" in text and " " not in text.split("=", 1)[0] else ""
+    return name, f"outside the device driver's accepted range: {text}"
+
+
+def _driver_ranges(protocol: Protocol) -> list[Finding]:
+    out: list[Finding] = []
+    root: Loc = ("protocol",)
+
+    def technique(spec: TechniqueSpec, loc: Loc) -> Technique | None:
+        try:
+            return technique_for(spec)
+        except ValueError as exc:
+            name, message = _driver_refusal(exc)
+            if name == "exposure_ms":  # derived from mas / ma: point at mas, say why
+                ms = spec.mas / spec.ma * 1000.0
+                out.append(
+                    _error(
+                        (*loc, "mas"),
+                        f"{spec.mas:g} mAs at {spec.ma:g} mA is a {ms:g} ms exposure; the "
+                        "generator driver takes 0.5–6300 ms (change mas or ma)",
+                    )
+                )
+            else:
+                out.append(_error((*loc, name) if name else loc, message))
+            return None
+
+    default = technique(protocol.technique, (*root, "technique"))
+    for name, spec in protocol.fields.items():
+        out.extend(_field_ranges(spec.width_mm, spec.height_mm, spec.centre_mm, name))
+    for i, step in enumerate(protocol.steps):
+        where: Loc = (*root, "steps", i)
+        if isinstance(step, CaptureStep | TomoStep):
+            tech = (
+                default
+                if step.technique is None
+                else technique(step.technique, (*where, "technique"))
+            )
+            if isinstance(step, TomoStep) and tech is not None:
+                try:
+                    TomoRequest(
+                        tuple(step.layer_heights_mm), tech, step.sweep_deg, step.projections
+                    )
+                except ValueError as exc:
+                    name, message = _driver_refusal(exc)
+                    name = "layer_heights_mm" if name in ("layer_height_mm", "") else name
+                    out.append(_error((*where, name), message))
+        elif isinstance(step, FluoroStep):
+            try:
+                fluoro = fluoro_technique_for(step.technique)
+            except ValueError as exc:
+                name, message = _driver_refusal(exc)
+                name = "pulse_ms" if name == "exposure_ms" else name
+                out.append(_error((*where, "technique", name) if name else where, message))
+            else:
+                try:
+                    FluoroRequest(step.pulse_rate_hz, step.duration_s, fluoro)
+                except ValueError as exc:
+                    name, message = _driver_refusal(exc)
+                    out.append(_error((*where, name) if name else where, message))
+        elif isinstance(step, InjectStep):
+            out.extend(_program_ranges(protocol, step, where))
+        if isinstance(step, CaptureStep | FluoroStep | TomoStep) and step.view.angulation:
+            try:
+                PositionerPose(
+                    secondary_angle_deg=step.view.angulation.secondary_angle_deg, sid_mm=SID_MM
+                )
+            except ValueError as exc:
+                loc = (*where, "view", "angulation", "angle_deg")
+                out.append(_error(loc, _driver_refusal(exc)[1]))
+    return out
+
+
+def _field_ranges(width: float, height: float, centre: float, name: str) -> list[Finding]:
+    loc: Loc = ("protocol", "fields", name)
+    out: list[Finding] = []
+    for build in (
+        lambda: CollimationField(width, height),
+        lambda: TablePosition(longitudinal_mm=centre),
+    ):
+        try:
+            build()
+        except ValueError as exc:
+            driver, message = _driver_refusal(exc)
+            attr = {"longitudinal_mm": "centre_mm"}.get(driver, driver)
+            out.append(_error((*loc, attr) if attr else loc, message))
+    return out
+
+
+def _program_ranges(protocol: Protocol, step: InjectStep, where: Loc) -> list[Finding]:
+    out: list[Finding] = []
+    for j, phase in enumerate(step.phases):
+        try:
+            InjectionPhase(phase.flow_ml_s, phase.volume_ml, phase.delay_s)
+        except ValueError as exc:
+            name, message = _driver_refusal(exc)
+            out.append(_error((*where, "phases", j, name) if name else where, message))
+    if out or protocol.contrast is None:
+        return out
+    try:
+        injection_program_for(step, protocol.contrast)
+    except ValueError as exc:
+        name, message = _driver_refusal(exc)
+        loc: Loc = {
+            "pressure_limit_kpa": (*where, _pressure_key(step)),
+            "rise_time_s": (*where, "rise_time_s"),
+            "concentration_mg_ml": ("protocol", "contrast", "concentration_mg_ml"),
+        }.get(name, where)
+        out.append(_error(loc, message))
+    return out
+
+
+def _pressure_key(step: InjectStep) -> str:
+    return "pressure_limit_kpa" if step.pressure_limit_kpa is not None else "pressure_limit_psi"
+
+
+def _injection_limits(protocol: Protocol, room: Room) -> list[Finding]:
+    """The room's injector envelope, checked here as the engine checks it before arming."""
+    for i, step in enumerate(protocol.steps):
+        if not isinstance(step, InjectStep) or protocol.contrast is None:
+            continue
+        try:
+            program = injection_program_for(step, protocol.contrast)
+        except ValueError:
+            return []  # already a driver-range finding
+        try:
+            check_injection_program(program, room.limits)
+        except InterlockRefused as exc:
+            where: Loc = ("protocol", "steps", i)
+            limits = room.limits
+            if program.max_flow_ml_s > limits.max_flow_ml_s:
+                j = max(range(len(step.phases)), key=lambda k: step.phases[k].flow_ml_s)
+                loc: Loc = (*where, "phases", j, "flow_ml_s")
+            elif program.volume_ml > limits.max_volume_ml:
+                loc = (*where, "phases")
+            else:
+                loc = (*where, _pressure_key(step))
+            return [_error(loc, f"{exc.reason} (the room's injector limits)")]
+    return []
+
+
+def _dose(protocol: Protocol, room: Room) -> list[Finding]:
+    """Fluoroscopy time and air-kerma rate as the engine's dose monitor will judge them
+    (errors: it would refuse the run), and the estimated reference air kerma against the
+    room's stop level (a warning: the estimate is from tube output, the stop uses measured
+    values)."""
+    out: list[Finding] = []
+    monitor = DoseMonitor(room.dose)
+    for i, step in enumerate(protocol.steps):
+        if not isinstance(step, FluoroStep):
+            continue
+        t = step.technique
+        try:
+            monitor.check_fluoro(step.duration_s, t.kv, t.ma, t.pulse_ms, step.pulse_rate_hz)
+        except InterlockRefused as exc:
+            rate = monitor.estimated_rate_mgy_min(t.kv, t.ma, t.pulse_ms, step.pulse_rate_hz)
+            over_rate = rate > room.dose.max_air_kerma_rate_mgy_min
+            loc: Loc = ("protocol", "steps", i, "technique" if over_rate else "duration_s")
+            out.append(_error(loc, f"the room's dose limits would refuse this run: {exc.reason}"))
+        # book the planned beam-on time as the engine books what the run delivered
+        monitor.add(0.0, fluoro_s=step.duration_s * step.pulse_rate_hz * t.pulse_ms / 1000.0)
+    cap = room.dose.max_reference_air_kerma_mgy
+    if cap is not None:
+        plan = make_plan(protocol, room)
+        total = 0.0
+        for i, planned in enumerate(plan.steps):
+            if planned.exposures and total >= cap:
+                out.append(
+                    _warning(
+                        ("protocol", "steps", i),
+                        f"the estimated air kerma before this step, {total:.1f} mGy, has "
+                        f"reached the room's stop level {cap:g} mGy: the exposure would "
+                        "probably be refused (estimate from tube output; measured values decide)",
+                    )
+                )
+                break
+            total += planned.entrance_mgy
+    return out
+
+
+def _timeline(protocol: Protocol, room: Room) -> list[Finding]:
+    """A timed acquisition that the estimated timeline cannot reach within its tolerance.
+
+    The engine prepares a view (repositioning, table move, collimation, technique) only
+    after the step before it has ended, and a film right after the injection only once the
+    injector has confirmed the start; preparation takes seconds. The estimate uses the
+    room's scripted operator delays, so this is a warning, not an error.
+    """
+    out: list[Finding] = []
+    plan = make_plan(protocol, room)
+    steps = protocol.steps
+    for i, (step, planned) in enumerate(zip(steps, plan.steps, strict=True)):
+        if not isinstance(step, CaptureStep | FluoroStep | TomoStep) or step.at is None:
+            continue
+        if planned.after_injection_s is None:
+            continue
+        late = planned.after_injection_s - step.at
+        if late <= step.tolerance_s + 1e-9:
+            continue
+        before = steps[i - 1]
+        if isinstance(before, InjectStep):
+            why = (
+                f"due {step.at:g} s after the injection start, but its view is prepared only "
+                "after the injector confirms the start, which with the preparation takes "
+                f"about {planned.after_injection_s:.0f} s"
+            )
+        else:
+            why = (
+                f"due {step.at:g} s after the injection start, but step {before.id!r} before "
+                f"it and preparing the view end about {planned.after_injection_s:.0f} s after it"
+            )
+        out.append(
+            _warning(
+                ("protocol", "steps", i, "at"),
+                f"{why}: about {late:.0f} s late (tolerance {step.tolerance_s:g} s), so it "
+                "would be recorded missed",
+            )
+        )
+    return out
+
+
+# -- the room's links ------------------------------------------------------------------------
+#: import name -> the package to install (the links extra of pyproject.toml)
+_PACKAGES = {
+    "aiomqtt": "aiomqtt",
+    "serial": "pyserial",
+    "serial_asyncio_fast": "pyserial-asyncio-fast",
+    "usb": "pyusb",
+    "pynetdicom": "pynetdicom",
+}
+_WIRE_SCHEMES = ("tcp", "mqtt", "usb", "serial")
+
+
+def check_room(room: Room) -> list[Finding]:
+    """The room's links can be served: a backend is installed for every scheme, one backend
+    serves them all, its optional packages import, and wire link URLs parse (those with
+    ``${...}`` or a broker to fill in are checked when the run resolves them). Nothing is
+    opened. Fields are paths in the room file."""
+    out: list[Finding] = []
+    chosen: dict[str, tuple[EntryPoint, list[str]]] = {}
+    for role, link in room.links.items():
+        scheme = scheme_of(link)
+        found = list(entry_points(group="fluoroctl.backends", name=scheme.split("+", 1)[0]))
+        if not found:
+            known = sorted(ep.name for ep in entry_points(group="fluoroctl.backends"))
+            out.append(
+                _error(
+                    ("room", "devices", role),
+                    f"unknown link scheme {scheme!r} in {link} "
+                    f"(installed backends: {', '.join(known) or 'none'})",
+                )
+            )
+            continue
+        chosen.setdefault(found[0].value, (found[0], []))[1].append(role)
+    if out:
+        return out
+    if len(chosen) > 1:
+        detail = "; ".join(f"{', '.join(roles)} → {value}" for value, (_, roles) in chosen.items())
+        return [
+            _error(
+                ("room", "devices"),
+                f"the links need different backends ({detail}); one backend must serve every "
+                "device of a room",
+            )
+        ]
+    for _value, (ep, roles) in chosen.items():
+        try:
+            ep.load()
+        except ModuleNotFoundError as exc:
+            module = (exc.name or "").split(".", 1)[0]
+            package = _PACKAGES.get(module, module)
+            scheme = scheme_of(room.links[roles[0]])
+            return [
+                _error(
+                    ("room", "devices", roles[0]),
+                    f"{scheme}:// links need the Python package {package!r}, which is not "
+                    f"installed: install {package} (pip install {package}, or "
+                    "pip install -e '.[links]')",
+                )
+            ]
+        except ImportError as exc:
+            return [_error(("room", "devices", roles[0]), f"cannot load the link backend: {exc}")]
+    for role, link in room.links.items():
+        scheme = scheme_of(link)
+        if scheme.split("+", 1)[0] not in _WIRE_SCHEMES or "${" in link:
+            continue
+        if scheme == "mqtt" and link.startswith("mqtt:///"):
+            continue  # the broker is filled in at run time
+        from drivers.links import open_link  # after the import check above: needs the extras
+
+        try:
+            open_link(link)  # parses the URL only; nothing is opened
+        except ValueError as exc:
+            out.append(_error(("room", "devices", role), str(exc)))
+    return out
+
+
+# -- reporting -------------------------------------------------------------------------------
+def describe(finding: Finding, path: Path | str, line: int | None = None) -> str:
+    """``file:line: field: message`` for a finding about the file at ``path``."""
+    if line is None:
+        line = _lines(path, [finding])[0]
+    return str(ConfigError(path, line, finding.field, finding.message))
+
+
+def _lines(path: Path | str, findings: list[Finding]) -> list[int | None]:
+    try:
+        _data, node = load_yaml(Path(path))
+    except ConfigError:
+        return [None] * len(findings)
+    return [line_of(node, parse_loc(f.field))[0] for f in findings]
+
+
+def raise_on_errors(findings: Iterable[Finding], protocol_path: Path) -> None:
+    """Raise a :class:`ConfigError` for the first error, naming the file (``protocol_path``,
+    or whichever file the findings are about), the line of its field and the field."""
+    errors = [f for f in findings if f.severity == "error"]
+    if not errors:
+        return
+    first = errors[0]
+    message = first.message
+    if len(errors) > 1:
+        more = len(errors) - 1
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    line = _lines(protocol_path, [first])[0]
+    raise ConfigError(protocol_path, line, first.field, message)
+
+
+def warnings_of(findings: Iterable[Finding], path: Path | str) -> list[str]:
+    """One ``warning: file:line: field: message`` line per warning."""
+    warns = [f for f in findings if f.severity == "warning"]
+    return [
+        f"warning: {describe(f, path, line)}"
+        for f, line in zip(warns, _lines(path, warns), strict=True)
+    ]
+
+
+# -- run's other inputs ----------------------------------------------------------------------
+def check_patient(patient: str | None, room: Room, room_path: Path) -> None:
+    """The simulated patient a run will load (``--patient``, else the in-process simulator
+    room's ``options.patient``) exists and is valid, checked with the simulator's own loader.
+
+    A bare name means ``configs/patients/<name>.yaml`` beside the room's configs (the rule of
+    ``hardware_sim.scenario.resolve_scenario_path``, which the simulator applies).
+    """
+    source = "--patient"
+    if patient is None:
+        if any(scheme_of(link) != "sim" for link in room.links.values()):
+            return  # a wire room's patient lives in `sim serve`, which checks it there
+        patient = str(room.options.get("patient", "normal"))
+        source = "room.options.patient"
+    loader = find_file_loader("patient")
+    if loader is None:
+        raise ConfigError(source, None, "", "no simulator installed to load patient scenarios")
+    from .compose import config_base_dir
+
+    base = config_base_dir(room_path)
+    candidate = Path(patient)
+    bare = candidate.suffix not in (".yaml", ".yml") and candidate.parent == Path(".")
+    if bare:
+        path = base / "configs" / "patients" / f"{patient}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in (base / "configs" / "patients").glob("*.yaml"))
+            message = (
+                f"unknown patient scenario {patient!r} "
+                f"(known: {', '.join(known) or 'none'}; or give a path to a .yaml file)"
+            )
+            if source == "--patient":
+                raise ConfigError(source, None, "", message)
+            raise ConfigError(room_path, _room_line(room_path), source, message)
+    else:
+        path = candidate if candidate.is_absolute() else base / candidate
+        if source != "--patient" and not path.is_file():
+            raise ConfigError(
+                room_path, _room_line(room_path), source, f"patient file {path} not found"
+            )
+    loader(path)  # a ConfigError names the patient file, line and field
+
+
+def _room_line(room_path: Path) -> int | None:
+    try:
+        _data, node = load_yaml(room_path)
+    except ConfigError:
+        return None
+    return line_of(node, ("room", "options", "patient"))[0]
+
+
+def check_out_dir(out: Path) -> None:
+    """``--out`` can be created (or is a writable directory), checked without creating it."""
+
+    def refuse(message: str) -> ConfigError:
+        return ConfigError("--out", None, "", message)
+
+    try:
+        if out.is_symlink() and not out.exists():
+            raise refuse(f"{out} is a dangling symbolic link")
+        if out.exists():
+            if not out.is_dir():
+                raise refuse(f"{out} exists and is not a directory")
+            if not os.access(out, os.W_OK | os.X_OK):
+                raise refuse(f"{out} is not writable")
+            return
+        probe = out.absolute().parent
+        while not probe.exists():
+            probe = probe.parent
+    except OSError as exc:
+        raise refuse(f"cannot use {out}: {exc.strerror or exc}") from None
+    if not probe.is_dir():
+        raise refuse(f"cannot create {out}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise refuse(f"cannot create {out}: {probe} is not writable")
+
+
+def check_run_inputs(
+    protocol_path: Path,
+    protocol: Protocol,
+    room_path: Path,
+    room: Room,
+    *,
+    patient: str | None,
+    out_dir: Path,
+    warn: Callable[[str], None],
+) -> None:
+    """All of ``fluoroctl run``'s input checks, before anything is created or opened.
+
+    Raises :class:`ConfigError` for the first problem (the room's links, the protocol
+    against the room, the patient, the output folder); only when there is none are the
+    protocol's warnings handed to ``warn``, one line each.
+    """
+    raise_on_errors(check_room(room), room_path)
+    findings = preflight(protocol, room)
+    raise_on_errors(findings, protocol_path)
+    check_patient(patient, room, room_path)
+    check_out_dir(out_dir)
+    for line in warnings_of(findings, protocol_path):
+        warn(line)
+
+
+__all__ = [
+    "Finding",
+    "check_out_dir",
+    "check_patient",
+    "check_room",
+    "check_run_inputs",
+    "describe",
+    "fluoro_technique_for",
+    "injection_program_for",
+    "preflight",
+    "raise_on_errors",
+    "technique_for",
+    "warnings_of",
+]
