@@ -32,10 +32,7 @@ from drivers import (
     DeviceTimeout,
     FluoroRequest,
     FluoroRun,
-    FocalSpot,
     Frame,
-    InjectionPhase,
-    InjectionProgram,
     InjectorState,
     InjectorStatus,
     PositionerPose,
@@ -46,6 +43,7 @@ from drivers import (
 )
 from drivers.backends import DeviceSet
 
+from .commands import fluoro_technique_for, injection_program_for, technique_for
 from .journal import ExamEvent, Journal
 from .operator import Operator, Prompt, ScriptedOperator
 from .outputs import write_capture
@@ -948,12 +946,7 @@ class ExamRunner:
         injector = self.devices.injector
         if await self._recover_injection(step, result):
             return
-        program = InjectionProgram(
-            phases=tuple(InjectionPhase(p.flow_ml_s, p.volume_ml, p.delay_s) for p in step.phases),
-            pressure_limit_kpa=step.limit_kpa,
-            rise_time_s=step.rise_time_s,
-            concentration_mg_ml=self.protocol.contrast.concentration_mg_ml,
-        )
+        program = injection_program_for(step, self.protocol.contrast)
         try:
             check_injection_program(program, self.room.limits)
         except InterlockRefused as exc:
@@ -1248,27 +1241,11 @@ class ExamRunner:
 
     # -- helpers -------------------------------------------------------------------------
     def _technique(self, spec: TechniqueSpec | None) -> Technique:
-        t = spec or self.protocol.technique
-        return Technique.from_mas(
-            kv=t.kv,
-            mas=t.mas,
-            ma=t.ma,
-            focal_spot=FocalSpot(t.focal_spot),
-            filtration_mm_al=t.filtration_mm_al,
-            filtration_mm_cu=t.filtration_mm_cu,
-        )
+        return technique_for(spec or self.protocol.technique)
 
     @staticmethod
     def _fluoro_technique(step: FluoroStep) -> Technique:
-        t = step.technique
-        return Technique(
-            kv=t.kv,
-            ma=t.ma,
-            exposure_ms=t.pulse_ms,
-            focal_spot=FocalSpot.SMALL,
-            filtration_mm_al=t.filtration_mm_al,
-            filtration_mm_cu=t.filtration_mm_cu,
-        )
+        return fluoro_technique_for(step.technique)
 
     async def _contrast_info(self) -> ContrastInfo | None:
         contrast = self.protocol.contrast

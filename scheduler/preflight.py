@@ -23,9 +23,7 @@ from typing import Literal
 from drivers import (
     CollimationField,
     FluoroRequest,
-    FocalSpot,
     InjectionPhase,
-    InjectionProgram,
     PositionerPose,
     TablePosition,
     Technique,
@@ -34,12 +32,11 @@ from drivers import (
 from drivers.backends import scheme_of
 from drivers.config import ConfigError, find_file_loader, format_loc, line_of, load_yaml, parse_loc
 
+from .commands import fluoro_technique_for, injection_program_for, technique_for
 from .plan import SID_MM, make_plan
 from .protocol import (
     CaptureStep,
-    Contrast,
     FluoroStep,
-    FluoroTechniqueSpec,
     InjectStep,
     Protocol,
     TechniqueSpec,
@@ -70,40 +67,6 @@ def _warning(loc: Loc, message: str) -> Finding:
 
 
 # -- the value objects the engine builds (scheduler/engine.py uses the same recipes) ---------
-def technique_for(spec: TechniqueSpec) -> Technique:
-    """The radiographic technique the engine sets for a capture or tomo sweep."""
-    return Technique.from_mas(
-        kv=spec.kv,
-        mas=spec.mas,
-        ma=spec.ma,
-        focal_spot=FocalSpot(spec.focal_spot),
-        filtration_mm_al=spec.filtration_mm_al,
-        filtration_mm_cu=spec.filtration_mm_cu,
-    )
-
-
-def fluoro_technique_for(spec: FluoroTechniqueSpec) -> Technique:
-    """The per-pulse technique the engine sets for a fluoroscopy run."""
-    return Technique(
-        kv=spec.kv,
-        ma=spec.ma,
-        exposure_ms=spec.pulse_ms,
-        focal_spot=FocalSpot.SMALL,
-        filtration_mm_al=spec.filtration_mm_al,
-        filtration_mm_cu=spec.filtration_mm_cu,
-    )
-
-
-def injection_program_for(step: InjectStep, contrast: Contrast) -> InjectionProgram:
-    """The program the engine arms the injector with."""
-    return InjectionProgram(
-        phases=tuple(InjectionPhase(p.flow_ml_s, p.volume_ml, p.delay_s) for p in step.phases),
-        pressure_limit_kpa=step.limit_kpa,
-        rise_time_s=step.rise_time_s,
-        concentration_mg_ml=contrast.concentration_mg_ml,
-    )
-
-
 # -- the checks ----------------------------------------------------------------------------
 def preflight(protocol: Protocol, room: Room) -> list[Finding]:
     """Every check of ``protocol`` against ``room`` that needs no device, in file order
