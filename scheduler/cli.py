@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import signal
 import sys
@@ -305,6 +306,8 @@ def add_pause_controls(loop: asyncio.AbstractEventLoop, progress: Any, console: 
 
 def run_links(room: Room, args: argparse.Namespace) -> tuple[dict[str, str], float]:
     """The room's links with sim serve's endpoints filled in, and the time scale to run at."""
+    if args.time_scale is not None and not (math.isfinite(args.time_scale) and args.time_scale > 0):
+        raise LinkConfigError(f"--time-scale must be a positive number, got {args.time_scale:g}")
     endpoints_path = args.endpoints or (Path(room.endpoints_file) if room.endpoints_file else None)
     needs_endpoints = any(placeholders(url) for url in room.links.values())
     endpoints = (
@@ -321,8 +324,6 @@ def run_links(room: Room, args: argparse.Namespace) -> tuple[dict[str, str], flo
         room.links, endpoints=endpoints, broker=args.broker, room_broker=room.broker
     )
     scale = args.time_scale
-    if scale is not None and scale <= 0:
-        raise LinkConfigError(f"--time-scale must be positive, got {scale:g}")
     if room.clock == "virtual":
         if scale is not None:
             raise LinkConfigError(
@@ -462,7 +463,7 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
     endpoints_path = args.endpoints or Path(room.endpoints_file or "run/sim-serve/endpoints.json")
     run_dir = args.run_dir or endpoints_path.parent
     scale = 1.0 if args.time_scale is None else args.time_scale
-    if scale <= 0:
+    if not (math.isfinite(scale) and scale > 0):
         raise LinkConfigError(f"--time-scale must be positive, got {scale:g}")
     options = dict(room.options)
     if args.patient:
