@@ -54,9 +54,7 @@ TORN_SUFFIX = ".torn-"
 ADOPTED_DETAIL = "adopted from disk after a restart"
 JOURNALED_DETAIL = "image(s) written before the restart"
 #: what an exam folder holds besides images (sim-state: scheduler.engine.SIM_STATE_DIR)
-_OWN_ENTRIES = frozenset(
-    {JOURNAL, "summary.json", "contact-sheet.png", "sim-state", LOCK_FILE}
-)
+_OWN_ENTRIES = frozenset({JOURNAL, "summary.json", "contact-sheet.png", "sim-state", LOCK_FILE})
 _FILE = re.compile(r"^(\d{3,})-(.+)\.dcm$")
 _TEMP_IMAGE = re.compile(r"^\..+\.dcm\..+\.tmp$")
 #: a journal line's wall time is wall_at_loop0 + t_s (ms precision); more apart = not ours
@@ -225,8 +223,11 @@ class _LineChecker:
     def check(self, line: int, raw: bytes) -> ExamEvent:
         try:
             obj = json.loads(raw)
-        except ValueError as exc:
-            raise self.fail(line, f"unreadable line (not JSON: {exc})") from None
+        except json.JSONDecodeError as exc:
+            why = f"not JSON: {exc.msg} at column {exc.colno}"
+            raise self.fail(line, f"unreadable line ({why})") from None
+        except ValueError:
+            raise self.fail(line, "unreadable line (not UTF-8 text)") from None
         if not isinstance(obj, dict):
             raise self.fail(line, "valid JSON but not an exam event (not an object)")
         unknown = sorted(set(obj) - set(ExamEvent.model_fields))
@@ -276,11 +277,14 @@ class _LineChecker:
         if not isinstance(study, str) or (d.get("study_uid") not in (None, study)):
             raise self.fail(1, "exam_started's study UID does not match its resume context")
         w0 = context.get("wall_at_loop0")
-        if w0 is not None:
-            try:
-                self.wall0 = dt.datetime.fromisoformat(str(w0))
-            except ValueError:
-                raise self.fail(1, f"the resume context's wall_at_loop0 {w0!r} is no time") from None
+        if not isinstance(w0, str):
+            raise self.fail(1, "the resume context lacks 'wall_at_loop0'")
+        try:
+            self.wall0 = dt.datetime.fromisoformat(w0)
+            if self.wall0.tzinfo is None:
+                raise ValueError(w0)
+        except ValueError:
+            raise self.fail(1, f"the resume context's wall_at_loop0 {w0!r} is no time") from None
 
     def _check_clock(self, line: int, event: ExamEvent) -> None:
         if not math.isfinite(event.t_s):
@@ -649,7 +653,7 @@ class _Builder:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             return self._match(name, ds, candidates, listed)
-        except Exception as exc:  # noqa: BLE001 - any damage: the file is not adopted
+        except Exception as exc:  # any damage: the file is not adopted
             if name not in listed:
                 self._ignore(name, f"unreadable as DICOM ({type(exc).__name__}: {exc})")
             return None

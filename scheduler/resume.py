@@ -195,9 +195,7 @@ def _exam_files(rec: RecoveredExam, steps: Sequence[Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def write_sheet_from_disk(
-    out_dir: Path, header: str, files: Iterable[str] | None = None
-) -> None:
+def write_sheet_from_disk(out_dir: Path, header: str, files: Iterable[str] | None = None) -> None:
     """The contact sheet from the DICOM files themselves (images from before and after).
 
     Only ``files`` (default: every ``NNN-*.dcm``) are read; one that cannot be read as an
@@ -230,5 +228,5 @@ def _sheet_entry(path: Path) -> ContactSheetEntry | None:
         return ContactSheetEntry(
             display.astype(np.uint8), path.stem, str(ds.get("ImageComments", ""))
         )
-    except Exception:  # noqa: BLE001 - a damaged file is left off the sheet, never fatal
+    except Exception:  # a damaged file is left off the sheet, never fatal
         return None

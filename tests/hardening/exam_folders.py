@@ -42,9 +42,7 @@ def cli(
 
 def crash_exam(out: Path, n: int, protocol: Path = PROTOCOL) -> Path:
     """Run ``protocol`` into ``out`` and kill the process right after journal line ``n``."""
-    proc = cli(
-        "run", str(protocol), "--out", str(out), env={"FLUOROCTL_CRASH_AFTER_EVENT": str(n)}
-    )
+    proc = cli("run", str(protocol), "--out", str(out), env={"FLUOROCTL_CRASH_AFTER_EVENT": str(n)})
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert len(journal_lines(out)) == n
     return out

@@ -274,7 +274,7 @@ def test_a_second_run_or_resume_on_a_running_exam_is_refused(tmp_path: Path) -> 
 def test_run_into_a_folder_holding_an_exam_needs_force_new(crashed: Path, tmp_path: Path) -> None:
     """Waits for the wiring: `run --force-new`, and run_exam claiming the folder."""
     exam = copy_exam(crashed, tmp_path / "exam")
-    before = snapshot(exam)
+    before = without_lock(snapshot(exam))
     message = one_error_line(cli("run", str(PROTOCOL), "--out", str(exam)))
     assert "already holds an exam" in message and "--force-new" in message
     assert without_lock(snapshot(exam)) == before

@@ -240,3 +240,15 @@ def test_torn_capture_line_never_re_exposes_the_film_on_disk(
     assert taken == sorted(captures), "a film is missing or was taken twice"
     listed = sorted(f for s in summary["steps"] for f in s["files"])
     assert listed == sorted(images(exam))
+
+
+def test_a_last_record_lacking_only_its_newline_is_kept(exam: Path) -> None:
+    """A write cut one byte short left a complete record: it is a record, not torn bytes."""
+    complete = (exam / JOURNAL).read_bytes()
+    (exam / JOURNAL).write_bytes(complete[:-1])
+    assert reconstruct(exam).last_seq == N  # read-only: nothing written yet
+    assert (exam / JOURNAL).read_bytes() == complete[:-1]
+    rec = reconstruct(exam, repair=True)
+    assert rec.last_seq == N and rec.torn is None
+    assert (exam / JOURNAL).read_bytes() == complete
+    assert not list(exam.glob(f"{JOURNAL}.torn-*"))
