@@ -1,18 +1,25 @@
 """`fluoroctl resume DIR`: continue an exam whose controlling process died.
 
-1. :func:`~scheduler.recovery.reconstruct` reads the journal (cutting a torn last line) and
-   the images on disk.
-2. :func:`resume_loop` makes the event loop: on virtual time it starts at the journal's last
-   time, so loop time — and with it the injection anchor and every planned time point — is
-   the original one; the wall anchor recorded at the start (``wall_at_loop0``) keeps DICOM
-   and journal timestamps continuous.
-3. :func:`resume_exam` *reattaches*: it opens the room's devices from the room recorded in
-   the journal. That is all a room that kept running needs (``sim serve``, real equipment):
-   the devices report where they are. The in-process simulator died with the process, so it
-   is given ``restore_from`` (its own saved state, see hardware_sim/persist.py) and comes
-   back as it was: the contrast given at the original time, the bladder as filled.
-4. The runner adopts the finished steps and images, settles the in-flight step without ever
-   replaying a fire-once action, and runs the rest relative to the original injection start.
+1. :func:`resume_loop` checks, changing nothing, that no other process holds the folder and
+   that :func:`~scheduler.recovery.reconstruct` accepts it (a journal damaged anywhere but a
+   torn last line, or an exam that already ended, is refused); then makes the event loop:
+   on virtual time it starts at the journal's last time, so loop time — and with it the
+   injection anchor and every planned time point — is the original one; the wall anchor
+   recorded at the start (``wall_at_loop0``) keeps DICOM and journal timestamps continuous.
+2. :func:`resume_exam` takes the folder's lock (:mod:`scheduler.exam_dir`) for the whole
+   exam, *then* reconstructs with ``repair`` (a torn last line kept in a side file and cut)
+   and *reattaches*: it opens the room's devices from the room recorded in the journal.
+   That is all a room that kept running needs (``sim serve``, real equipment): the devices
+   report where they are. The in-process simulator died with the process, so it is given
+   ``restore_from`` (its own saved state, see hardware_sim/persist.py) and comes back as it
+   was: the contrast given at the original time, the bladder as filled.
+3. The runner adopts the finished steps and images (every image on disk, matched by its own
+   attributes), settles the in-flight step without ever replaying a fire-once action, and
+   runs the rest relative to the original injection start.
+
+Files in the folder that are not the exam's (another study's image, a damaged ``.dcm``,
+anything unknown) are left untouched, never adopted, and listed in ``summary.json`` under
+``resumed.ignored_files``.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +37,13 @@ import pydicom
 from drivers import Clock, VirtualTimeEventLoop, new_event_loop
 
 from .compose import RunOutcome, make_operator, open_devices
-from .engine import SIM_STATE_DIR, ExamProgress, ExamRunner, exam_from_json
+from .engine import SIM_STATE_DIR, ExamProgress, ExamResult, ExamRunner, exam_from_json
+from .exam_dir import ExamFolderError, ExamFolderLock, lock_exam_folder, probe_exam_folder
 from .journal import ExamEvent
 from .outputs import ContactSheetEntry, write_contact_sheet
 from .paths import PROJECT_ROOT
 from .protocol import Protocol
-from .recovery import RecoveryError, reconstruct
+from .recovery import RecoveredExam, RecoveryError, ensure_resumable, reconstruct
 from .room import Room
 from .summary import build_summary, write_summary
 
@@ -45,12 +53,20 @@ __all__ = ["RecoveryError", "resume_exam", "resume_loop"]
 def resume_loop(out_dir: Path) -> asyncio.AbstractEventLoop:
     """The event loop a resumed exam runs on, on the crashed process's time axis.
 
+    Changes nothing in ``out_dir``. :class:`RecoveryError` when another process holds the
+    folder, the journal is damaged or the exam already ended.
+
     Virtual loops start at the journal's last time. Scaled and real loops use the clock
     mapping the journal recorded (``origin_monotonic``, ``scale``): loop time is
     ``(time.monotonic() - origin) * scale`` in both processes, so the injection anchor and
     every device time mapped onto the host clock keep their meaning.
     """
+    try:
+        probe_exam_folder(out_dir)
+    except ExamFolderError as exc:
+        raise RecoveryError(str(exc)) from None
     rec = reconstruct(out_dir)
+    ensure_resumable(rec, out_dir)
     mapping = rec.context.get("clock") or {}
     mode = mapping.get("mode") or ("virtual" if rec.context.get("virtual_time") else "real")
     if mode == "virtual":
@@ -69,6 +85,13 @@ def resume_loop(out_dir: Path) -> asyncio.AbstractEventLoop:
     return new_event_loop("real")
 
 
+def _lock(out_dir: Path) -> ExamFolderLock:
+    try:
+        return lock_exam_folder(out_dir)
+    except ExamFolderError as exc:  # `fluoroctl resume` maps RecoveryError to exit 2
+        raise RecoveryError(str(exc)) from None
+
+
 async def resume_exam(
     out_dir: Path,
     *,
@@ -76,12 +99,23 @@ async def resume_exam(
     progress: ExamProgress | None = None,
     on_event: Callable[[ExamEvent], None] | None = None,
 ) -> RunOutcome:
+    """Continue the exam in ``out_dir``, holding the folder's lock until it ends.
+
+    :class:`RecoveryError` (nothing changed) when another process holds the folder, the
+    journal is damaged, or the exam already ended.
+    """
+    with _lock(out_dir):
+        return await _resume_locked(out_dir, operator_mode, progress, on_event)
+
+
+async def _resume_locked(
+    out_dir: Path,
+    operator_mode: str | None,
+    progress: ExamProgress | None,
+    on_event: Callable[[ExamEvent], None] | None,
+) -> RunOutcome:
     wall0 = time.perf_counter()
     rec = reconstruct(out_dir, repair=True)
-    if rec.finished is not None:
-        raise RecoveryError(
-            f"{out_dir}: the exam already ended ({rec.finished}); nothing to resume"
-        )
     ctx = rec.context
     protocol = Protocol.model_validate(ctx["protocol"])
     room = Room.model_validate(ctx["room"])
@@ -117,10 +151,14 @@ async def resume_exam(
             on_event=on_event,
             recovered=rec,
         )
+        result: ExamResult | None = None
         try:
             result = await runner.run()
         finally:
-            write_sheet_from_disk(out_dir, f"{protocol.name} | {exam.patient.name} (resumed)")
+            files = _exam_files(rec, runner.results if result is None else result.steps)
+            write_sheet_from_disk(
+                out_dir, f"{protocol.name} | {exam.patient.name} (resumed)", files
+            )
         summary = build_summary(
             result,
             exam,
@@ -129,25 +167,66 @@ async def resume_exam(
             str(ctx.get("protocol_path", protocol.name)),
             room.name,
         )
-        summary["resumed"] = {"after_seq": rec.last_seq, "resumes": rec.resumes + 1}
+        summary["resumed"] = resume_report(rec)
         write_summary(summary, out_dir / "summary.json")
         return RunOutcome(result, summary, out_dir)
     finally:
         await devices.aclose()
 
 
-def write_sheet_from_disk(out_dir: Path, header: str) -> None:
-    """The contact sheet from the DICOM files themselves (images from before and after)."""
+def resume_report(rec: RecoveredExam) -> dict[str, Any]:
+    """What the restart found, for ``summary.json``'s ``resumed`` entry."""
+    return {
+        "after_seq": rec.last_seq,
+        "resumes": rec.resumes + 1,
+        "adopted_from_disk": list(rec.adopted),
+        "ignored_files": [{"file": i.file, "reason": i.reason} for i in rec.ignored],
+        "journal_torn_tail": None
+        if rec.torn is None
+        else {"line": rec.torn.line, "bytes": rec.torn.size, "kept_in": rec.torn.side_file},
+    }
+
+
+def _exam_files(rec: RecoveredExam, steps: Sequence[Any]) -> list[str]:
+    """The exam's images: before the restart (journal and adopted) and after, once each."""
+    names = [p.file for p in rec.prior]
+    for step in steps:
+        names.extend(step.files)
+    return list(dict.fromkeys(names))
+
+
+def write_sheet_from_disk(out_dir: Path, header: str, files: Iterable[str] | None = None) -> None:
+    """The contact sheet from the DICOM files themselves (images from before and after).
+
+    Only ``files`` (default: every ``NNN-*.dcm``) are read; one that cannot be read as an
+    image is left off the sheet rather than stopping it.
+    """
+    names = (
+        sorted(p.name for p in out_dir.glob("[0-9][0-9][0-9]-*.dcm"))
+        if files is None
+        else sorted(files)
+    )
     entries: list[ContactSheetEntry] = []
-    for path in sorted(out_dir.glob("[0-9][0-9][0-9]-*.dcm")):
+    for name in names:
+        entry = _sheet_entry(out_dir / name)
+        if entry is not None:
+            entries.append(entry)
+    if entries:
+        write_contact_sheet(entries, out_dir / "contact-sheet.png", header=header)
+
+
+def _sheet_entry(path: Path) -> ContactSheetEntry | None:
+    try:
         ds = pydicom.dcmread(path)
         pixels = ds.pixel_array
         if pixels.ndim == 3:
             pixels = pixels[len(pixels) // 2]
+        if pixels.ndim != 2:
+            return None
         bits = int(getattr(ds, "BitsStored", 12))
         display = (pixels.astype(np.float32) * (255.0 / ((1 << bits) - 1))).clip(0, 255)
-        entries.append(
-            ContactSheetEntry(display.astype(np.uint8), path.stem, str(ds.get("ImageComments", "")))
+        return ContactSheetEntry(
+            display.astype(np.uint8), path.stem, str(ds.get("ImageComments", ""))
         )
-    if entries:
-        write_contact_sheet(entries, out_dir / "contact-sheet.png", header=header)
+    except Exception:  # a damaged file is left off the sheet, never fatal
+        return None

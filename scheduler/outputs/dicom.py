@@ -22,6 +22,7 @@ Conventions and assumptions (also in the module's tests):
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import math
 import os
 import tempfile
@@ -45,7 +46,11 @@ __all__ = [
     "BITS_STORED",
     "PATIENT_ORIENTATION",
     "XRF_IMAGE_STORAGE",
+    "ImageExistsError",
+    "acquisition_uid_for",
     "capture_file_name",
+    "instance_uid_for",
+    "protocol_step_of",
     "sop_instance_uid_for",
     "write_capture",
 ]
@@ -73,15 +78,36 @@ PATIENT_ORIENTATION: dict[str, tuple[str, str]] = {
 
 def sop_instance_uid_for(exam: ExamInfo, record: CaptureRecord) -> UID:
     """Deterministic SOP Instance UID: a hash of the study UID and the instance number."""
-    return _derived_uid(exam, "sop-instance", record.instance_number)
+    return instance_uid_for(exam.study_instance_uid, record.instance_number)
 
 
-def _derived_uid(exam: ExamInfo, kind: str, instance_number: int) -> UID:
+def instance_uid_for(study_instance_uid: str, instance_number: int) -> UID:
+    """The SOP Instance UID this exam gives its image number ``instance_number``."""
+    return _derived_uid(study_instance_uid, "sop-instance", instance_number)
+
+
+def acquisition_uid_for(study_instance_uid: str, protocol_step_id: str) -> UID:
+    """Acquisition UID (0008,0017): one per protocol step of the study.
+
+    It is how an image names the step that took it (recovery matches a file to its step by
+    it, not by the file's name); every layer of a tomosynthesis sweep shares the sweep's.
+    """
+    return _derived_uid(study_instance_uid, "acquisition", protocol_step_id)
+
+
+def protocol_step_of(record: CaptureRecord) -> str:
+    """The protocol step a record belongs to (a tomo layer's id carries its height)."""
+    if record.tomo is None:
+        return record.step_id
+    return record.step_id.removesuffix(f"-{record.tomo.layer_height_mm:g}mm")
+
+
+def _derived_uid(study_instance_uid: str, kind: str, key: int | str) -> UID:
     # One joined string with separators: generate_uid concatenates its sources without any,
     # so ["1.2.3", "12"] and ["1.2.31", "2"] would otherwise collide. (With prefix=None
     # generate_uid ignores the entropy sources and returns a random UUID UID, so the pydicom
     # root prefix is used, as for the study UID.)
-    return generate_uid(entropy_srcs=[f"{exam.study_instance_uid}|{kind}|{instance_number}"])
+    return generate_uid(entropy_srcs=[f"{study_instance_uid}|{kind}|{key}"])
 
 
 def capture_file_name(record: CaptureRecord) -> str:
@@ -206,7 +232,10 @@ def _general_image(ds: Dataset, exam: ExamInfo, record: CaptureRecord) -> None:
     ds.ImageComments = _image_comments(record)
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
-    ds.IrradiationEventUID = _derived_uid(exam, "irradiation-event", record.instance_number)
+    ds.IrradiationEventUID = _derived_uid(
+        exam.study_instance_uid, "irradiation-event", record.instance_number
+    )
+    ds.AcquisitionUID = acquisition_uid_for(exam.study_instance_uid, protocol_step_of(record))
 
 
 def _pixels(ds: Dataset, record: CaptureRecord, multi_frame: bool) -> tuple[int, int, float]:
@@ -477,7 +506,33 @@ def build_dataset(record: CaptureRecord, exam: ExamInfo) -> Dataset:
     return ds
 
 
+class ImageExistsError(FileExistsError):
+    """An image file of that name exists: it was kept, not overwritten."""
+
+    def __init__(self, path: Path, kept: Path | None) -> None:
+        self.path = path
+        self.kept = kept
+        where = f"the new image was kept as {kept.name}" if kept else "the new image was not kept"
+        super().__init__(
+            errno.EEXIST, f"{path} already exists and was not overwritten; {where}", str(path)
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+#: link() errors meaning "this file system has no hard links" (FAT, some network shares)
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK})
+
+
 def _write_atomically(ds: Dataset, path: Path) -> None:
+    """Write ``ds`` to ``path`` complete or not at all, never replacing an existing file.
+
+    The dataset goes to a temporary name and is fsynced; then the temporary file is
+    hard-linked to ``path`` (``link`` fails if the name exists, atomically: no check-then-act
+    window), the temporary name removed and the directory fsynced. When ``path`` exists,
+    the new image is kept under a free sibling name and :class:`ImageExistsError` says where.
+    """
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
@@ -485,12 +540,45 @@ def _write_atomically(ds: Dataset, path: Path) -> None:
             ds.save_as(f, enforce_file_format=True)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        if not _claim_name(tmp, path):
+            kept = _keep_beside(tmp, path)
+            _fsync_dir(path.parent)
+            raise ImageExistsError(path, kept)
+    finally:
         tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+    _fsync_dir(path.parent)  # make the new name itself durable
+
+
+def _claim_name(tmp: Path, path: Path) -> bool:
+    """Give ``tmp``'s content the name ``path``; False if ``path`` exists."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    # No hard links here: check, then rename. Only a process ignoring the exam folder's
+    # lock could slip a file in between.
+    if os.path.lexists(path):
+        return False
+    os.rename(tmp, path)
+    return True
+
+
+def _keep_beside(tmp: Path, path: Path) -> Path | None:
+    """Keep a new image whose name was taken: ``NNN-step.conflict-K.dcm``, K the first free."""
+    for k in range(1, 1000):
+        candidate = path.with_name(f"{path.stem}.conflict-{k}{path.suffix}")
+        if _claim_name(tmp, candidate):
+            return candidate
+    return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -504,7 +592,9 @@ def _write_atomically(ds: Dataset, path: Path) -> None:
 def write_capture(record: CaptureRecord, exam: ExamInfo, directory: Path) -> Path:
     """Write ``record`` as ``{instance:03d}-{step_id}.dcm`` in ``directory``; return the path.
 
-    The file appears complete or not at all (temporary file, fsync, rename).
+    The file appears complete or not at all (temporary file, fsync, link, directory fsync).
+    An existing file of that name is never replaced: :class:`ImageExistsError` (a
+    ``FileExistsError``) names it and where the new image was kept instead.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

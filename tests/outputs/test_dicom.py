@@ -26,6 +26,7 @@ from drivers import (
     Technique,
 )
 from scheduler.outputs import sop_instance_uid_for, write_capture
+from scheduler.outputs.dicom import acquisition_uid_for, instance_uid_for
 from scheduler.records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo, TomoInfo
 
 XRF = "1.2.840.10008.5.1.4.1.1.12.2"
@@ -303,9 +304,14 @@ def test_same_record_gives_same_uid_and_bytes(tmp_path: Path) -> None:
     assert uid not in (exam.study_instance_uid, exam.series_instance_uid)
     other = make_record(instance=record.instance_number + 1)
     assert sop_instance_uid_for(exam, other) != uid
-    # Rewriting replaces the file in place.
-    assert write_capture(record, exam, tmp_path / "a") == a
-    assert len(list((tmp_path / "a").iterdir())) == 1
+    # Rewriting never replaces the file: the existing image stays, the rewrite is kept beside.
+    with pytest.raises(FileExistsError, match="not overwritten"):
+        write_capture(record, exam, tmp_path / "a")
+    assert a.read_bytes() == b.read_bytes()
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
+        "002-nephrogram.conflict-1.dcm",
+        "002-nephrogram.dcm",
+    ]
 
 
 def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -351,3 +357,25 @@ def test_tomo_layer_carries_the_tomography_module(tmp_path: Path) -> None:
     assert int(ds.NumberOfTomosynthesisSourceImages) == 25
     assert ds.ImageType[0] == "DERIVED"
     assert_valid(path)
+
+
+def test_acquisition_uid_names_the_protocol_step(tmp_path: Path) -> None:
+    """(0008,0017) ties an image to its protocol step, whatever the file is called."""
+    exam = make_exam()
+    ds = pydicom.dcmread(write_capture(make_record(), exam, tmp_path / "r"))
+    assert ds.AcquisitionUID == acquisition_uid_for(exam.study_instance_uid, "nephrogram")
+    other_study = dataclasses.replace(exam, study_instance_uid="1.2.826.0.1.3680043.8.498.1")
+    assert ds.AcquisitionUID != acquisition_uid_for(other_study.study_instance_uid, "nephrogram")
+    assert ds.AcquisitionUID != acquisition_uid_for(exam.study_instance_uid, "ureter-fluoro")
+    # The layers of one sweep are one acquisition: they share the step's UID.
+    layers = [
+        dataclasses.replace(
+            tomo_record(h),
+            step_id=f"nephrotomo-{h:g}mm",
+            instance_number=5 + i,
+        )
+        for i, h in enumerate((80.0, 90.0))
+    ]
+    uids = {pydicom.dcmread(write_capture(r, exam, tmp_path / "t")).AcquisitionUID for r in layers}
+    assert uids == {acquisition_uid_for(exam.study_instance_uid, "nephrotomo")}
+    assert ds.SOPInstanceUID == instance_uid_for(exam.study_instance_uid, 2)
