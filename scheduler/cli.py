@@ -18,6 +18,7 @@ from rich.table import Table
 from drivers import Clock, DeviceError, new_event_loop
 from drivers.config import ConfigError, find_file_loader, load_yaml, validate_data
 
+from .exam_dir import ExamFolderError
 from .exit_codes import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
@@ -55,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, LinkConfigError) as exc:
+    except (ConfigError, LinkConfigError, ExamFolderError) as exc:
         # Bad input is one line (file:line: field: cause) and exit 2, never a traceback;
         # anything else is a bug and keeps its traceback.
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -92,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
         choices=("terminal", "scripted"),
         default=None,
         help="who answers prompts (default: the room file's choice)",
+    )
+    run.add_argument(
+        "--force-new",
+        action="store_true",
+        help="when --out already holds an exam, move it aside (renamed DIR.old-<time>, never "
+        "deleted) and start a new one there; without it such a folder is refused",
     )
     _add_link_options(run)
     run.add_argument(
@@ -237,6 +244,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 protocol=protocol,
                 room=room,
                 links=links,
+                force_new=args.force_new,
             )
         _print_summary(console, outcome.summary)
         return exit_code_for(outcome.result)

@@ -17,6 +17,7 @@ from drivers import Clock
 from drivers.backends import DeviceSet, RoomRequest, backend_for_links
 
 from .engine import ExamProgress, ExamResult, ExamRunner, make_exam_info
+from .exam_dir import claim_new_exam_folder
 from .journal import ExamEvent
 from .operator import Operator, ScriptedOperator, TerminalOperator
 from .outputs import entry_for, write_contact_sheet
@@ -114,6 +115,7 @@ async def run_exam(
     protocol: Protocol | None = None,
     room: Room | None = None,
     links: dict[str, str] | None = None,
+    force_new: bool = False,
 ) -> RunOutcome:
     wall0 = time.perf_counter()
     protocol = protocol or load_protocol(protocol_path)
@@ -121,38 +123,39 @@ async def run_exam(
     clock = Clock.for_running_loop(wall_anchor)
     if room.clock == "virtual" and not clock.is_virtual:
         raise RuntimeError("room asks for virtual time but the loop is not a VirtualTimeEventLoop")
-    out_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any device opens
-    options: dict[str, Any] = {"patient": patient} if patient else {}
-    devices = await open_devices(room, clock, config_base_dir(room_path), options, links)
-    try:
-        exam = make_exam_info(protocol, room, devices, clock.wall_now())
-        runner = ExamRunner(
-            protocol,
-            room,
-            devices,
-            clock,
-            make_operator(room, clock, operator_mode),
-            out_dir,
-            exam,
-            progress=progress,
-            on_capture=on_capture,
-            on_event=on_event,
-        )
-        where: dict[str, Any] = {
-            "wall0": wall0,
-            "protocol_path": protocol_path,
-            "protocol_name": protocol.name,
-            "room_name": room.name,
-        }
+    # One controller per exam folder, taken before any device opens; held to the end.
+    with claim_new_exam_folder(out_dir, force_new=force_new):
+        options: dict[str, Any] = {"patient": patient} if patient else {}
+        devices = await open_devices(room, clock, config_base_dir(room_path), options, links)
         try:
-            result = await runner.run()
-        except BaseException:
-            # Interrupted (Ctrl-C) or a bug: the runner has made the devices safe and closed
-            # the record; the summary and contact sheet are still written.
-            if runner.result is not None:
-                finish_outputs(runner.result, exam, clock, out_dir, **where)
-            raise
-        summary = finish_outputs(result, exam, clock, out_dir, **where)
-        return RunOutcome(result, summary, out_dir)
-    finally:
-        await devices.aclose()
+            exam = make_exam_info(protocol, room, devices, clock.wall_now())
+            runner = ExamRunner(
+                protocol,
+                room,
+                devices,
+                clock,
+                make_operator(room, clock, operator_mode),
+                out_dir,
+                exam,
+                progress=progress,
+                on_capture=on_capture,
+                on_event=on_event,
+            )
+            where: dict[str, Any] = {
+                "wall0": wall0,
+                "protocol_path": protocol_path,
+                "protocol_name": protocol.name,
+                "room_name": room.name,
+            }
+            try:
+                result = await runner.run()
+            except BaseException:
+                # Interrupted (Ctrl-C) or a bug: the runner has made the devices safe and
+                # closed the record; the summary and contact sheet are still written.
+                if runner.result is not None:
+                    finish_outputs(runner.result, exam, clock, out_dir, **where)
+                raise
+            summary = finish_outputs(result, exam, clock, out_dir, **where)
+            return RunOutcome(result, summary, out_dir)
+        finally:
+            await devices.aclose()

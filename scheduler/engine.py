@@ -364,7 +364,22 @@ class ExamRunner:
                 wall_at_loop0=self.clock.wall_at(0.0).isoformat(),
                 prior_images=[p.file for p in self._prior],
                 adopted_from_disk=[p.file for p in self._prior if p.recovered_from_disk],
+                ignored_files=[
+                    {"file": i.file, "reason": i.reason} for i in self.recovered.ignored
+                ],
+                journal_torn_tail=None
+                if self.recovered.torn is None
+                else {
+                    "line": self.recovered.torn.line,
+                    "bytes": self.recovered.torn.size,
+                    "kept_in": self.recovered.torn.side_file,
+                },
             )
+            # Steps whose images were all found on disk are settled now: the record says so.
+            for result in self.results:
+                record = self.recovered.steps.get(result.id)
+                if record is not None and record.settled_on_resume:
+                    self._step_done(result)
         self.machine.go(RunState.PREPARING, "resume" if self.recovered else "start")
         persistence = self.devices.info.get("persistence")
         if persistence is not None and hasattr(persistence, "persist_to"):
@@ -709,7 +724,7 @@ class ExamRunner:
         if found:
             kind, payload = found[0]
             acquired = _as_acquired(kind, payload, step)
-            have = {f.split("-", 1)[1] for f in result.files}
+            have = {f.split("-", 1)[1] for f in result.files if "-" in f}
             for frames, pulse_rate, tomo in acquired:
                 sid = step.id if tomo is None else f"{step.id}-{tomo.layer_height_mm:g}mm"
                 if f"{sid}.dcm" in have:

@@ -42,7 +42,7 @@ import pydicom
 from pydantic import ValidationError
 
 from .exam_dir import LOCK_FILE
-from .journal import ExamEvent
+from .journal import RESERVE_SUFFIX, ExamEvent
 from .outputs.dicom import XRF_IMAGE_STORAGE, acquisition_uid_for, instance_uid_for
 from .protocol import CaptureStep, FluoroStep, Protocol, TomoStep
 
@@ -54,7 +54,17 @@ TORN_SUFFIX = ".torn-"
 ADOPTED_DETAIL = "adopted from disk after a restart"
 JOURNALED_DETAIL = "image(s) written before the restart"
 #: what an exam folder holds besides images (sim-state: scheduler.engine.SIM_STATE_DIR)
-_OWN_ENTRIES = frozenset({JOURNAL, "summary.json", "contact-sheet.png", "sim-state", LOCK_FILE})
+_OWN_ENTRIES = frozenset(
+    {
+        JOURNAL,
+        JOURNAL + RESERVE_SUFFIX,  # the journal's disk-full reserve, left by a crash
+        "summary.json",
+        "summary.json.tmp",
+        "contact-sheet.png",
+        "sim-state",
+        LOCK_FILE,
+    }
+)
 _FILE = re.compile(r"^(\d{3,})-(.+)\.dcm$")
 _TEMP_IMAGE = re.compile(r"^\..+\.dcm\..+\.tmp$")
 #: a journal line's wall time is wall_at_loop0 + t_s (ms precision); more apart = not ours

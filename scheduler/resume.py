@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -48,6 +49,8 @@ from .room import Room
 from .summary import build_summary, write_summary
 
 __all__ = ["RecoveryError", "resume_exam", "resume_loop"]
+
+log = logging.getLogger(__name__)
 
 
 def resume_loop(out_dir: Path) -> asyncio.AbstractEventLoop:
@@ -151,24 +154,38 @@ async def _resume_locked(
             on_event=on_event,
             recovered=rec,
         )
-        result: ExamResult | None = None
+
+        def finish(result: ExamResult) -> dict[str, Any]:
+            """Contact sheet and summary, on every end (Ctrl-C and bugs included)."""
+            try:
+                files = _exam_files(rec, result.steps)
+                write_sheet_from_disk(
+                    out_dir, f"{protocol.name} | {exam.patient.name} (resumed)", files
+                )
+            except (OSError, ValueError) as exc:
+                log.error("contact sheet not written: %s", exc)
+            summary = build_summary(
+                result,
+                exam,
+                clock,
+                time.perf_counter() - wall0,
+                str(ctx.get("protocol_path", protocol.name)),
+                room.name,
+            )
+            summary["resumed"] = resume_report(rec)
+            try:
+                write_summary(summary, out_dir / "summary.json")
+            except OSError as exc:
+                log.error("summary.json not written: %s", exc)
+            return summary
+
         try:
             result = await runner.run()
-        finally:
-            files = _exam_files(rec, runner.results if result is None else result.steps)
-            write_sheet_from_disk(
-                out_dir, f"{protocol.name} | {exam.patient.name} (resumed)", files
-            )
-        summary = build_summary(
-            result,
-            exam,
-            clock,
-            time.perf_counter() - wall0,
-            str(ctx.get("protocol_path", protocol.name)),
-            room.name,
-        )
-        summary["resumed"] = resume_report(rec)
-        write_summary(summary, out_dir / "summary.json")
+        except BaseException:
+            if runner.result is not None:
+                finish(runner.result)
+            raise
+        summary = finish(result)
         return RunOutcome(result, summary, out_dir)
     finally:
         await devices.aclose()
