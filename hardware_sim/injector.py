@@ -155,7 +155,7 @@ class SimInjector(Injector):
         elif self._state in (InjectorState.IDLE, InjectorState.ARMED):
             self._faults += (fault,)
             self._state = InjectorState.FAULTED
-            self._emit("faulted", delivered_ml=self._delivered_ml, faults=[fault.value])
+            self._emit("faulted", delivered_ml=self._delivered_ml, faults=(fault.value,))
         else:
             self._faults += (fault,)
             self._emit("fault_reported", fault=fault.value, state=self._state.value)
@@ -318,7 +318,7 @@ class SimInjector(Injector):
         self._delivered_before_ml = self._delivered_ml
         self._finished.set()
         self._emit(
-            state.value, delivered_ml=self._delivered_ml, faults=[f.value for f in self._faults]
+            state.value, delivered_ml=self._delivered_ml, faults=tuple(f.value for f in self._faults)
         )
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
