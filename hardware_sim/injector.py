@@ -318,7 +318,9 @@ class SimInjector(Injector):
         self._delivered_before_ml = self._delivered_ml
         self._finished.set()
         self._emit(
-            state.value, delivered_ml=self._delivered_ml, faults=tuple(f.value for f in self._faults)
+            state.value,
+            delivered_ml=self._delivered_ml,
+            faults=tuple(f.value for f in self._faults),
         )
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()

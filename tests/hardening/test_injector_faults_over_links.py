@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from hardware_sim.room import SimRoom
 from hardware_sim.serve.devices import InjectorService
 from hardware_sim.wire import DeviceEndpoint
 from scheduler.policy import FaultPolicy
-from tests.e2e.conftest import cli, sim_serve  # noqa: F401 - the fixture
+from tests.e2e.conftest import SimServe, cli, start_sim_serve, stop_sim_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = InjectionProgram((InjectionPhase(4.0, 40.0),), pressure_limit_kpa=2069.0)
@@ -134,6 +134,20 @@ def test_an_empty_fault_list_is_an_empty_tuple_not_an_empty_string():
 
 
 # -- end to end: `sim serve` with the fault, `run` against it over serial, MQTT, USB, TCP -------
+
+
+@pytest.fixture
+def sim_serve(tmp_path: Path) -> Iterator[Callable[..., SimServe]]:
+    """``sim_serve(*extra_args)``: tests/e2e's simulated room over links, stopped after."""
+    started: list[SimServe] = []
+
+    def start(*extra: str) -> SimServe:
+        started.append(start_sim_serve(tmp_path, *extra))
+        return started[-1]
+
+    yield start
+    for serve in started:
+        stop_sim_serve(serve)
 
 
 def journal(out: Path) -> list[dict[str, Any]]:
