@@ -40,6 +40,7 @@ from drivers import (
     Technique,
 )
 
+from .faults import FaultInjector
 from .injector import _Segment
 from .physics import ContrastKinetics
 
@@ -217,12 +218,18 @@ def snapshot_room(room: SimRoom) -> dict[str, Any]:
             "fluoro_time_s": carm._fluoro_time_s,
             "cum_rak_mgy": carm._cum_rak_mgy,
             "cum_dap_gy_cm2": carm._cum_dap,
+            # armed fault effects still to come (fault injection)
+            "generator_faults_pending": carm._generator_faults_pending,
+            "frames_to_drop": carm._frames_to_drop,
         },
         "table": {
             "position": _pos(table.position_at(now)),
             "completed_at_s": table._completed_at,
             "faults": list(table.faults),
+            "stall_next": table._stall_next,
         },
+        # which --fault specs fired: a restored room never fires them again
+        "fault_injection": None if room.faults is None else room.faults.snapshot(),
     }
 
 
@@ -262,11 +269,19 @@ def restore_room(room: SimRoom, state: dict[str, Any], shift_s: float = 0.0) -> 
     carm._fluoro_time_s = float(c["fluoro_time_s"])
     carm._cum_rak_mgy = float(c["cum_rak_mgy"])
     carm._cum_dap = float(c["cum_dap_gy_cm2"])
+    carm._generator_faults_pending = int(c.get("generator_faults_pending", 0))
+    carm._frames_to_drop = int(c.get("frames_to_drop", 0))
 
     tb = state["table"]
     room.table.place(TablePosition(**tb["position"]))
     room.table._completed_at = t(tb["completed_at_s"])
     room.table.faults = tuple(tb["faults"])
+    room.table._stall_next = bool(tb.get("stall_next", False))
+
+    record = state.get("fault_injection")
+    if record is not None:
+        room.faults = FaultInjector(room)
+        room.faults.restore(record, shift_s)
 
     i = state["injector"]
     inj = room.injector

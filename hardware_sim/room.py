@@ -65,9 +65,16 @@ class SimRoom:
             restore_room(self, state, float(request.options.get("restore_shift_s", 0.0)))
 
     def inject_faults(self, specs: str | list[str]) -> FaultInjector:
-        """Arm fault specs (``KIND[*COUNT]@TIME``), times after now or after the injection."""
+        """Arm fault specs (``KIND[*COUNT]@TIME``), times after the exam start (the room's
+        opening) or after the injection start.
+
+        Once per exam: a room restored from its saved state (``restore_from``) does not arm a
+        spec that already fired, and arms the rest at their original absolute times. Each
+        firing is saved at once (:class:`~hardware_sim.persist.RoomPersistence`).
+        """
         if self.faults is None:
             self.faults = FaultInjector(self)
+        self.faults.on_fired = lambda _fired: self.persistence.save()
         self.faults.apply(parse_faults(specs))
         return self.faults
 
