@@ -140,6 +140,9 @@ class MockTable(Table):
         return TableStatus(self.position, self.moving, self._clock.now())
 
 
+_ENDED = (InjectorState.COMPLETED, InjectorState.STOPPED, InjectorState.FAULTED)
+
+
 class MockInjector(Injector):
     def __init__(
         self, name: str, clock: Clock, log: CallLog, *, hang: set[str] | None = None
@@ -158,11 +161,17 @@ class MockInjector(Injector):
 
     async def _arm(self, program: InjectionProgram) -> None:
         await self._call("arm")
+        if self.state in (InjectorState.INJECTING, InjectorState.HOLDING, *_ENDED):
+            raise DeviceStateError(self.name, "arm", f"cannot arm while {self.state}")
         self.program, self.state = program, InjectorState.ARMED
 
     async def _disarm(self) -> None:
+        """As the simulated injector: an ended injection is forgotten (new syringe and
+        program); refused while injecting or holding."""
         await self._call("disarm")
-        self.state = InjectorState.IDLE
+        if self.state in (InjectorState.INJECTING, InjectorState.HOLDING):
+            raise DeviceStateError(self.name, "disarm", f"cannot disarm while {self.state}")
+        self.state, self.program, self.started_at = InjectorState.IDLE, None, None
 
     async def _start(self) -> InjectorStatus:
         await self._call("start")
@@ -185,8 +194,11 @@ class MockInjector(Injector):
 
     async def _stop(self) -> None:
         await self._call("stop")
-        if self.state is not InjectorState.COMPLETED:
+        # as the simulated injector: a running injection stops; an armed one is disarmed
+        if self.state in (InjectorState.INJECTING, InjectorState.HOLDING):
             self.state = InjectorState.STOPPED
+        elif self.state is InjectorState.ARMED:
+            self.state = InjectorState.IDLE
 
     async def _status(self) -> InjectorStatus:
         delivered = self.program.volume_ml if self.started_at is not None and self.program else 0.0

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import re
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -81,6 +83,10 @@ _DURATION = re.compile(
     r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<min>\d+(?:\.\d+)?)min)?(?:(?P<s>\d+(?:\.\d+)?)s)?$"
 )
 GRAMMAR = "KIND[*COUNT]@TIME, TIME = [T+]DURATION (e.g. injector.occlusion@T+20s, generator@300)"
+#: the latest a fault may be armed: a day after its origin (no exam lasts longer)
+MAX_FAULT_TIME_S = 24 * 3600.0
+#: the most exposures or frames one counted fault may affect
+MAX_COUNT = 1000
 
 
 class FaultSpecError(ValueError):
@@ -101,21 +107,37 @@ class FaultSpec:
         return f"{self.kind}{count}@{t}"
 
 
-def _duration(text: str) -> float:
+def _duration(spec: str, text: str) -> float:
+    """Seconds of a TIME; NaN, infinite, negative and over-a-day times are refused."""
     text = text.strip().replace(" ", "")
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    m = _DURATION.match(text)
-    if not text or m is None or not any(m.groupdict().values()):
-        raise FaultSpecError(f"invalid time {text!r} (use e.g. 20s, 5min, 1min30s or 300)")
-    h, mins, s = (float(m.group(g) or 0.0) for g in ("h", "min", "s"))
-    return h * 3600 + mins * 60 + s
+        m = _DURATION.match(text)
+        if not text or m is None or not any(m.groupdict().values()):
+            raise FaultSpecError(
+                f"fault {spec!r}: invalid time {text!r} (use e.g. 20s, 5min, 1min30s or 300)"
+            ) from None
+        h, mins, s = (float(m.group(g) or 0.0) for g in ("h", "min", "s"))
+        seconds = h * 3600 + mins * 60 + s
+    if not math.isfinite(seconds) or seconds < 0:
+        raise FaultSpecError(
+            f"fault {spec!r}: time {text!r} is not a time (a finite number of seconds, 0 or more)"
+        )
+    if seconds > MAX_FAULT_TIME_S:
+        raise FaultSpecError(
+            f"fault {spec!r}: time {text!r} is {seconds:.6g} s, more than 24 h after its origin"
+        )
+    return seconds
 
 
 def parse_fault(spec: str) -> FaultSpec:
-    """``injector.occlusion@T+20s`` → FaultSpec(kind="injector.occlusion", at_s=20, …)."""
+    """``injector.occlusion@T+20s`` → FaultSpec(kind="injector.occlusion", at_s=20, …).
+
+    Pure: raises :class:`FaultSpecError` (one line, naming ``spec``) for an unknown kind, a
+    COUNT where none is taken or over :data:`MAX_COUNT`, and a time that is NaN, infinite,
+    negative or more than :data:`MAX_FAULT_TIME_S` after its origin.
+    """
     text = spec.strip()
     m = _SPEC.match(text.lower())
     if m is None:
@@ -128,22 +150,46 @@ def parse_fault(spec: str) -> FaultSpec:
     count = int(m.group("count") or 1)
     if m.group("count") is not None and kind not in _COUNTED:
         raise FaultSpecError(f"fault {spec!r}: only {' and '.join(_COUNTED)} take *COUNT")
-    if count < 1:
-        raise FaultSpecError(f"fault {spec!r}: COUNT must be at least 1")
+    if not 1 <= count <= MAX_COUNT:
+        raise FaultSpecError(f"fault {spec!r}: COUNT must be 1 to {MAX_COUNT}")
     time_text = m.group("time").strip()
     relative: Literal["exam", "injection"] = "exam"
     if time_text.startswith("t+"):
         relative, time_text = "injection", time_text[2:]
     elif time_text.startswith("t"):
         raise FaultSpecError(f"fault {spec!r}: injection-relative times are written T+20s")
-    at = _duration(time_text)
+    at = _duration(spec, time_text)
     return FaultSpec(kind, at, relative, count, text)
 
 
-def parse_faults(specs: str | list[str] | tuple[str, ...]) -> list[FaultSpec]:
-    """Several specs: a list, or one string separated by commas or semicolons."""
+def parse_faults(
+    specs: str | list[str] | tuple[str, ...], *, links: bool = True
+) -> list[FaultSpec]:
+    """Several specs: a list, or one string separated by commas or semicolons.
+
+    Pure (opens nothing, arms nothing), so a CLI can refuse bad specs before it creates
+    anything. ``links=False`` (an in-process room) also refuses the :data:`LINK_KINDS`.
+    """
     items = re.split(r"[;,]", specs) if isinstance(specs, str) else list(specs)
-    return [parse_fault(s) for s in items if s.strip()]
+    parsed = [parse_fault(s) for s in items if s.strip()]
+    if not links:
+        _refuse_link_faults(parsed)
+    return parsed
+
+
+def _refuse_link_faults(specs: list[FaultSpec]) -> None:
+    link_specs = [repr(s.text or str(s)) for s in specs if s.kind in LINK_KINDS]
+    if link_specs:
+        raise FaultSpecError(
+            f"fault {', '.join(link_specs)} breaks links; only `fluoroctl sim serve` has "
+            "links (an in-process room uses carm.link_lost etc.)"
+        )
+
+
+def _finite(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"not a finite time: {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +199,14 @@ class FiredFault:
 
 
 class FaultInjector:
-    """Arms fault specs on a simulated room; ``fired`` lists what happened and when."""
+    """Arms fault specs on a simulated room; ``fired`` lists what happened and when.
+
+    Each spec fires once per exam. :meth:`snapshot` is the plain-data record the room saves
+    (when the exam began, which specs fired); a room restored after a controller crash hands
+    it to :meth:`restore`, and :meth:`apply` then never re-arms a fired spec and arms the
+    others at their original absolute times (exam start + TIME, or the injector-reported
+    injection start + TIME for ``T+`` specs).
+    """
 
     def __init__(self, room: SimRoom) -> None:
         self._room = room
@@ -162,21 +215,30 @@ class FaultInjector:
         self._waiting: list[FaultSpec] = []
         self._unsubscribe: Callable[[], None] | None = None
         self.fired: list[FiredFault] = []
+        #: loop time exam-relative specs count from (the room's opening, or the restored one)
+        self.exam_start_s: float | None = None
+        #: specs (canonical ``str(spec)``) that fired before a restore: not armed again
+        self._fired_before: Counter[str] = Counter()
         #: applies LINK_KINDS faults; only ``sim serve`` has links to break
         self.link_faults: Callable[[str], str] | None = None
         self.log: Callable[[str], None] = lambda _msg: None
+        #: called after a fault fired and took effect (the room saves its state)
+        self.on_fired: Callable[[FiredFault], None] = lambda _fired: None
 
     def apply(self, specs: list[FaultSpec], exam_start_s: float | None = None) -> None:
-        link_specs = [str(s) for s in specs if s.kind in LINK_KINDS]
-        if link_specs and self.link_faults is None:
-            raise FaultSpecError(
-                f"faults {', '.join(link_specs)} break links; only `fluoroctl sim serve` has "
-                "links (an in-process room uses carm.link_lost etc.)"
-            )
-        start = self._room.clock.now() if exam_start_s is None else exam_start_s
+        if self.link_faults is None:
+            _refuse_link_faults(specs)
+        if exam_start_s is not None:
+            self.exam_start_s = exam_start_s
+        elif self.exam_start_s is None:
+            self.exam_start_s = self._room.clock.now()
+        start = self.exam_start_s
         started = self._room.injector.injection_started_at
         for spec in specs:
-            if spec.relative_to == "exam":
+            if self._fired_before[str(spec)] > 0:
+                self._fired_before[str(spec)] -= 1
+                self.log(f"fault {spec}: fired before the restart; not armed again")
+            elif spec.relative_to == "exam":
                 self._arm(spec, start + spec.at_s)
             elif started is not None:
                 self._arm(spec, started + spec.at_s)
@@ -184,6 +246,27 @@ class FaultInjector:
                 self._waiting.append(spec)
         if self._waiting and self._unsubscribe is None:
             self._unsubscribe = self._room.injector.subscribe(self._on_injector)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data for the room's saved state."""
+        return {
+            "exam_start_s": self.exam_start_s,
+            "fired": [{"spec": str(f.spec), "t_s": f.t_s} for f in self.fired],
+        }
+
+    def restore(self, record: Mapping[str, Any], shift_s: float = 0.0) -> None:
+        """Take back a :meth:`snapshot` (loop times moved by ``shift_s``); call before apply.
+
+        A record that is not what :meth:`snapshot` writes raises ValueError/KeyError/TypeError.
+        """
+        start = record.get("exam_start_s")
+        self.exam_start_s = None if start is None else _finite(start) + shift_s
+        fired = [
+            FiredFault(parse_fault(str(f["spec"])), _finite(f["t_s"]) + shift_s)
+            for f in record.get("fired", [])
+        ]
+        self.fired = fired + self.fired
+        self._fired_before.update(str(f.spec) for f in fired)
 
     def cancel(self) -> None:
         for handle in self._handles:
@@ -206,8 +289,16 @@ class FaultInjector:
         self._handles.append(self._loop.call_at(when, self._fire, spec))
 
     def _fire(self, spec: FaultSpec) -> None:
+        # Recorded before it takes effect: the device's own events save the room's state
+        # (and may be the last thing a crashing controller journals), so the record that it
+        # fired is never behind its effect; fire-once, like the commands it imitates.
+        fired = FiredFault(spec, self._room.clock.now())
+        self.fired.append(fired)
+        self._apply_fault(spec)
+        self.on_fired(fired)
+
+    def _apply_fault(self, spec: FaultSpec) -> None:
         room = self._room
-        self.fired.append(FiredFault(spec, room.clock.now()))
         kind = spec.kind
         if kind in LINK_KINDS:
             assert self.link_faults is not None

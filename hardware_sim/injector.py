@@ -29,6 +29,7 @@ from drivers import (
 if TYPE_CHECKING:
     from .patient import SimPatient
 
+_ENDED = (InjectorState.COMPLETED, InjectorState.STOPPED, InjectorState.FAULTED)
 STATUS_PERIOD_S = 0.1  # status broadcast at 10 Hz while injecting
 START_LATENCY_S = 0.08  # command to first flow: motor and plunger take-up
 COMPLIANCE_TAU_S = 0.3  # tubing/syringe compliance smooths pressure
@@ -155,7 +156,7 @@ class SimInjector(Injector):
         elif self._state in (InjectorState.IDLE, InjectorState.ARMED):
             self._faults += (fault,)
             self._state = InjectorState.FAULTED
-            self._emit("faulted", delivered_ml=self._delivered_ml, faults=[fault.value])
+            self._emit("faulted", delivered_ml=self._delivered_ml, faults=(fault.value,))
         else:
             self._faults += (fault,)
             self._emit("fault_reported", fault=fault.value, state=self._state.value)
@@ -165,16 +166,30 @@ class SimInjector(Injector):
         self._refuse_if_faulted("arm")
         if self._state in (InjectorState.INJECTING, InjectorState.HOLDING):
             raise DeviceStateError(self.name, "arm", f"cannot arm while {self._state}")
+        if self._state in _ENDED:
+            # Its start time and volume would pass for the new injection's: a new exam's
+            # films would be timed from the previous patient's injection.
+            raise DeviceStateError(
+                self.name, "arm", f"the previous injection has ended ({self._state}); disarm first"
+            )
         self._program = program
         self._delivered_per_phase = [0.0] * len(program.phases)
         self._state = InjectorState.ARMED
         self._emit("armed", volume_ml=program.volume_ml, max_flow_ml_s=program.max_flow_ml_s)
 
     async def _disarm(self) -> None:
+        """Back to IDLE. After an injection ended (completed, stopped, faulted) this is a new
+        syringe and program: delivered volume, start and end times and faults are cleared
+        (the patient keeps what was given). Refused while injecting or holding."""
         if self._state in (InjectorState.INJECTING, InjectorState.HOLDING):
-            raise DeviceStateError(self.name, "disarm", "stop the injection first")
+            raise DeviceStateError(
+                self.name, "disarm", f"cannot disarm while {self._state}; stop the injection first"
+            )
+        previous = self._state
+        if previous in _ENDED:
+            self._new_injection()
         self._state = InjectorState.IDLE
-        self._emit("disarmed")
+        self._emit("disarmed", previous_state=previous.value)
 
     async def _start(self) -> InjectorStatus:
         self._refuse_if_faulted("start")
@@ -226,6 +241,27 @@ class SimInjector(Injector):
         return self._snapshot()
 
     # -- internals ----------------------------------------------------------------------
+    def _new_injection(self) -> None:
+        """Forget the ended injection: nothing delivered, no times, no faults, no program."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        self._task = None
+        self._program = None
+        self._segments = []
+        self._delivered_before_ml = 0.0
+        self._delivered_per_phase = []
+        self._delivered_ml = 0.0
+        self._pressure_kpa = 0.0
+        self._flow = 0.0
+        self._phase = None
+        self._started_at = None
+        self._ended_at = None
+        self._faults = ()
+        self._pending_fault = None
+        self._started.clear()
+        self._finished.clear()
+        self._last_tick = self._clock.now()
+
     def _refuse_if_faulted(self, operation: str) -> None:
         if self._state is InjectorState.FAULTED and self._started_at is None:
             fault = self._faults[-1].value if self._faults else "fault"
@@ -318,7 +354,9 @@ class SimInjector(Injector):
         self._delivered_before_ml = self._delivered_ml
         self._finished.set()
         self._emit(
-            state.value, delivered_ml=self._delivered_ml, faults=[f.value for f in self._faults]
+            state.value,
+            delivered_ml=self._delivered_ml,
+            faults=tuple(f.value for f in self._faults),
         )
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()

@@ -9,9 +9,12 @@ in-process simulator lives *inside* that process, so it persists itself instead:
   atomically *before* the device announces any fact (armed, injection started, exposure,
   motion complete, …) and after each operator action, so the state on disk is never behind
   the journal's record of device facts;
-* ``acquisition-NNN.pkl`` — every acquisition result, written before the acquisition is
-  announced: the detector's image memory, from which a restarted controller recovers an
-  image whose DICOM file it never got to write. (Pickle: the simulator's own private files.)
+* ``acquisition-NNN.json`` + ``acquisition-NNN.npz`` — every acquisition result, written
+  before the acquisition is announced: the detector's image memory, from which a restarted
+  controller recovers an image whose DICOM file it never got to write. Plain data only
+  (hardware_sim/acquisitions.py): nothing in the exam folder is unpickled, so no file there
+  can run code; a file that is not exactly what the simulator wrote is skipped with a
+  logged reason.
 
 :func:`restore_room` rebuilds the room from the state, shifting its absolute loop times by
 ``shift_s`` (0 when the resumed virtual clock continues the original loop time).
@@ -21,8 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pickle
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 from drivers import (
     CollimationField,
     DeviceEvent,
+    FluoroRun,
     FocalSpot,
+    Frame,
     InjectionPhase,
     InjectionProgram,
     InjectorFault,
@@ -38,13 +42,25 @@ from drivers import (
     PositionerPose,
     TablePosition,
     Technique,
+    TomoSeries,
 )
 
+from .acquisitions import (
+    AcquisitionFileError,
+    acquisition_files,
+    atomic_write,
+    load_acquisition,
+    next_index,
+    save_acquisition,
+)
+from .faults import FaultInjector
 from .injector import _Segment
 from .physics import ContrastKinetics
 
 if TYPE_CHECKING:
     from .room import SimRoom
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "room-state.json"
 #: device events that change what the room *is*; the state is saved before they are announced
@@ -78,28 +94,21 @@ FACT_KINDS = frozenset(
 )
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class RoomPersistence:
     """Saves a :class:`SimRoom` into a directory and finds its acquisitions again."""
 
     def __init__(self, room: SimRoom) -> None:
         self._room = room
         self.directory: Path | None = None
-        self._count = 0
+        self._next = 1
+        #: files :meth:`recover_acquisitions` would not load, with why (also logged)
+        self.refused: list[tuple[Path, str]] = []
 
     def persist_to(self, directory: Path) -> None:
         """Start saving into ``directory`` (the scheduler passes a folder of the exam dir)."""
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self._count = len(list(directory.glob("acquisition-*.pkl")))
+        self._next = next_index(directory)
         room = self._room
         for device in (room.injector, room.carm, room.table):
             publish = device._publish
@@ -119,28 +128,39 @@ class RoomPersistence:
         if self.directory is None:
             return
         state = snapshot_room(self._room)
-        _atomic_write(self.directory / STATE_FILE, json.dumps(state).encode())
+        atomic_write(self.directory / STATE_FILE, json.dumps(state).encode())
 
     def _save_acquisition(self, kind: str, result: object) -> None:
         if self.directory is None:
             return
-        self._count += 1
-        payload = pickle.dumps({"kind": kind, "result": result}, protocol=pickle.HIGHEST_PROTOCOL)
-        _atomic_write(self.directory / f"acquisition-{self._count:03d}.pkl", payload)
+        assert isinstance(result, Frame | FluoroRun | TomoSeries)
+        save_acquisition(self.directory, self._next, kind, result)
+        self._next += 1
 
     def recover_acquisitions(self, since_s: float) -> list[tuple[str, Any]]:
-        """Acquisitions the detector holds that began at or after loop time ``since_s``."""
+        """Acquisitions the detector holds that began at or after loop time ``since_s``.
+
+        Only files the simulator wrote are read (JSON and NPZ, ``allow_pickle=False``); any
+        other ``acquisition-*`` file, or one that fails its checks, is skipped with a logged
+        reason (:attr:`refused`), never loaded and never fatal.
+        """
         if self.directory is None:
             return []
+        files, refused = acquisition_files(self.directory)
         found: list[tuple[str, Any]] = []
-        for path in sorted(self.directory.glob("acquisition-*.pkl")):
-            item = pickle.loads(path.read_bytes())
-            result = item["result"]
-            t = getattr(result, "acquired_at_s", None)
-            if t is None:
-                t = getattr(result, "started_at_s", None)
-            if t is not None and t >= since_s - 1e-6:
-                found.append((str(item["kind"]), result))
+        for _index, path in files:
+            try:
+                stored = load_acquisition(path)
+            except AcquisitionFileError as exc:
+                refused.append((path, str(exc)))
+                continue
+            result = stored.result
+            t = result.acquired_at_s if isinstance(result, Frame) else result.started_at_s
+            if t >= since_s - 1e-6:
+                found.append((stored.kind, result))
+        for path, reason in refused:
+            log.warning("simulator state: %s skipped: %s", path, reason)
+        self.refused = refused
         return found
 
 
@@ -217,12 +237,18 @@ def snapshot_room(room: SimRoom) -> dict[str, Any]:
             "fluoro_time_s": carm._fluoro_time_s,
             "cum_rak_mgy": carm._cum_rak_mgy,
             "cum_dap_gy_cm2": carm._cum_dap,
+            # armed fault effects still to come (fault injection)
+            "generator_faults_pending": carm._generator_faults_pending,
+            "frames_to_drop": carm._frames_to_drop,
         },
         "table": {
             "position": _pos(table.position_at(now)),
             "completed_at_s": table._completed_at,
             "faults": list(table.faults),
+            "stall_next": table._stall_next,
         },
+        # which --fault specs fired: a restored room never fires them again
+        "fault_injection": None if room.faults is None else room.faults.snapshot(),
     }
 
 
@@ -262,11 +288,19 @@ def restore_room(room: SimRoom, state: dict[str, Any], shift_s: float = 0.0) -> 
     carm._fluoro_time_s = float(c["fluoro_time_s"])
     carm._cum_rak_mgy = float(c["cum_rak_mgy"])
     carm._cum_dap = float(c["cum_dap_gy_cm2"])
+    carm._generator_faults_pending = int(c.get("generator_faults_pending", 0))
+    carm._frames_to_drop = int(c.get("frames_to_drop", 0))
 
     tb = state["table"]
     room.table.place(TablePosition(**tb["position"]))
     room.table._completed_at = t(tb["completed_at_s"])
     room.table.faults = tuple(tb["faults"])
+    room.table._stall_next = bool(tb.get("stall_next", False))
+
+    record = state.get("fault_injection")
+    if record is not None:
+        room.faults = FaultInjector(room)
+        room.faults.restore(record, shift_s)
 
     i = state["injector"]
     inj = room.injector

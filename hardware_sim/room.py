@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,13 +62,32 @@ class SimRoom:
         self.faults: FaultInjector | None = None
         restore = request.options.get("restore_from")
         if restore:
-            state = json.loads((Path(str(restore)) / STATE_FILE).read_text(encoding="utf-8"))
-            restore_room(self, state, float(request.options.get("restore_shift_s", 0.0)))
+            self._restore(Path(str(restore)) / STATE_FILE, request.options)
+
+    def _restore(self, path: Path, options: Mapping[str, object]) -> None:
+        """Come back as the saved state left the room; an unreadable state is refused
+        (ConfigError naming the file), never half-applied to a live exam."""
+        try:
+            state = json.loads(path.read_bytes())
+            if not isinstance(state, dict):
+                raise ValueError("not a JSON object")
+            restore_room(self, state, float(str(options.get("restore_shift_s", 0.0))))
+        except (OSError, ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            raise ConfigError(
+                path, None, "", f"the simulator's saved state cannot be restored: {exc!r}"
+            ) from None
 
     def inject_faults(self, specs: str | list[str]) -> FaultInjector:
-        """Arm fault specs (``KIND[*COUNT]@TIME``), times after now or after the injection."""
+        """Arm fault specs (``KIND[*COUNT]@TIME``), times after the exam start (the room's
+        opening) or after the injection start.
+
+        Once per exam: a room restored from its saved state (``restore_from``) does not arm a
+        spec that already fired, and arms the rest at their original absolute times. Each
+        firing is saved at once (:class:`~hardware_sim.persist.RoomPersistence`).
+        """
         if self.faults is None:
             self.faults = FaultInjector(self)
+        self.faults.on_fired = lambda _fired: self.persistence.save()
         self.faults.apply(parse_faults(specs))
         return self.faults
 

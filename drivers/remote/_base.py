@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from ..events import DeviceEvent, EventSource
 from ..wire import Scalar
 from ._channel import Channel
+from ._fields import LIST_FIELDS, names
 from ._ops import Operations
 
 log = logging.getLogger(__name__)
@@ -43,14 +44,18 @@ class RemoteDevice:
         assert isinstance(self, EventSource)
         self._publish(DeviceEvent(self.name, name, host_time_s, self._host_data(fields)))
 
-    def _host_data(self, fields: Mapping[str, Scalar]) -> dict[str, Scalar]:
-        """Event fields with device times (``*_t_s``) mapped onto the host clock (``*_at_s``)."""
-        data: dict[str, Scalar] = {}
+    def _host_data(self, fields: Mapping[str, Scalar]) -> dict[str, Scalar | tuple[str, ...]]:
+        """Event fields as the device meant them: device times (``*_t_s``) mapped onto the host
+        clock (``*_at_s``), list fields (:data:`LIST_FIELDS`) back from comma-joined strings to
+        tuples of str."""
+        data: dict[str, Scalar | tuple[str, ...]] = {}
         for key, value in fields.items():
             if key in _PLUMBING:
                 continue
             if key.endswith("_t_s") and isinstance(value, int | float):
                 data[key[: -len("_t_s")] + "_at_s"] = self._channel.to_host_time(float(value))
+            elif key in LIST_FIELDS:
+                data[key] = names(value)
             else:
                 data[key] = value
         return data

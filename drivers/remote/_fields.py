@@ -66,8 +66,15 @@ def flag(fields: Mapping[str, Scalar], key: str) -> bool:
     return value
 
 
+#: Event and status fields that are lists on the device and travel as comma-separated strings
+#: (the wire object is flat). The host side turns them back into tuples of str with
+#: :func:`names`, so the scheduler sees the same type over a link as from the in-process
+#: simulator (a string would be iterated character by character).
+LIST_FIELDS = frozenset({"faults"})
+
+
 def names(value: Scalar) -> tuple[str, ...]:
-    """Lists travel as comma-separated strings (the object is flat)."""
+    """A list field's wire string → tuple of str (``""`` and ``None`` → ``()``)."""
     return tuple(s for s in str(value or "").split(",") if s)
 
 

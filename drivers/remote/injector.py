@@ -45,7 +45,11 @@ class RemoteInjector(RemoteDevice, Injector):
         await self._channel.call("arm", program_fields(program))
 
     async def _disarm(self) -> None:
+        """The device refuses (DeviceStateError) while injecting or holding; after an ended
+        injection it forgets it (IDLE, nothing delivered, no start time, no faults)."""
         await self._channel.call("disarm")
+        self._started.clear()
+        self._finished.clear()
 
     async def _start(self) -> InjectorStatus:
         try:

@@ -22,7 +22,7 @@ from drivers.backends import RoomRequest
 from drivers.links import Link
 from drivers.remote import DEFAULT_DEVICE_IDS, split_device_id
 
-from ..faults import FaultInjector, parse_faults
+from ..faults import FaultInjector, FaultSpec, parse_fault, parse_faults
 from ..links import MqttDeviceLink, PtyServer, TcpServerLink, UsbGadget
 from ..room import SimEffects, SimRoom
 from ..wire import DeviceEndpoint
@@ -249,12 +249,17 @@ async def serve_room(
     on_ready: ReadyCallback,
     log: Callable[[str], None] = lambda _msg: None,
 ) -> None:
-    """Entry point ``fluoroctl.sim: serve``; runs until cancelled."""
+    """Entry point ``fluoroctl.sim: serve``; runs until cancelled.
+
+    A bad ``faults`` spec raises :class:`~hardware_sim.faults.FaultSpecError` (a ValueError)
+    before anything is created, started or served.
+    """
+    specs = parse_faults(list(faults))
     server = SimServer(links, options, base_dir, run_dir, broker, log)
     armed: FaultInjector | None = None
     try:
         published, broker_url = await server.start()
-        armed = schedule_faults(server, faults, log)
+        armed = schedule_faults(server, specs, log)
         on_ready(published, broker_url)
         await server.run()
     finally:
@@ -264,7 +269,7 @@ async def serve_room(
 
 
 def schedule_faults(
-    server: SimServer, faults: Sequence[str], log: Callable[[str], None]
+    server: SimServer, faults: Sequence[str | FaultSpec], log: Callable[[str], None]
 ) -> FaultInjector | None:
     """Arm ``--fault`` specs: device faults as in-process, link faults on the served links.
 
@@ -273,10 +278,11 @@ def schedule_faults(
     """
     if not faults:
         return None
+    specs = [f if isinstance(f, FaultSpec) else parse_fault(f) for f in faults]
     injector = FaultInjector(server.room)
     injector.link_faults = server.link_fault_by_kind
     injector.log = log
-    injector.apply(parse_faults(list(faults)))
+    injector.apply(specs)
     return injector
 
 
