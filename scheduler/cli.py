@@ -594,9 +594,20 @@ def _validate_one(path: Path, room: Callable[[], Room]) -> tuple[str, list[str]]
 
 
 def with_faults(room: Room, faults: list[str]) -> Room:
-    """Hand ``--fault`` specs to the in-process simulator (it parses and arms them)."""
+    """Hand ``--fault`` specs to the in-process simulator (it parses and arms them).
+
+    The specs are parsed here first, through the simulator's registered parser, so a bad one
+    is refused before the exam folder is made or a device opened.
+    """
     if not faults:
         return room
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="fluoroctl.sim", name="parse_faults"):
+        try:
+            ep.load()(faults, links=False)
+        except ValueError as exc:
+            raise ConfigError("--fault", None, "", str(exc)) from None
     from .room import IN_PROCESS_SCHEMES
 
     wire = [r for r, link in room.links.items() if not link.startswith(IN_PROCESS_SCHEMES)]

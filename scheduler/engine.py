@@ -1180,7 +1180,8 @@ class ExamRunner:
         if event.kind in ("faulted", "fault_reported"):
             faults = event.data.get("faults") or [event.data.get("fault")]
             for fault in faults:
-                self._injector_fault(str(fault))
+                if fault:  # an event that names no fault (an empty list) is no fault
+                    self._injector_fault(str(fault))
 
     def _injector_fault(self, fault: str) -> None:
         """An injector fault reported by the device (it has halted its flow itself)."""

@@ -109,11 +109,6 @@ def test_sim_serve_refuses_a_bad_fault_before_serving_anything(tmp_path):
     assert "Mosquitto" not in proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs scheduler/cli.py with_faults to call hardware_sim.faults.parse_faults up "
-    "front (before run_exam creates --out); remove this marker once it does",
-)
 @pytest.mark.parametrize("spec", ["generator@nan", "generator@soon", "carm.link_close@10"])
 def test_run_refuses_a_bad_fault_with_exit_2_and_creates_nothing(tmp_path, spec):
     out = tmp_path / "exam"

@@ -268,11 +268,6 @@ def test_sim_serve_injector_after_an_exam_is_reset_by_disarm(tmp_path):
         stop_sim_serve(serve)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the engine to disarm a completed/stopped/faulted injector at the start of a "
-    "new exam (scheduler/engine.py); remove this marker once it does",
-)
 def test_a_second_exam_on_a_running_sim_serve_gets_a_fresh_injection(tmp_path):
     serve = start_sim_serve(tmp_path)
     try:
