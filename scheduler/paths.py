@@ -8,6 +8,7 @@ build step in setup.py; docs/decisions/0011-configs-in-the-wheel.md), found with
 
 from __future__ import annotations
 
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -63,9 +64,9 @@ def default_room_path() -> Path:
 
 
 def is_bare_name(text: str) -> bool:
-    """``ivu-standard`` is a name; ``ivu-standard.yaml`` and ``./x/ivu-standard`` are paths."""
-    candidate = Path(text)
-    return candidate.suffix not in YAML_SUFFIXES and candidate.parent == Path(".")
+    """``ivu-standard`` is a name; ``ivu-standard.yaml`` and ``./ivu-standard`` are paths."""
+    has_dir = "/" in text or os.sep in text
+    return not has_dir and Path(text).suffix not in YAML_SUFFIXES
 
 
 def resolve_config(kind: str, text: str) -> Path:
