@@ -1,11 +1,15 @@
-"""DeviceEndpoint against a hand-driven host (raw frames over the in-memory cable)."""
+"""DeviceEndpoint against a hand-driven host (raw frames over the in-memory cable).
+
+On virtual time (``@virtual_time``): both ends live in the loop, so timings (heartbeat
+spacing, re-send intervals, the host-loss bound) are asserted exactly, not within a margin
+for a busy machine.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -40,6 +44,7 @@ from drivers.wire import (
 )
 from hardware_sim.wire import DeviceEndpoint
 from hardware_sim.wire import endpoint as endpoint_module
+from tests.virtual_time import virtual_time
 
 DEV = 4
 
@@ -69,7 +74,7 @@ class RawHost:
             data = await self.link.read()
             for item in self._decoder.feed(data):
                 if isinstance(item, Frame):
-                    self.frames.append((time.monotonic(), item))
+                    self.frames.append((asyncio.get_running_loop().time(), item))
             self._arrived.set()
 
     async def send(self, data: Frame | bytes) -> None:
@@ -105,6 +110,7 @@ class Device:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.host_lost = 0
+        self.lost_at: list[float] = []  # loop times of on_host_lost
 
     async def handle(
         self, command: str, f: Mapping[str, Scalar]
@@ -116,6 +122,7 @@ class Device:
 
     async def lost(self) -> None:
         self.host_lost += 1
+        self.lost_at.append(asyncio.get_running_loop().time())
 
 
 @contextlib.asynccontextmanager
@@ -143,7 +150,7 @@ async def endpoint(**kw: Any) -> AsyncIterator[tuple[DeviceEndpoint, RawHost, De
         await asyncio.gather(serve, return_exceptions=True)
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_replies_carry_device_time_and_heartbeats_state_and_uptime() -> None:
     async with endpoint() as (ep, host, _device, _):
         reply = await host.call(10, "arm", volume_ml=50)
@@ -155,14 +162,14 @@ async def test_replies_carry_device_time_and_heartbeats_state_and_uptime() -> No
         first, second = (f.message for f in beats[:2])
         assert isinstance(first, Heartbeat) and isinstance(second, Heartbeat)
         assert first.state is NodeState.READY and first.period_ms == 200
-        assert 150 <= second.uptime_ms - first.uptime_ms <= 300
+        assert abs(second.uptime_ms - first.uptime_ms - 200) <= 1  # whole ms, truncated
         ep.set_state(NodeState.ACTIVE)
         await host.wait_for(lambda: len(host.of(Heartbeat)) >= 3, within=1.0)
         last = host.of(Heartbeat)[-1].message
         assert isinstance(last, Heartbeat) and last.state is NodeState.ACTIVE
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_reply_cache_answers_repeats_without_executing() -> None:
     async with endpoint() as (ep, host, device, _):
         a = await host.call(100, "move", position_mm=10)
@@ -177,7 +184,7 @@ async def test_reply_cache_answers_repeats_without_executing() -> None:
         assert ep.stats.cache_hits == 1
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_damaged_frames_are_nakd_at_most_every_20_ms() -> None:
     async with endpoint() as (_ep, host, device, cable):
         good = encode_frame(request(1, DEV, "status"))
@@ -196,7 +203,7 @@ async def test_damaged_frames_are_nakd_at_most_every_20_ms() -> None:
         assert device.calls["status"] == 0  # damaged requests are never acted on
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_no_nak_for_garbage_or_damaged_ack_and_nak_frames() -> None:
     async with endpoint() as (ep, host, _device, _):
         await host.send(b"\x00\x01line noise\x02" * 20)
@@ -215,17 +222,18 @@ async def test_no_nak_for_garbage_or_damaged_ack_and_nak_frames() -> None:
         assert f.message == Nak(FrameError.BAD_PAYLOAD, MsgType.REQUEST)
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_host_lost_enters_safe_until_cleared() -> None:
     async with endpoint(host_timeout_s=0.3) as (ep, host, device, _):
         await asyncio.sleep(0.4)
         assert device.host_lost == 0 and not ep.safe  # no host yet: nothing to lose
+        assert not ep.host_connected
+        sent = asyncio.get_running_loop().time()
         await host.send(heartbeat(1, 0))
-        assert await host.wait_for(lambda: ep.host_connected or True)
-        t0 = time.monotonic()
+        assert await host.wait_for(lambda: ep.host_connected)  # the host is now known
         await host.wait_for(lambda: device.host_lost == 1, within=1.0)
-        assert 0.25 <= time.monotonic() - t0 <= 0.45
-        assert ep.state is NodeState.SAFE
+        assert device.lost_at[0] - sent == pytest.approx(0.3, abs=1e-9)  # silent for 0.3 s
+        assert not ep.host_connected and ep.state is NodeState.SAFE
         await asyncio.sleep(0.25)
         last = host.of(Heartbeat)[-1].message
         assert isinstance(last, Heartbeat) and last.state is NodeState.SAFE
@@ -234,7 +242,7 @@ async def test_host_lost_enters_safe_until_cleared() -> None:
         assert not ep.safe and device.calls == Counter()  # link.* never reach the handler
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_critical_event_is_resent_every_100_ms_until_acked() -> None:
     async with endpoint(heartbeat_period_s=10.0) as (ep, host, _device, _):
         await ep.send_event("fault", {"code": "E12", "message": "occlusion"}, critical=True)
@@ -244,7 +252,8 @@ async def test_critical_event_is_resent_every_100_ms_until_acked() -> None:
             f.flags & Flags.ACK_REQUESTED for f in copies
         )
         times = [t for t, f in host.frames if isinstance(f.message, Event)]
-        assert all(0.07 <= b - a <= 0.15 for a, b in itertools.pairwise(times))
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        assert gaps == pytest.approx([0.1] * len(gaps), abs=1e-9)  # every 100 ms
         assert copies[0].message == copies[-1].message  # same t_s: the same event
         await host.send(ack(copies[0].seq, DEV, MsgType.EVENT))
         await asyncio.sleep(0.25)
@@ -252,7 +261,7 @@ async def test_critical_event_is_resent_every_100_ms_until_acked() -> None:
         assert ep.pending_acks == 0 and ep.stats.critical_unacked == 0
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_unacked_critical_event_gives_up_after_ten_resends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -265,7 +274,7 @@ async def test_unacked_critical_event_gives_up_after_ten_resends(
         assert ep.pending_acks == 0
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_nak_of_a_reply_gets_it_resent_from_the_cache() -> None:
     async with endpoint() as (ep, host, device, _):
         await host.call(9, "status")
@@ -274,7 +283,7 @@ async def test_nak_of_a_reply_gets_it_resent_from_the_cache() -> None:
         assert device.calls["status"] == 1 and ep.stats.replies_resent == 1
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_bulk_resend_after_the_reply_and_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
     async with endpoint() as (ep, host, _device, _):
         data = bytes(range(256)) * 400
@@ -302,7 +311,7 @@ async def test_bulk_resend_after_the_reply_and_expiry(monkeypatch: pytest.Monkey
         assert gone.status is Status.BAD_ARG
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_device_keeps_serving_after_the_host_drops_the_link() -> None:
     async with endpoint() as (ep, host, device, cable):
         await host.call(1, "status")
@@ -317,7 +326,7 @@ async def test_device_keeps_serving_after_the_host_drops_the_link() -> None:
             await again.close()
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_stall_freezes_the_device() -> None:
     async with endpoint() as (ep, host, device, _):
         await host.call(1, "status")
@@ -337,7 +346,7 @@ async def test_stall_freezes_the_device() -> None:
         )
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_handler_exception_becomes_a_fault_reply() -> None:
     async with endpoint() as (_ep, host, _device, _):
         reply = await host.call(1, "boom")
@@ -346,7 +355,7 @@ async def test_handler_exception_becomes_a_fault_reply() -> None:
         assert (await host.call(3, "link.nope")).status is Status.UNKNOWN_COMMAND
 
 
-@pytest.mark.asyncio
+@virtual_time
 async def test_ack_of_unknown_event_and_requests_for_other_devices_are_ignored() -> None:
     async with endpoint() as (_ep, host, device, _):
         await host.send(Frame(3, DEV, Ack(MsgType.EVENT)))
