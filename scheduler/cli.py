@@ -34,7 +34,7 @@ from .links import (
     wait_for_endpoints,
     write_endpoints,
 )
-from .paths import default_room_path
+from .paths import default_room_path, protocol_path, room_path
 from .plan import make_plan
 from .preflight import (
     check_patient,
@@ -73,9 +73,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run an exam protocol")
-    run.add_argument("protocol", type=Path)
     run.add_argument(
-        "--room", type=Path, default=None, help="room file (default: the built-in simulator)"
+        "protocol",
+        type=protocol_path,
+        help="protocol file, or the name of a shipped one (e.g. ivu-standard)",
+    )
+    run.add_argument(
+        "--room",
+        type=room_path,
+        default=None,
+        help="room file or shipped room name (default: the built-in simulator)",
     )
     run.add_argument(
         "--patient",
@@ -121,9 +128,16 @@ def _parser() -> argparse.ArgumentParser:
     plan = sub.add_parser(
         "plan", help="dry run: timeline, duration, contrast, exposures and dose estimate"
     )
-    plan.add_argument("protocol", type=Path)
     plan.add_argument(
-        "--room", type=Path, default=None, help="room file (default: the built-in simulator)"
+        "protocol",
+        type=protocol_path,
+        help="protocol file, or the name of a shipped one (e.g. ivu-standard)",
+    )
+    plan.add_argument(
+        "--room",
+        type=room_path,
+        default=None,
+        help="room file or shipped room name (default: the built-in simulator)",
     )
     plan.set_defaults(func=_cmd_plan)
 
@@ -140,7 +154,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run a simulated room in this process and expose its devices over real links "
         "(ptys, a pyusb backend, MQTT, TCP) until interrupted",
     )
-    serve.add_argument("--room", type=Path, required=True, help="room file with wire links")
+    serve.add_argument(
+        "--room",
+        type=room_path,
+        required=True,
+        help="room file with wire links, or a shipped room's name (e.g. sim-links)",
+    )
     serve.add_argument("--patient", default=None, help="scenario name or path")
     serve.add_argument(
         "--run-dir",
@@ -160,7 +179,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_sim_serve)
 
-    sch = sub.add_parser("schema", help="write the JSON Schemas of protocol and room files")
+    sch = sub.add_parser(
+        "schema", help="write the JSON Schemas of protocol, room and patient files"
+    )
     sch.add_argument("--out", type=Path, default=Path("docs"))
     sch.set_defaults(func=_cmd_schema)
 
