@@ -13,7 +13,7 @@ import enum
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -118,11 +118,11 @@ class ExamOutcome:
     images: tuple[Path, ...]
     totals: Totals
     #: each device's answer to the abort (role → "safe" or why not); empty if none ran
-    abort_confirmations: Mapping[str, str]
+    abort_confirmations: Mapping[str, str] = field(hash=False)
     interrupted: bool
     faults: tuple[str, ...]
     #: the raw ``summary.json`` (read-only)
-    summary: Mapping[str, Any]
+    summary: Mapping[str, Any] = field(hash=False)
 
     @property
     def ok(self) -> bool:

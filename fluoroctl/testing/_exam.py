@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -28,7 +28,7 @@ class JournalEntry:
     source: str
     kind: str
     step: str | None
-    data: Mapping[str, Any]
+    data: Mapping[str, Any] = field(hash=False)
 
 
 def read_journal(out_dir: str | os.PathLike[str]) -> tuple[JournalEntry, ...]:

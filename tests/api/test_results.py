@@ -49,6 +49,8 @@ def test_the_outcome_cannot_be_changed(accelerated):
         accelerated.steps[0].status = StepStatus.MISSED  # type: ignore[misc]
     with pytest.raises(TypeError):
         accelerated.summary["state"] = "aborted"  # type: ignore[index]
+    # Frozen values can be kept in sets and as keys.
+    assert hash(accelerated) == hash(fluoroctl.read_outcome(accelerated.out_dir))
 
 
 def test_an_unknown_step_names_the_steps_there_are(accelerated):
