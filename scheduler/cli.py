@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import math
 import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
@@ -51,9 +53,18 @@ if TYPE_CHECKING:
     from .engine import ExamProgress
 
 
+log = logging.getLogger("scheduler.cli")  # not __name__: "__main__" under python -m
+
+#: the packages whose loggers ``-v``/``-q`` turn up and down (others stay at WARNING)
+LOGGED_PACKAGES = ("drivers", "scheduler", "hardware_sim", "fluoroctl")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    configure_logging(args.verbose - args.quiet)
+    log.info("fluoroctl %s: %s", installed_version(), args.command)
+    log.debug("arguments: %s", {k: v for k, v in vars(args).items() if k != "func"})
     try:
         return int(args.func(args))
     except (ConfigError, LinkConfigError, ExamFolderError) as exc:
@@ -66,9 +77,75 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def installed_version() -> str:
+    """The installed distribution's version (``0+unknown`` in a checkout never installed)."""
+    try:
+        return version("fluoroctl")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+class _StderrHandler(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a record comes (as logging's last resort
+    does): main() may run many times in one process, each time with other streams."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+class _LogFormatter(logging.Formatter):
+    """``warning: drivers.wire.client: ...``: lower-case levels, like the CLI's ``error:``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.level = record.levelname.lower()
+        return super().format(record)
+
+
+_handler: logging.Handler | None = None
+
+
+def configure_logging(verbosity: int) -> None:
+    """One handler on stderr with one format; fluoroctl's own loggers at WARNING (0), INFO
+    (1, ``-v``), DEBUG (2, ``-vv``) or ERROR (-1, ``-q``). Other libraries stay at WARNING
+    (ERROR with ``-q``). Calling it again replaces the previous set-up."""
+    global _handler
+    root = logging.getLogger()
+    if _handler is not None:
+        root.removeHandler(_handler)
+    _handler = _StderrHandler()
+    _handler.setFormatter(_LogFormatter("%(level)s: %(name)s: %(message)s"))
+    root.addHandler(_handler)
+    root.setLevel(logging.ERROR if verbosity < 0 else logging.WARNING)
+    level = {-1: logging.ERROR, 0: logging.NOTSET, 1: logging.INFO}.get(
+        max(verbosity, -1), logging.DEBUG
+    )
+    for name in LOGGED_PACKAGES:
+        logging.getLogger(name).setLevel(level)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fluoroctl", description="Fluoroscopy room control and acquisition scheduling."
+    )
+    p.add_argument("--version", action="version", version=f"fluoroctl {installed_version()}")
+    loudness = p.add_mutually_exclusive_group()
+    loudness.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=0,
+        help="log more: -v informational messages, -vv debugging (before the command)",
+    )
+    loudness.add_argument(
+        "-q", "--quiet", action="count", default=0, help="log errors only (before the command)"
     )
     sub = p.add_subparsers(dest="command", required=True)
 

@@ -1,72 +1,48 @@
-"""Whole exams on the in-process simulator, each run once per test session."""
+"""Whole exams on the in-process simulator, each run once per test session.
+
+The exams come from fluoroctl's own pytest plugin (``fluoroctl.testing.plugin``): the
+session fixtures below are ``shared_exam`` calls, so every test here sees the run a CI user's
+test would see.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from drivers import VirtualTimeEventLoop
-from scheduler.compose import RunOutcome, run_exam
+from fluoroctl.testing import ExamRun, RunProtocol
 
 ROOT = Path(__file__).resolve().parents[2]
+#: a fixed wall-clock start, so DICOM dates and times are the same in every run
 WALL_ANCHOR = dt.datetime(2026, 3, 4, 9, 30, tzinfo=dt.UTC)
 
 
-@dataclass
-class Exam:
-    outcome: RunOutcome
-    out: Path
-    events: list[dict[str, Any]]
-    summary: dict[str, Any]
+def pytest_configure(config: pytest.Config) -> None:
+    # Installed fluoroctl loads its plugin by the pytest11 entry point; a checkout whose
+    # installed metadata predates the entry point registers it here, under the same name.
+    if not config.pluginmanager.has_plugin("fluoroctl"):
+        from fluoroctl.testing import plugin
 
-    def step(self, step_id: str) -> dict[str, Any]:
-        return next(s for s in self.summary["steps"] if s["id"] == step_id)
-
-    def kinds(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["kind"] == kind]
-
-
-def run(protocol: str, out: Path, patient: str | None = None) -> Exam:
-    loop = VirtualTimeEventLoop()
-    try:
-        outcome = loop.run_until_complete(
-            run_exam(
-                ROOT / f"configs/protocols/{protocol}.yaml",
-                ROOT / "configs/rooms/simulator.yaml",
-                out,
-                patient=patient,
-                wall_anchor=WALL_ANCHOR,
-            )
-        )
-    finally:
-        loop.close()
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    summary = json.loads((out / "summary.json").read_text())
-    return Exam(outcome, out, events, summary)
+        config.pluginmanager.register(plugin, "fluoroctl")
 
 
 @pytest.fixture(scope="session")
-def standard(tmp_path_factory) -> Exam:
-    return run("ivu-standard", tmp_path_factory.mktemp("standard"))
+def standard(shared_exam: RunProtocol) -> ExamRun:
+    return shared_exam("ivu-standard", wall_anchor=WALL_ANCHOR)
 
 
 @pytest.fixture(scope="session")
-def accelerated(tmp_path_factory) -> Exam:
-    return run("ivu-accelerated", tmp_path_factory.mktemp("accelerated"))
+def accelerated(shared_exam: RunProtocol) -> ExamRun:
+    return shared_exam("ivu-accelerated", wall_anchor=WALL_ANCHOR)
 
 
 @pytest.fixture(scope="session")
-def obstruction(tmp_path_factory) -> Exam:
-    return run(
-        "ivu-obstruction", tmp_path_factory.mktemp("obstruction"), patient="left-obstruction"
-    )
+def obstruction(shared_exam: RunProtocol) -> ExamRun:
+    return shared_exam("ivu-obstruction", patient="left-obstruction", wall_anchor=WALL_ANCHOR)
 
 
 @pytest.fixture(scope="session")
-def nephrotomography(tmp_path_factory) -> Exam:
-    return run("ivu-nephrotomography", tmp_path_factory.mktemp("nephrotomography"))
+def nephrotomography(shared_exam: RunProtocol) -> ExamRun:
+    return shared_exam("ivu-nephrotomography", wall_anchor=WALL_ANCHOR)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import pydicom
 
-from drivers import VirtualTimeEventLoop
-from scheduler.compose import run_exam
+from fluoroctl.testing import ExamRun, RunProtocol
 
 from .conftest import ROOT, WALL_ANCHOR
 
@@ -20,26 +17,20 @@ room:
 """
 
 
-def run_mock(protocol: str, tmp_path):
+def run_mock(run_protocol: RunProtocol, protocol: str, tmp_path) -> ExamRun:
     room = tmp_path / "mock-room.yaml"
     room.write_text(MOCK_ROOM)
-    loop = VirtualTimeEventLoop()
-    try:
-        return loop.run_until_complete(
-            run_exam(
-                ROOT / f"configs/protocols/{protocol}.yaml",
-                room,
-                tmp_path / "out",
-                wall_anchor=WALL_ANCHOR,
-            )
-        )
-    finally:
-        loop.close()
+    return run_protocol(
+        ROOT / f"configs/protocols/{protocol}.yaml",
+        room=room,
+        out=tmp_path / "out",
+        wall_anchor=WALL_ANCHOR,
+    )
 
 
-def test_tomo_steps_store_one_image_per_layer(tmp_path):
-    outcome = run_mock("ivu-nephrotomography", tmp_path)
-    assert outcome.result.state == "completed", outcome.result.reason
+def test_tomo_steps_store_one_image_per_layer(run_protocol, tmp_path):
+    exam = run_mock(run_protocol, "ivu-nephrotomography", tmp_path)
+    assert exam.outcome.state == "completed", exam.outcome.reason
     out = tmp_path / "out"
     tomo_files = sorted(out.glob("*nephrotomo-*mm.dcm"))
     assert [p.name.split("-", 1)[1] for p in tomo_files] == [
@@ -50,13 +41,10 @@ def test_tomo_steps_store_one_image_per_layer(tmp_path):
     heights = [float(pydicom.dcmread(p).TomoLayerHeight) for p in tomo_files]
     assert heights == [80.0, 90.0, 100.0]
     assert len(list(out.glob("*.dcm"))) == 1 + 3 + 3 + 2
-    step = next(s for s in outcome.summary["steps"] if s["id"] == "nephrotomo")
-    assert len(step["files"]) == 3
-    assert step["status"] == "done"
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    step = exam.step("nephrotomo")
+    assert len(step.images) == 3
+    assert step.status == "done"
     commands = [
-        e["data"]["command"]
-        for e in events
-        if e["kind"] == "command" and e["data"]["command"] != "prepare_view"
+        e.data["command"] for e in exam.events_of("command") if e.data["command"] != "prepare_view"
     ]
     assert commands == ["expose", "tomo", "arm", "start_injection", "tomo", "expose", "expose"]

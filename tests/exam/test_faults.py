@@ -9,21 +9,16 @@ exam each.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from drivers import VirtualTimeEventLoop
+from fluoroctl.testing import ExamRun, RunProtocol
 from hardware_sim.faults import KINDS, LINK_KINDS, FaultSpecError, parse_fault
-from scheduler.compose import run_exam
-from scheduler.room import load_room
 
-from .conftest import ROOT, WALL_ANCHOR
+from .conftest import WALL_ANCHOR
 
 PROTOCOL = Path(__file__).with_name("fault-matrix.yaml")
-ROOM = ROOT / "configs/rooms/simulator.yaml"
 #: when each phase is under way in fault-matrix.yaml
 PHASES = {
     "before-injection": "0.1s",
@@ -53,63 +48,50 @@ def latin_square() -> list[list[tuple[str, str]]]:
     ]
 
 
-def run(out: Path, faults: list[str]) -> dict[str, Any]:
-    room = load_room(ROOM)
-    room = room.model_copy(update={"options": {**room.options, "faults": ";".join(faults)}})
-    loop = VirtualTimeEventLoop()
-    try:
-        outcome = loop.run_until_complete(
-            run_exam(PROTOCOL, ROOM, out, room=room, wall_anchor=WALL_ANCHOR)
-        )
-    finally:
-        loop.close()
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    return {"outcome": outcome, "events": events, "summary": outcome.summary}
+def run(run_protocol: RunProtocol, faults: list[str]) -> ExamRun:
+    """The fault-matrix protocol on the simulator with ``faults`` armed."""
+    return run_protocol(PROTOCOL, faults=faults, wall_anchor=WALL_ANCHOR)
 
 
-def check_images_kept(out: Path, exam: dict[str, Any]) -> None:
-    on_disk = {p.name for p in out.glob("*.dcm")}
-    listed = [f for s in exam["summary"]["steps"] for f in s["files"]]
-    journal = [e["data"]["file"] for e in exam["events"] if e["kind"] == "capture"]
+def check_images_kept(exam: ExamRun) -> None:
+    on_disk = {p.name for p in exam.out.glob("*.dcm")}
+    listed = [p.name for s in exam.outcome.steps for p in s.images]
+    journal = [e.data["file"] for e in exam.events_of("capture")]
     assert sorted(listed) == sorted(on_disk) == sorted(journal)
     assert len(set(listed)) == len(listed), "an image was taken twice"
-    assert exam["summary"]["totals"]["images"] == len(on_disk)
+    assert exam.outcome.totals.images == len(on_disk)
 
 
-def check_safe_if_ended(exam: dict[str, Any]) -> None:
-    state = exam["summary"]["state"]
-    assert state in ("completed", "faulted"), exam["summary"]["reason"]
+def check_safe_if_ended(exam: ExamRun) -> None:
+    state = exam.outcome.state
+    assert state in ("completed", "faulted"), exam.outcome.reason
     if state == "faulted":
-        abort = next(e for e in exam["events"] if e["kind"] == "abort")
-        assert set(abort["data"]["confirmed"]) == {"injector", "carm", "table"}
-        assert abort["data"]["since_detection_s"] <= 0.100
-        assert abort["data"]["duration_s"] <= 0.100
-        assert abort["data"]["wall_duration_s"] <= 0.100
+        abort = exam.events_of("abort")[0]
+        assert set(abort.data["confirmed"]) == {"injector", "carm", "table"}
+        assert abort.data["since_detection_s"] <= 0.100
+        assert abort.data["duration_s"] <= 0.100
+        assert abort.data["wall_duration_s"] <= 0.100
     else:
-        assert all(s["status"] not in ("pending", "running") for s in exam["summary"]["steps"])
+        assert all(s.status not in ("pending", "running") for s in exam.outcome.steps)
 
 
-def recorded(exam: dict[str, Any], kind: str) -> bool:
+def recorded(exam: ExamRun, kind: str) -> bool:
     role = {"generator": "carm", "detector.dropped_frames": "carm"}.get(kind, kind.split(".")[0])
-    for e in exam["events"]:
-        if e["kind"] in ("fault", "device_lost") and e["data"].get("device") == role:
-            return True
-    return False
+    return any(e.data.get("device") == role for e in exam.events_of("fault", "device_lost"))
 
 
 @pytest.mark.parametrize("row", range(len(CONTINUING)))
-def test_continuing_faults_in_every_phase_after_the_start(row, tmp_path):
+def test_continuing_faults_in_every_phase_after_the_start(row, run_protocol):
     plan = latin_square()[row]
-    exam = run(tmp_path, [f"{kind}@{PHASES[phase]}" for kind, phase in plan])
+    exam = run(run_protocol, [f"{kind}@{PHASES[phase]}" for kind, phase in plan])
     check_safe_if_ended(exam)
-    assert exam["summary"]["state"] == "completed", exam["summary"]["reason"]
-    check_images_kept(tmp_path, exam)
+    assert exam.outcome.state == "completed", exam.outcome.reason
+    check_images_kept(exam)
     for kind, _phase in plan:
         assert recorded(exam, kind), f"{kind} not recorded"
-    steps = {s["id"]: s for s in exam["summary"]["steps"]}
     # Anchored time points never move, whatever happened before them.
     for sid, at in (("film-1min", 60.0), ("film-3min", 180.0)):
-        assert steps[sid]["planned_after_injection_s"] == at
+        assert exam.step(sid).planned_after_injection_s == at
 
 
 def test_the_latin_square_covers_every_kind_in_every_phase():
@@ -128,51 +110,51 @@ TERMINAL = [
 
 
 @pytest.mark.parametrize(("kind", "phase"), TERMINAL, ids=[f"{k}@{p}" for k, p in TERMINAL])
-def test_faults_that_end_the_exam_leave_it_safe_with_every_image_kept(kind, phase, tmp_path):
-    exam = run(tmp_path, [f"{kind}@{PHASES[phase]}"])
+def test_faults_that_end_the_exam_leave_it_safe_with_every_image_kept(kind, phase, run_protocol):
+    exam = run(run_protocol, [f"{kind}@{PHASES[phase]}"])
     check_safe_if_ended(exam)
-    assert exam["summary"]["state"] == "faulted"
+    assert exam.outcome.state == "faulted"
     assert recorded(exam, kind)
-    check_images_kept(tmp_path, exam)
+    check_images_kept(exam)
 
 
 @pytest.mark.parametrize("phase", ["during-injection", "timed-films"])
 @pytest.mark.parametrize("kind", ["injector.link_lost", "injector.hang"])
-def test_losing_the_injector_after_the_start_lets_imaging_go_on(kind, phase, tmp_path):
-    exam = run(tmp_path, [f"{kind}@{PHASES[phase]}"])
+def test_losing_the_injector_after_the_start_lets_imaging_go_on(kind, phase, run_protocol):
+    exam = run(run_protocol, [f"{kind}@{PHASES[phase]}"])
     check_safe_if_ended(exam)
-    assert exam["summary"]["state"] == "completed", exam["summary"]["reason"]
+    assert exam.outcome.state == "completed", exam.outcome.reason
     assert recorded(exam, kind)
-    check_images_kept(tmp_path, exam)
+    check_images_kept(exam)
     # The injection is never started again.
-    starts = [e for e in exam["events"] if e["kind"] == "injection_started"]
+    starts = exam.events_of("injection_started")
     assert len(starts) == 1
 
 
-def test_generator_fault_is_retried_inside_the_tolerance_and_the_film_stays_on_time(tmp_path):
-    exam = run(tmp_path, [f"generator@{PHASES['timed-films']}"])
-    step = next(s for s in exam["summary"]["steps"] if s["id"] == "film-1min")
-    assert step["status"] == "done"
-    assert 0 < step["lateness_s"] <= 1.0  # retried 0.25 s later, inside the 1 s tolerance
-    retries = [e for e in exam["events"] if e["kind"] == "capture_retry"]
-    assert [e["step"] for e in retries] == ["film-1min"]
+def test_generator_fault_is_retried_inside_the_tolerance_and_the_film_stays_on_time(run_protocol):
+    exam = run(run_protocol, [f"generator@{PHASES['timed-films']}"])
+    step = exam.step("film-1min")
+    assert step.status == "done"
+    assert 0 < step.lateness_s <= 1.0  # retried 0.25 s later, inside the 1 s tolerance
+    retries = exam.events_of("capture_retry")
+    assert [e.step for e in retries] == ["film-1min"]
 
 
-def test_persistent_generator_fault_marks_the_film_missed_not_retried_forever(tmp_path):
-    exam = run(tmp_path, [f"generator*5@{PHASES['timed-films']}"])
-    step = next(s for s in exam["summary"]["steps"] if s["id"] == "film-1min")
-    assert step["status"] == "missed"
-    assert "no exposure made" in step["detail"]
-    assert exam["summary"]["state"] == "completed"
+def test_persistent_generator_fault_marks_the_film_missed_not_retried_forever(run_protocol):
+    exam = run(run_protocol, [f"generator*5@{PHASES['timed-films']}"])
+    step = exam.step("film-1min")
+    assert step.status == "missed"
+    assert "no exposure made" in step.detail
+    assert exam.outcome.state == "completed"
 
 
-def test_dropped_radiograph_is_missed_not_re_exposed(tmp_path):
-    exam = run(tmp_path, [f"detector.dropped_frames@{PHASES['post-void']}"])
-    step = next(s for s in exam["summary"]["steps"] if s["id"] == "post-void")
-    assert step["status"] == "missed"
-    exposures = [e for e in exam["events"] if e["kind"] == "exposure" and e["step"] == "post-void"]
+def test_dropped_radiograph_is_missed_not_re_exposed(run_protocol):
+    exam = run(run_protocol, [f"detector.dropped_frames@{PHASES['post-void']}"])
+    step = exam.step("post-void")
+    assert step.status == "missed"
+    exposures = exam.events_of("exposure", step="post-void")
     assert exposures == []  # the one exposure made was announced as frames_dropped, not retaken
-    assert [e["step"] for e in exam["events"] if e["kind"] == "frames_dropped"] == ["post-void"]
+    assert [e.step for e in exam.events_of("frames_dropped")] == ["post-void"]
 
 
 @pytest.mark.parametrize(
