@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from drivers.config import ConfigError
-from scheduler.paths import PROJECT_ROOT, default_room_path
+from scheduler.paths import default_room_path
+from scheduler.paths import shipped_dir as _shipped_dir
 from scheduler.protocol import Protocol
 from scheduler.protocol import load_protocol as _load_protocol_file
 from scheduler.room import Room
@@ -27,8 +28,9 @@ RoomSource = PathOrName | Room
 
 
 def shipped_dir(kind: str) -> Path:
-    """Where fluoroctl's own ``configs/<kind>`` files are (protocols, rooms, patients)."""
-    return PROJECT_ROOT / "configs" / kind
+    """Where fluoroctl's own ``configs/<kind>`` files are (protocols, rooms, patients): the
+    checkout's, or the copy an installed wheel carries."""
+    return _shipped_dir(kind)
 
 
 def shipped_names(kind: str) -> list[str]:
