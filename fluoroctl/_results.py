@@ -18,7 +18,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from scheduler.exit_codes import EXIT_FAILED, EXIT_INCOMPLETE, EXIT_INTERRUPTED, EXIT_OK
+from scheduler.exit_codes import EXIT_OK
+from scheduler.exit_codes import exit_code_of as _exit_code_of
 from scheduler.state import RunState
 
 
@@ -155,15 +156,8 @@ class ExamOutcome:
 
 
 def exit_code_of(state: RunState, interrupted: bool, unfinished: tuple[str, ...]) -> int:
-    """:func:`scheduler.exit_codes.exit_code_for` for an outcome read from ``summary.json``.
-
-    The run path calls ``exit_code_for`` itself; tests/api checks both agree.
-    """
-    if interrupted:
-        return EXIT_INTERRUPTED
-    if state != RunState.COMPLETED:
-        return EXIT_FAILED
-    return EXIT_INCOMPLETE if unfinished else EXIT_OK
+    """:func:`scheduler.exit_codes.exit_code_of` for an outcome read from ``summary.json``."""
+    return _exit_code_of(state.value, interrupted, unfinished)
 
 
 def outcome_from_summary(

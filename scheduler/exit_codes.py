@@ -26,8 +26,13 @@ EXIT_INTERRUPTED = 130
 
 
 def exit_code_for(result: ExamResult) -> int:
-    if result.interrupted:
+    return exit_code_of(result.state, result.interrupted, tuple(result.unfinished_steps))
+
+
+def exit_code_of(state: str, interrupted: bool, unfinished: tuple[str, ...]) -> int:
+    """The exit code of an exam that ended in ``state`` (also from a ``summary.json``)."""
+    if interrupted:
         return EXIT_INTERRUPTED
-    if result.state != "completed":
+    if state != "completed":
         return EXIT_FAILED
-    return EXIT_INCOMPLETE if result.unfinished_steps else EXIT_OK
+    return EXIT_INCOMPLETE if unfinished else EXIT_OK
