@@ -6,7 +6,11 @@ group ``fluoroctl.backends`` (python-can style)::
     [project.entry-points."fluoroctl.backends"]
     sim = "hardware_sim.room:open_sim_room"
 
-The scheduler looks backends up by scheme and never imports them directly.
+The scheduler looks backends up by scheme and never imports them directly; a backend's
+module is imported only when a room uses its scheme. A room may mix backends per role (a
+simulated C-arm and table with a vendor's injector): :func:`open_room` opens each role with its
+scheme's backend and combines them into one :class:`DeviceSet`. A backend that serves only some
+roles returns :class:`RoomDevices` (see docs/vendor-drivers.md).
 """
 
 from __future__ import annotations
