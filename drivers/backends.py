@@ -6,13 +6,17 @@ group ``fluoroctl.backends`` (python-can style)::
     [project.entry-points."fluoroctl.backends"]
     sim = "hardware_sim.room:open_sim_room"
 
-The scheduler looks backends up by scheme and never imports them directly.
+The scheduler looks backends up by scheme and never imports them directly; a backend's
+module is imported only when a room uses its scheme. A room may mix backends per role (a
+simulated C-arm and table with a vendor's injector): :func:`open_room` opens each role with its
+scheme's backend and combines them into one :class:`DeviceSet`. A backend that serves only some
+roles returns :class:`RoomDevices` (see docs/vendor-drivers.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,9 +59,33 @@ class RoomRequest:
     clock: Clock
     options: Mapping[str, Any] = field(default_factory=dict)  # e.g. patient scenario path
     base_dir: Path = Path(".")
+    #: devices other backends of the same room opened already, by role (see ``open_room``)
+    peers: Mapping[str, Any] = field(default_factory=dict)
 
 
 Backend = Callable[[RoomRequest], Awaitable[DeviceSet]]
+
+#: Roles every room has; a backend serving only some of them returns :class:`RoomDevices`.
+ROLES = ("carm", "table", "injector")
+
+
+@dataclass
+class RoomDevices:
+    """What a backend serving *some* of a room's roles opened (e.g. only the injector).
+
+    :func:`open_room` combines these, one per backend, into the room's :class:`DeviceSet`.
+    """
+
+    carm: CArm | None = None
+    table: Table | None = None
+    injector: Injector | None = None
+    effects: OperatorEffects | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+#: What a backend registered under ``fluoroctl.backends`` may return.
+AnyBackend = Callable[[RoomRequest], Awaitable[DeviceSet | RoomDevices]]
 
 
 class BackendNotFound(LookupError):
@@ -83,28 +111,102 @@ def _entry_point(scheme: str) -> EntryPoint:
     )
 
 
-def find_backend(scheme: str) -> Backend:
-    backend: Backend = _entry_point(scheme).load()
+def find_backend(scheme: str) -> AnyBackend:
+    """The backend registered for ``scheme``; its module is imported only now."""
+    backend: AnyBackend = _entry_point(scheme).load()
     return backend
+
+
+def group_links(links: Mapping[str, str]) -> list[tuple[EntryPoint, dict[str, str]]]:
+    """The room's links grouped by the backend that serves them, in opening order.
+
+    Several schemes may share a backend (the wire backend serves serial, USB, MQTT and TCP
+    links): they form one group. The group that serves the C-arm opens last, so a simulated
+    patient behind it can follow the devices other backends opened (``RoomRequest.peers``).
+    """
+    groups: dict[str, tuple[EntryPoint, dict[str, str]]] = {}
+    for role, link in links.items():
+        ep = _entry_point(scheme_of(link))
+        groups.setdefault(ep.value, (ep, {}))[1][role] = link
+    return sorted(groups.values(), key=lambda g: "carm" in g[1])
 
 
 def backend_for_links(links: Mapping[str, str]) -> Backend:
-    """The one backend that serves every link of a room.
+    """The backend that opens a room with these links: each role by its own scheme's backend.
 
-    Several schemes may share a backend (the wire backend serves serial, USB, MQTT and TCP
-    links); a room whose links need different backends is refused, naming them.
+    Backends are looked up (and their modules imported) only for the schemes used. A room
+    served by one backend gets exactly what that backend opens; a mixed room (e.g. a simulated
+    C-arm and table with a vendor's injector) is combined by :func:`open_room`.
     """
-    chosen: dict[str, list[str]] = {}
-    eps: dict[str, EntryPoint] = {}
-    for role, link in links.items():
-        ep = _entry_point(scheme_of(link))
-        chosen.setdefault(ep.value, []).append(role)
-        eps[ep.value] = ep
-    if len(chosen) != 1:
-        detail = "; ".join(f"{', '.join(roles)} → {value}" for value, roles in chosen.items())
-        raise ValueError(
-            f"this room's links need different backends ({detail}); one backend must serve "
-            "every device of a room"
-        )
-    backend: Backend = next(iter(eps.values())).load()
-    return backend
+    groups = group_links(links)
+    if len(groups) == 1:
+        single: AnyBackend = groups[0][0].load()
+
+        async def open_single(request: RoomRequest) -> DeviceSet:
+            return _complete(await single(request), request.links)
+
+        return open_single
+    return open_room
+
+
+async def open_room(request: RoomRequest) -> DeviceSet:
+    """Open every role with its scheme's backend and combine them into one DeviceSet.
+
+    Each backend receives only its own roles' links, and in ``peers`` the devices the backends
+    before it opened. From each result only the roles it was asked for are taken. If one fails,
+    the ones already open are closed (newest first) before the error propagates.
+    """
+    opened: list[RoomDevices | DeviceSet] = []
+    peers: dict[str, Any] = {}
+    effects: OperatorEffects | None = None
+    info: dict[str, Any] = {}
+    try:
+        for ep, links in group_links(request.links):
+            backend: AnyBackend = ep.load()
+            sub = replace(request, links=links, peers=dict(peers))
+            result = await backend(sub)
+            opened.append(result)
+            for role in links:
+                device = getattr(result, role, None)
+                if role in ROLES and device is None:
+                    raise ValueError(f"backend {ep.value} opened no {role} for {links[role]}")
+                if role in ROLES:
+                    peers[role] = device
+            effects = effects or result.effects
+            info.update(result.info)
+    except BaseException:
+        await _close_all(opened)
+        raise
+    missing = [role for role in ROLES if role not in peers]
+    if missing:
+        await _close_all(opened)
+        raise ValueError(f"the room has no link for {', '.join(missing)}")
+
+    async def close() -> None:
+        await _close_all(opened)
+
+    return DeviceSet(
+        carm=peers["carm"],
+        table=peers["table"],
+        injector=peers["injector"],
+        effects=effects,
+        info=info,
+        close=close,
+    )
+
+
+async def _close_all(opened: list[RoomDevices | DeviceSet]) -> None:
+    for result in reversed(opened):
+        if result.close is not None:
+            await result.close()
+
+
+def _complete(result: DeviceSet | RoomDevices, links: Mapping[str, str]) -> DeviceSet:
+    if isinstance(result, DeviceSet):
+        return result
+    if result.carm is None or result.table is None or result.injector is None:
+        missing = [r for r in ROLES if getattr(result, r) is None]
+        raise ValueError(f"the room has no device for {', '.join(missing)} (links: {dict(links)})")
+    return DeviceSet(
+        result.carm, result.table, result.injector, result.effects, result.info, result.close
+    )

@@ -7,12 +7,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from drivers import DeviceEvent
-from drivers.backends import DeviceSet, RoomRequest
+from drivers import DeviceEvent, Injector
+from drivers.backends import DeviceSet, RoomDevices, RoomRequest
 from drivers.config import ConfigError
 
 from .carm import SimCArm
 from .faults import FaultInjector, FaultSpecError, parse_faults
+from .follow import InjectorFollower
 from .injector import SimInjector
 from .patient import SimPatient
 from .persist import STATE_FILE, RoomPersistence, restore_room
@@ -53,12 +54,19 @@ class SimRoom:
         self.scenario_path = path
         self.patient = SimPatient(self.scenario, self.clock)
         names = {role: urlsplit(link).netloc or role for role, link in request.links.items()}
+        for role in ("carm", "table", "injector"):
+            names.setdefault(role, role)
         self.table = SimTable(names["table"], self.clock)
         self.injector = SimInjector(names["injector"], self.clock, self.patient)
         self.carm = SimCArm(
             names["carm"], self.clock, self.patient, self.table, seed=self.scenario.seed
         )
         self.persistence = RoomPersistence(self)
+        #: set when another backend serves the injector: the patient follows it instead
+        self.follower: InjectorFollower | None = None
+        foreign = request.peers.get("injector")
+        if isinstance(foreign, Injector) and "injector" not in request.links:
+            self.follower = InjectorFollower(foreign, self.patient)
         self.faults: FaultInjector | None = None
         restore = request.options.get("restore_from")
         if restore:
@@ -94,6 +102,8 @@ class SimRoom:
     async def aclose(self) -> None:
         if self.faults is not None:
             self.faults.cancel()
+        if self.follower is not None:
+            self.follower.close()
 
     def device_set(self) -> DeviceSet:
         s = self.scenario
@@ -117,10 +127,18 @@ class SimRoom:
         )
 
 
-async def open_sim_room(request: RoomRequest) -> DeviceSet:
+async def open_sim_room(request: RoomRequest) -> DeviceSet | RoomDevices:
+    """Open the simulated devices for the room's ``sim://`` links around one patient.
+
+    All three roles: a whole simulated room. Only some (a mixed room, see
+    :func:`drivers.backends.open_room`): the C-arm and table are simulated, and a foreign
+    injector (``request.peers["injector"]``) drives the patient's contrast through its events.
+    """
     for role, link in request.links.items():
         if urlsplit(link).scheme != "sim":
             raise ValueError(f"the sim backend serves only sim:// links; {role} is {link}")
+    if "carm" in request.links and "table" not in request.links:
+        raise ValueError("a simulated C-arm needs the simulated table (table: sim://table)")
     room = SimRoom(request)
     faults = request.options.get("faults")
     if faults:
@@ -128,4 +146,14 @@ async def open_sim_room(request: RoomRequest) -> DeviceSet:
             room.inject_faults(str(faults))
         except FaultSpecError as exc:
             raise ConfigError("--fault", None, "", str(exc)) from None
-    return room.device_set()
+    full = room.device_set()
+    if set(request.links) >= {"carm", "table", "injector"}:
+        return full
+    return RoomDevices(
+        carm=full.carm if "carm" in request.links else None,
+        table=full.table if "table" in request.links else None,
+        injector=full.injector if "injector" in request.links else None,
+        effects=full.effects,
+        info=full.info,
+        close=full.close,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from ..backends import DeviceSet, RoomRequest
+from ..backends import DeviceSet, RoomDevices, RoomRequest
 from ..clock import Clock
 from ..errors import DeviceError
 from ..links import open_link
@@ -58,7 +58,8 @@ def make_client(role: str, url: str, clock: Clock) -> WireClient:
     return WireClient(lambda: open_link(link_url), device_id=device_id, name=role, clock=clock)
 
 
-async def open_wire_room(request: RoomRequest) -> DeviceSet:
+async def open_wire_room(request: RoomRequest) -> DeviceSet | RoomDevices:
+    """Connect every role's wire device; a room's subset of roles gives :class:`RoomDevices`."""
     links = dict(request.links)
     if "carm" in links and "detector" not in links:
         raise ValueError(
@@ -78,26 +79,35 @@ async def open_wire_room(request: RoomRequest) -> DeviceSet:
             if isinstance(first, DeviceError | OSError):
                 raise first from None
         raise
-    carm = RemoteCArm("carm", clients["carm"], clients["detector"])
-    table = RemoteTable("table", clients["table"])
-    injector = RemoteInjector("injector", clients["injector"])
+    carm = RemoteCArm("carm", clients["carm"], clients["detector"]) if "carm" in clients else None
+    table = RemoteTable("table", clients["table"]) if "table" in clients else None
+    injector = RemoteInjector("injector", clients["injector"]) if "injector" in clients else None
     scale = request.clock.time_scale
-    carm.latency_allowance_s = IMAGE_LINK_ALLOWANCE_S * scale
-    table.latency_allowance_s = injector.latency_allowance_s = CONTROL_LINK_ALLOWANCE_S * scale
+    if carm is not None:
+        carm.latency_allowance_s = IMAGE_LINK_ALLOWANCE_S * scale
+    for device in (table, injector):
+        if device is not None:
+            device.latency_allowance_s = CONTROL_LINK_ALLOWANCE_S * scale
     effects = RemoteEffects(clients["effects"]) if "effects" in clients else None
 
     async def close() -> None:
         for device in (carm, table, injector):
-            await device.aclose()
-        await clients["detector"].close()
+            if device is not None:
+                await device.aclose()
+        if "detector" in clients:
+            await clients["detector"].close()
         if effects is not None:
             await effects.aclose()
 
+    info = {"links": {role: url for role, url in links.items()}}
+    if carm is None or table is None or injector is None:
+        # Part of a mixed room (drivers.backends.open_room): other backends serve the rest.
+        return RoomDevices(carm, table, injector, effects, info, close)
     return DeviceSet(
         carm=carm,
         table=table,
         injector=injector,
         effects=effects,
-        info={"links": {role: url for role, url in links.items()}},
+        info=info,
         close=close,
     )
