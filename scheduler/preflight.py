@@ -316,8 +316,8 @@ _WIRE_SCHEMES = ("tcp", "mqtt", "usb", "serial")
 
 
 def check_room(room: Room) -> list[Finding]:
-    """The room's links can be served: a backend is installed for every scheme, one backend
-    serves them all, its optional packages import, and wire link URLs parse (those with
+    """The room's links can be served: a backend is installed for every scheme (a room may mix
+    backends, one per device), its transports' packages import, and wire link URLs parse (those with
     ``${...}`` or a broker to fill in are checked when the run resolves them). Nothing is
     opened. Fields are paths in the room file."""
     out: list[Finding] = []
@@ -338,15 +338,6 @@ def check_room(room: Room) -> list[Finding]:
         chosen.setdefault(found[0].value, (found[0], []))[1].append(role)
     if out:
         return out
-    if len(chosen) > 1:
-        detail = "; ".join(f"{', '.join(roles)} → {value}" for value, (_, roles) in chosen.items())
-        return [
-            _error(
-                ("room", "devices"),
-                f"the links need different backends ({detail}); one backend must serve every "
-                "device of a room",
-            )
-        ]
     for _value, (ep, roles) in chosen.items():
         try:
             ep.load()
@@ -364,6 +355,15 @@ def check_room(room: Room) -> list[Finding]:
             ]
         except ImportError as exc:
             return [_error(("room", "devices", roles[0]), f"cannot load the link backend: {exc}")]
+    from drivers.links import load_transport, transports
+
+    for role, link in room.links.items():
+        base = scheme_of(link).split("+", 1)[0]
+        if base in transports():
+            try:
+                load_transport(base)  # imports the transport's library only; opens nothing
+            except ImportError as exc:  # TransportUnavailable: one line naming the package
+                return [_error(("room", "devices", role), str(exc))]
     for role, link in room.links.items():
         scheme = scheme_of(link)
         if scheme.split("+", 1)[0] not in _WIRE_SCHEMES or "${" in link:

@@ -11,6 +11,22 @@ import pytest
 from drivers import VirtualTimeEventLoop
 
 ROOT = Path(__file__).resolve().parent.parent
+#: tests on real links in real or 60×-scaled time (ptys, MQTT, `sim serve`): their timing is
+#: the wall's, so CI runs them one at a time after the parallel run (``-m links``)
+REAL_TIME_LINKS = (
+    "tests/e2e/",
+    "tests/links/",
+    "tests/hardening/test_abort_over_links.py",
+    "tests/hardening/test_injector_faults_over_links.py",
+    "tests/hardening/test_injector_state_from_previous_exam.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        if where.startswith(REAL_TIME_LINKS):
+            item.add_marker(pytest.mark.links)
 T = TypeVar("T")
 
 

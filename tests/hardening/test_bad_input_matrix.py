@@ -282,7 +282,7 @@ ROOM_CASES = [
     ),
     Case("room-unknown-scheme", "room", room_links("foo://carm")),
     Case("room-no-scheme", "room", sub(ROOM, "    carm: sim://carm", "    carm: carm")),
-    Case("room-two-backends", "room", room_links("mock://carm")),
+    Case("room-injector-unknown-scheme", "room", room_links("sim://carm", injector="acme2://inj")),
     Case(
         "room-malformed-tcp-url",
         "room",
