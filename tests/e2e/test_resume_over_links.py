@@ -95,11 +95,17 @@ def resume_and_check(serve: SimServe, out: Path) -> dict[str, Any]:
     killed = read_events(out)
     proc = cli("resume", str(out), timeout=180)
     summary = json.loads((out / "summary.json").read_text())
-    # exit 3: completed, but a film fell due while no process controlled the room (missed)
+    # exit 3: completed, but a film near the restart was missed — it fell due while no process
+    # controlled the room, or its view was ready too late after the reattach (at 60× a second
+    # of exam time is 17 ms of wall)
     missed = [s for s in summary["steps"] if s["status"] in ("missed", "failed")]
     assert proc.returncode == (3 if missed else 0), proc.stdout[-2000:] + proc.stderr[-3000:]
     for s in missed:
-        assert "while the controlling process was down" in s["detail"], s
+        assert s["status"] == "missed", s
+        assert (
+            "while the controlling process was down" in s["detail"]
+            or "preparation ended" in s["detail"]
+        ), s
     events = read_events(out)
     assert summary["state"] == "completed"
     assert events[: len(killed)] == killed, "the journal before the crash was rewritten"
