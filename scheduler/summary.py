@@ -9,7 +9,7 @@ from typing import Any
 
 from drivers import Clock
 
-from .engine import ExamResult
+from .exam import ExamResult
 from .records import ExamInfo
 
 
