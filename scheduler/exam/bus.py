@@ -113,11 +113,14 @@ class Subscription:
 
     async def __aiter__(self) -> AsyncIterator[Recorded]:
         while True:
-            for item in self.take_all():
+            items = self.take_all()
+            if not items:
+                if self.closed:
+                    return  # everything sent before the close was delivered
+                await self._wake.wait()
+                continue
+            for item in items:
                 yield item
-            if self.closed:
-                return
-            await self._wake.wait()
 
 
 @dataclass
