@@ -402,7 +402,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     check_patient(args.patient, room, room_path)
     for line in warnings_of(findings, args.protocol):
         _warn(line)
-    plan = rehearse(protocol, room, patient=args.patient)
+    from .compose import config_base_dir
+
+    plan = rehearse(protocol, room, patient=args.patient, base_dir=config_base_dir(room_path))
     # what the engine itself did in the rehearsal: the authoritative word on each step
     rehearsed = [
         Finding(

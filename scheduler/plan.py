@@ -182,11 +182,19 @@ class _Seen:
             self.kerma[step] = self.kerma.get(step, 0.0) + event.reference_air_kerma_mgy
 
 
-def rehearse(protocol: Protocol, room: Room, *, patient: str | None = None) -> Plan:
+def rehearse(
+    protocol: Protocol,
+    room: Room,
+    *,
+    patient: str | None = None,
+    base_dir: Path = PROJECT_ROOT,
+) -> Plan:
     """:func:`plan_exam` on a virtual-time loop of its own (from a worker thread when the
     caller already runs a loop). The rehearsal is deterministic, so the last few plans are
     kept in memory (a second call with equal files costs nothing)."""
-    key = _Key(protocol.model_dump_json(), room.model_dump_json(), patient, protocol, room)
+    key = _Key(
+        protocol.model_dump_json(), room.model_dump_json(), patient, base_dir, protocol, room
+    )
     return _rehearsed(key)
 
 
@@ -197,6 +205,7 @@ class _Key:
     protocol_json: str
     room_json: str
     patient: str | None
+    base_dir: Path
     protocol: Protocol = field(compare=False, hash=False)
     room: Room = field(compare=False, hash=False)
 
@@ -206,7 +215,8 @@ def _rehearsed(key: _Key) -> Plan:
     def rehearse() -> Plan:
         loop = VirtualTimeEventLoop()
         try:
-            return loop.run_until_complete(plan_exam(key.protocol, key.room, patient=key.patient))
+            planned = plan_exam(key.protocol, key.room, patient=key.patient, base_dir=key.base_dir)
+            return loop.run_until_complete(planned)
         finally:
             loop.close()
 
