@@ -172,3 +172,17 @@ def test_every_scheduler_kind_is_typed_and_durability_is_declared_once():
     import scheduler.journal as journal
 
     assert not hasattr(journal, "DURABLE_KINDS")
+
+
+def test_each_kind_has_its_typed_event():
+    from scheduler.exam import events
+
+    classes = [
+        c for c in vars(events).values() if isinstance(c, type) and issubclass(c, events.Event)
+    ]
+    classes.remove(events.Event)
+    declared = {c.KIND for c in classes}
+    # two classes carry their kind in a field: the operator's answer, the dose notice
+    by_field = {Kind.DECLINED, Kind.FLUORO_TIMER_ALERT, Kind.DOSE_RATE_EXCEEDED}
+    assert declared | by_field == set(Kind)
+    assert all(c.__dataclass_params__.frozen for c in classes)
