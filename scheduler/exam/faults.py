@@ -45,7 +45,8 @@ def on_injector_event(ctx: ExamContext, event: DeviceEvent) -> None:
     if event.kind in ("faulted", "fault_reported"):
         faults = event.data.get("faults") or [event.data.get("fault")]
         for fault in faults:
-            _injector_fault(ctx, str(fault))
+            if fault:  # an event that names no fault (an empty list) is no fault
+                _injector_fault(ctx, str(fault))
 
 
 def _injector_fault(ctx: ExamContext, fault: str) -> None:
