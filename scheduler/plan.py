@@ -21,19 +21,20 @@ import functools
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from drivers import Clock, VirtualTimeEventLoop
 from drivers.backends import RoomRequest, backend_for_links
 
 from .dose_estimate import SID_MM, entrance_kerma_mgy, tube_output_ugy_per_mas
-from .exam import ANONYMOUS, ExamResult, ExamRunner, Recorded, RoomInfo, make_exam_info
-from .exam.events import Captured, CaptureMissed
 from .operator import ScriptedOperator
 from .paths import PROJECT_ROOT
 from .protocol import CaptureStep, FluoroStep, InjectStep, Protocol, TomoStep
 from .room import IN_PROCESS_SCHEMES, Devices, OperatorConfig, Room
 from .timeline_estimate import estimate_timeline
+
+if TYPE_CHECKING:  # the engine is imported when a plan is made, not with the CLI
+    from .exam import ExamResult, Recorded
 
 #: preflight's quick estimate (not the plan): scheduler.preflight imports it from here
 make_plan = estimate_timeline
@@ -136,6 +137,8 @@ async def plan_exam(
     base_dir: Path = PROJECT_ROOT,
 ) -> Plan:
     """Rehearse ``protocol`` in ``room`` on the running loop (a VirtualTimeEventLoop)."""
+    from .exam import ANONYMOUS, ExamRunner, RoomInfo, make_exam_info
+
     clock = Clock.for_running_loop()
     if not clock.is_virtual:
         raise RuntimeError("a plan runs on virtual time: use make_plan() or a VirtualTimeEventLoop")
@@ -175,6 +178,8 @@ class _Seen:
         self.kerma: dict[str, float] = {}
 
     def __call__(self, recorded: Recorded) -> None:
+        from .exam.events import Captured, CaptureMissed
+
         event, step = recorded.event, recorded.step or ""
         if isinstance(event, CaptureMissed):
             self.given_up.setdefault(step, recorded.t_s)
