@@ -40,7 +40,8 @@ class StepOutcome:
     """One protocol step: what was planned and what happened, on the exam's loop clock.
 
     ``planned_s`` is when the step was due, ``commanded_s`` when the scheduler commanded it
-    and ``device_s`` when the device reported doing it (the exposure, the injection start).
+    and ``actual_s`` when the device reported doing it (the exposure, the injection start) —
+    "actual" means the device-reported time everywhere (summary.json, the run table).
     ``*_after_injection_s`` are relative to the injector-reported injection start.
     """
 
@@ -50,7 +51,7 @@ class StepOutcome:
     status: StepStatus
     planned_s: float | None
     commanded_s: float | None
-    device_s: float | None
+    actual_s: float | None
     planned_after_injection_s: float | None
     actual_after_injection_s: float | None
     lateness_s: float | None
@@ -233,8 +234,8 @@ def _step(s: Mapping[str, Any], out_dir: Path) -> StepOutcome:
         type=str(s["type"]),
         status=StepStatus(s["status"]),
         planned_s=_float(s.get("planned_s")),
-        commanded_s=_float(s.get("actual_s")),
-        device_s=_float(s.get("device_s")),
+        commanded_s=_float(s.get("commanded_s")),
+        actual_s=_float(s.get("actual_s")),
         planned_after_injection_s=_float(s.get("planned_after_injection_s")),
         actual_after_injection_s=_float(s.get("actual_after_injection_s")),
         lateness_s=_float(s.get("lateness_s")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import math
 import os
@@ -37,8 +38,9 @@ from .links import (
     write_endpoints,
 )
 from .paths import default_room_path, protocol_path, room_path
-from .plan import make_plan
+from .plan import rehearse
 from .preflight import (
+    Finding,
     check_patient,
     check_room,
     check_run_inputs,
@@ -50,7 +52,7 @@ from .protocol import Protocol, load_protocol
 from .room import Room, load_room
 
 if TYPE_CHECKING:
-    from .engine import ExamProgress
+    from .exam import ExamProgress
 
 
 log = logging.getLogger("scheduler.cli")  # not __name__: "__main__" under python -m
@@ -203,7 +205,9 @@ def _parser() -> argparse.ArgumentParser:
     resume.set_defaults(func=_cmd_resume)
 
     plan = sub.add_parser(
-        "plan", help="dry run: timeline, duration, contrast, exposures and dose estimate"
+        "plan",
+        help="rehearse the exam on the simulator in virtual time (seconds; nothing is kept): "
+        "timeline, duration, contrast, exposures and dose",
     )
     plan.add_argument(
         "protocol",
@@ -216,6 +220,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="room file or shipped room name (default: the built-in simulator)",
     )
+    plan.add_argument(
+        "--patient",
+        default=None,
+        help="simulated patient scenario to rehearse with (default: the room's, else normal)",
+    )
+    plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
     plan.set_defaults(func=_cmd_plan)
 
     sim = sub.add_parser("sim", help="simulator tools")
@@ -323,7 +333,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
 
     from .compose import run_exam
-    from .engine import ExamProgress
+    from .exam import ExamProgress
     from .progress import ProgressView
 
     progress = ExamProgress(protocol.name)
@@ -483,12 +493,29 @@ def _warn(line: str) -> None:
 
 def _cmd_plan(args: argparse.Namespace) -> int:
     protocol = load_protocol(args.protocol)
-    room = load_room(args.room or default_room_path())
+    room_path = args.room or default_room_path()
+    room = load_room(room_path)
     findings = preflight(protocol, room)
     raise_on_errors(findings, args.protocol)
+    check_patient(args.patient, room, room_path)
     for line in warnings_of(findings, args.protocol):
         _warn(line)
-    plan = make_plan(protocol, room)
+    from .compose import config_base_dir
+
+    plan = rehearse(protocol, room, patient=args.patient, base_dir=config_base_dir(room_path))
+    # what the engine itself did in the rehearsal: the authoritative word on each step
+    rehearsed = [
+        Finding(
+            "warning", f"protocol.steps[{i}]", f"rehearsed on the simulator: {s.status}: {s.detail}"
+        )
+        for i, s in enumerate(plan.steps)
+        if s in plan.problems
+    ]
+    for line in warnings_of(rehearsed, args.protocol):
+        _warn(line)
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+        return EXIT_OK
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # pipes and logs: keep table rows on one line
@@ -505,25 +532,32 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     ):
         table.add_column(col)
     for i, s in enumerate(plan.steps, 1):
+        note = s.note if s.status == "done" else f"{s.status.upper()}: {s.detail}"
         table.add_row(
             str(i),
             s.label,
             s.type,
-            _clock(s.start_s),
-            "" if s.after_injection_s is None else f"T+{_clock(s.after_injection_s)}",
+            "" if s.start_s is None else _clock(s.start_s),
+            "" if s.after_injection_s is None else f"T{_signed_clock(s.after_injection_s)}",
             str(s.exposures or ""),
             f"{s.entrance_mgy:.2f}" if s.entrance_mgy else "",
-            s.note,
+            note,
         )
     console.print(table)
+    ended = "" if plan.state == "completed" else f"; the rehearsal {plan.state}: {plan.reason}"
     console.print(
-        f"duration ≈ {_clock(plan.duration_s)} (mm:ss), contrast {plan.contrast_ml:g} mL "
+        f"duration {_clock(plan.duration_s)} (mm:ss), contrast {plan.contrast_ml:g} mL "
         f"({plan.iodine_g:g} g iodine), {plan.exposures} radiographic exposures, "
         f"fluoroscopy {plan.fluoro_s:.2f} s beam-on, "
-        f"estimated entrance air kerma ≈ {plan.entrance_mgy:.1f} mGy",
+        f"estimated entrance air kerma ≈ {plan.entrance_mgy:.1f} mGy, "
+        f"simulated reference air kerma {plan.reference_air_kerma_mgy:.1f} mGy{ended}",
         soft_wrap=True,
     )
     return EXIT_OK
+
+
+def _signed_clock(seconds: float) -> str:
+    return ("-" if seconds < 0 else "+") + _clock(abs(seconds))
 
 
 def _clock(seconds: float) -> str:
@@ -721,7 +755,7 @@ def with_faults(room: Room, faults: list[str]) -> Room:
 
 
 def _cmd_resume(args: argparse.Namespace) -> int:
-    from .engine import ExamProgress
+    from .exam import ExamProgress
     from .progress import ProgressView
     from .recovery import RecoveryError
     from .resume import resume_exam, resume_loop

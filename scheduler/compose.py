@@ -16,7 +16,15 @@ from typing import Any
 from drivers import Clock
 from drivers.backends import DeviceSet, RoomRequest, backend_for_links
 
-from .engine import ExamProgress, ExamResult, ExamRunner, make_exam_info
+from .exam import (
+    ANONYMOUS,
+    ExamProgress,
+    ExamResult,
+    ExamRunner,
+    RoomInfo,
+    make_exam_info,
+)
+from .exam.hooks import install_operated_exam_hooks
 from .exam_dir import claim_new_exam_folder
 from .journal import ExamEvent
 from .operator import Operator, ScriptedOperator, TerminalOperator
@@ -128,7 +136,9 @@ async def run_exam(
         options: dict[str, Any] = {"patient": patient} if patient else {}
         devices = await open_devices(room, clock, config_base_dir(room_path), options, links)
         try:
-            exam = make_exam_info(protocol, room, devices, clock.wall_now())
+            # The order names the patient; on the simulator, the room's simulated patient is it.
+            patient_info = RoomInfo.of(devices).patient or ANONYMOUS
+            exam = make_exam_info(protocol, room, patient_info, clock.wall_now())
             runner = ExamRunner(
                 protocol,
                 room,
@@ -141,6 +151,7 @@ async def run_exam(
                 on_capture=on_capture,
                 on_event=on_event,
             )
+            install_operated_exam_hooks(runner.bus, clock)
             where: dict[str, Any] = {
                 "wall0": wall0,
                 "protocol_path": protocol_path,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .engine import ExamResult
+    from .exam import ExamResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1

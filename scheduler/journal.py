@@ -1,63 +1,24 @@
 """events.jsonl: every command, device event and capture, one JSON object per line, as it happens.
 
 Lines are flushed as written (a process kill loses nothing already written); lines about
-fire-once actions, captures, state changes and faults are also fsynced, so after a machine
-crash the journal still says what was done to the patient. ``fluoroctl resume`` rebuilds an
-exam from this file alone (see scheduler/recovery.py).
+fire-once actions, captures, state changes and faults are also fsynced (which kinds:
+:data:`scheduler.exam.events.DURABLE_KINDS`), so after a machine crash the journal still says
+what was done to the patient. ``fluoroctl resume`` rebuilds an exam from this file alone (see
+scheduler/recovery.py).
 
-Test hook: with ``FLUOROCTL_CRASH_AFTER_EVENT=N`` in the environment the process kills itself
-(SIGKILL, no clean-up) right after writing its N-th line, to test crash recovery.
+The journal is the exam event stream's durable subscriber: the event bus
+(:mod:`scheduler.exam.bus`) stamps each event and hands its line to :meth:`Journal.write`
+before anyone else sees it.
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
-import signal
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-
-from drivers import Clock, DeviceEvent
-
-#: kinds whose loss in a crash would hide something done to the patient
-DURABLE_KINDS = frozenset(
-    {
-        "exam_started",
-        "command",
-        "injection_started",
-        "capture",
-        "capture_failed",
-        "abort",
-        "exam_finished",
-        "interlock_refused",
-        "completed",
-        "stopped",
-        "faulted",
-        "exposure",
-        "state",
-        "step_done",
-        "capture_missed",
-        "capture_retry",
-        "capture_recovered",
-        "injection_confirmed",
-        "fault",
-        "device_lost",
-        "confirmed",
-        "declined",
-        "exam_resumed",
-        "fluoro_started",
-        "fluoro_ended",
-        "tomo_started",
-        "tomo_ended",
-        "frames_dropped",
-        "start_acknowledged",
-    }
-)
-CRASH_ENV = "FLUOROCTL_CRASH_AFTER_EVENT"
 
 
 class ExamEvent(BaseModel):
@@ -93,68 +54,20 @@ class Journal:
     time the disk is full, so the lines that close the record still fit.
     """
 
-    def __init__(
-        self,
-        path: Path,
-        clock: Clock,
-        on_record: Callable[[ExamEvent], None] | None = None,
-        *,
-        start_seq: int = 0,
-    ) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self._on_record = on_record
-        self._clock = clock
-        self._seq = start_seq
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
         self._reserve = path.with_name(path.name + RESERVE_SUFFIX)
         #: the disk filled up: the reserve was given back to write this journal's lines
         self.out_of_space = False
         self._hold_reserve()
-        self.events: list[ExamEvent] = []
-        crash = os.environ.get(CRASH_ENV, "")
-        self._crash_after = int(crash) if crash.isdigit() else None
 
-    @property
-    def seq(self) -> int:
-        return self._seq
-
-    def record(
-        self, source: str, kind: str, step: str | None = None, t_s: float | None = None, **data: Any
-    ) -> ExamEvent:
-        t = self._clock.now() if t_s is None else t_s
-        self._seq += 1
-        event = ExamEvent(
-            seq=self._seq,
-            t_s=round(t, 6),
-            wall=self._clock.wall_at(t).isoformat(timespec="milliseconds"),
-            source=source,
-            kind=kind,
-            step=step,
-            data=data,
-        )
-        self.events.append(event)
+    def write(self, line: ExamEvent, *, fsync: bool) -> None:
+        """Append ``line`` whole (or raise :class:`JournalWriteError` leaving nothing torn);
+        with ``fsync`` it is on the disk when this returns. A closed journal takes nothing."""
         if self._fd is not None:
-            self._append((event.model_dump_json() + "\n").encode(), fsync=kind in DURABLE_KINDS)
-            if self._crash_after is not None and self._seq >= self._crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # crash-recovery tests: die right here
-        if self._on_record is not None:
-            self._on_record(event)
-        return event
-
-    def device_listener(self, step_of: Any) -> Any:
-        """A listener for :meth:`drivers.EventSource.subscribe` tagging the current step."""
-
-        def listen(event: DeviceEvent) -> None:
-            self.record(
-                event.device,
-                event.kind,
-                step_of(),
-                t_s=event.device_time_s,
-                **_jsonable(event.data),
-            )
-
-        return listen
+            self._append((line.model_dump_json() + "\n").encode(), fsync=fsync)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -203,8 +116,3 @@ class Journal:
 
 
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def _jsonable(data: Any) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(json.dumps(dict(data), default=str))
-    return result

@@ -33,7 +33,7 @@ from drivers.backends import scheme_of
 from drivers.config import ConfigError, find_file_loader, format_loc, line_of, load_yaml, parse_loc
 
 from .commands import fluoro_technique_for, injection_program_for, technique_for
-from .plan import SID_MM, make_plan
+from .dose_estimate import SID_MM
 from .protocol import (
     CaptureStep,
     FluoroStep,
@@ -44,6 +44,7 @@ from .protocol import (
 )
 from .room import Room
 from .safety import DoseMonitor, InterlockRefused, check_injection_program
+from .timeline_estimate import estimate_timeline
 
 Severity = Literal["error", "warning"]
 Loc = tuple[str | int, ...]
@@ -66,7 +67,7 @@ def _warning(loc: Loc, message: str) -> Finding:
     return Finding("warning", format_loc(loc), message)
 
 
-# -- the value objects the engine builds (scheduler/engine.py uses the same recipes) ---------
+# -- the value objects the engine builds: scheduler/commands.py (the engine uses the same) --
 # -- the checks ----------------------------------------------------------------------------
 def preflight(protocol: Protocol, room: Room) -> list[Finding]:
     """Every check of ``protocol`` against ``room`` that needs no device, in file order
@@ -245,7 +246,7 @@ def _dose(protocol: Protocol, room: Room) -> list[Finding]:
         monitor.add(0.0, fluoro_s=step.duration_s * step.pulse_rate_hz * t.pulse_ms / 1000.0)
     cap = room.dose.max_reference_air_kerma_mgy
     if cap is not None:
-        plan = make_plan(protocol, room)
+        plan = estimate_timeline(protocol, room)
         total = 0.0
         for i, planned in enumerate(plan.steps):
             if planned.exposures and total >= cap:
@@ -271,7 +272,7 @@ def _timeline(protocol: Protocol, room: Room) -> list[Finding]:
     room's scripted operator delays, so this is a warning, not an error.
     """
     out: list[Finding] = []
-    plan = make_plan(protocol, room)
+    plan = estimate_timeline(protocol, room)
     steps = protocol.steps
     for i, (step, planned) in enumerate(zip(steps, plan.steps, strict=True)):
         if not isinstance(step, CaptureStep | FluoroStep | TomoStep) or step.at is None:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from drivers import Clock
 
-from .engine import ExamProgress
+from .exam import ExamProgress
 from .journal import ExamEvent
 
 NOTABLE = {

@@ -53,7 +53,7 @@ TORN_SUFFIX = ".torn-"
 #: the detail of a step settled from the images on disk
 ADOPTED_DETAIL = "adopted from disk after a restart"
 JOURNALED_DETAIL = "image(s) written before the restart"
-#: what an exam folder holds besides images (sim-state: scheduler.engine.SIM_STATE_DIR)
+#: what an exam folder holds besides images (sim-state: scheduler.exam.SIM_STATE_DIR)
 _OWN_ENTRIES = frozenset(
     {
         JOURNAL,

@@ -38,7 +38,8 @@ import pydicom
 from drivers import Clock, VirtualTimeEventLoop, new_event_loop
 
 from .compose import RunOutcome, make_operator, open_devices
-from .engine import SIM_STATE_DIR, ExamProgress, ExamResult, ExamRunner, exam_from_json
+from .exam import SIM_STATE_DIR, ExamProgress, ExamResult, ExamRunner, exam_from_json
+from .exam.hooks import install_operated_exam_hooks
 from .exam_dir import ExamFolderError, ExamFolderLock, lock_exam_folder, probe_exam_folder
 from .journal import ExamEvent
 from .outputs import ContactSheetEntry, write_contact_sheet
@@ -154,6 +155,7 @@ async def _resume_locked(
             on_event=on_event,
             recovered=rec,
         )
+        install_operated_exam_hooks(runner.bus, clock)
 
         def finish(result: ExamResult) -> dict[str, Any]:
             """Contact sheet and summary, on every end (Ctrl-C and bugs included)."""

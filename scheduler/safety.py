@@ -24,7 +24,7 @@ from drivers import (
 )
 from drivers.backends import DeviceSet
 
-from .plan import entrance_kerma_mgy
+from .dose_estimate import entrance_kerma_mgy
 from .policy import DoseLimits
 from .room import InjectorLimits
 

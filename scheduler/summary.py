@@ -1,15 +1,22 @@
-"""summary.json: per step what was planned and what happened; the exam's totals."""
+"""summary.json: per step what was planned and what happened; the exam's totals.
+
+The fields are described in docs/results.md. Per step, ``actual_s`` is when it happened as
+the device reported it (the same time ``actual_after_injection_s`` and the display show);
+``commanded_s`` when the scheduler sent it. Lateness is about timed acquisitions and the
+injection start only (see :mod:`scheduler.exam.results`).
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from drivers import Clock
 
-from .engine import ExamResult
+from .exam import ExamResult
 from .records import ExamInfo
 
 
@@ -30,7 +37,6 @@ def build_summary(
     )
     fluoro_s = max(fluoro_s, result.fluoro_time_s)
     delivered = result.contrast_delivered_ml
-    timed = [s for s in result.steps if s.lateness_s is not None]
     concentration = (
         result.records[-1].contrast.concentration_mg_ml
         if result.records and result.records[-1].contrast
@@ -55,8 +61,8 @@ def build_summary(
                 "status": s.status,
                 "planned_after_injection_s": s.planned_after_injection_s,
                 "planned_s": _r(s.planned_s),
-                "actual_s": _r(s.commanded_s),
-                "device_s": _r(s.device_s),
+                "commanded_s": _r(s.commanded_s),
+                "actual_s": _r(s.device_s),
                 "actual_after_injection_s": None
                 if anchor is None or s.device_s is None
                 else _r(s.device_s - anchor),
@@ -88,10 +94,8 @@ def build_summary(
                 sum(f.dose.dap_gy_cm2 for f in frames) + sum(p.dap_gy_cm2 for p in result.prior),
                 4,
             ),
-            "max_abs_lateness_s": _r(max((abs(s.lateness_s or 0) for s in timed), default=0.0)),
-            "max_abs_device_lateness_s": _r(
-                max((abs(s.device_lateness_s or 0) for s in timed), default=0.0)
-            ),
+            "max_abs_lateness_s": _r(_max_abs(s.lateness_s for s in result.steps)),
+            "max_abs_device_lateness_s": _r(_max_abs(s.device_lateness_s for s in result.steps)),
             "exam_duration_s": round(result.ended_s - result.started_s, 3),
             "wall_time_s": round(wall_seconds, 3),
             "missed": [s.id for s in result.steps if s.status in ("missed", "failed")],
@@ -114,3 +118,7 @@ def write_summary(summary: dict[str, Any], path: Path) -> None:
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 6)
+
+
+def _max_abs(values: Iterable[float | None]) -> float:
+    return max((abs(v) for v in values if v is not None), default=0.0)

@@ -27,6 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         where = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
         if where.startswith(REAL_TIME_LINKS):
             item.add_marker(pytest.mark.links)
+
+
 T = TypeVar("T")
 
 

@@ -25,7 +25,7 @@ def run(out: Path) -> int:
     state: fluoroctl.RunState = outcome.state
     step: fluoroctl.StepOutcome = outcome.step("scout")
     status: fluoroctl.StepStatus = step.status
-    when: float | None = step.device_s
+    when: float | None = step.actual_s
     images: tuple[Path, ...] = outcome.images + step.images
     started: dt.datetime = outcome.started
     dose: float = outcome.dose.dap_gy_cm2 + outcome.totals.contrast_delivered_ml

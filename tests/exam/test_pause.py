@@ -22,7 +22,7 @@ import pytest
 
 from drivers import Clock, VirtualTimeEventLoop
 from scheduler.compose import make_operator, open_devices
-from scheduler.engine import ExamResult, ExamRunner, make_exam_info
+from scheduler.exam import ANONYMOUS, ExamResult, ExamRunner, RoomInfo, make_exam_info
 from scheduler.journal import ExamEvent
 from scheduler.protocol import Protocol, load_protocol
 from scheduler.room import load_room
@@ -66,7 +66,7 @@ def protocol_with(**step_fields: dict[str, Any]) -> Protocol:
 
 
 def pause(runner: ExamRunner) -> None:
-    runner.pause("test", real_time=False)
+    runner.pause("test")
 
 
 def resume(runner: ExamRunner) -> None:
@@ -104,7 +104,8 @@ def run(
         clock = Clock.for_running_loop(WALL_ANCHOR)
         devices = await open_devices(room, clock, ROOT, {})
         try:
-            exam = make_exam_info(protocol, room, devices, clock.wall_now())
+            patient = RoomInfo.of(devices).patient or ANONYMOUS
+            exam = make_exam_info(protocol, room, patient, clock.wall_now())
             runner = ExamRunner(
                 protocol,
                 room,
@@ -224,7 +225,7 @@ def test_illegal_transitions_are_refused_with_a_reason_and_journaled(tmp_path):
         refusals.append(runner.control("resume", "test"))
 
     def pause_twice(runner: ExamRunner) -> None:
-        runner.pause("test", real_time=False)
+        runner.pause("test")
         refusals.append(runner.control("pause", "again"))
 
     r = run(tmp_path, [(30.0, resume_when_running), (100.0, pause_twice), (110.0, resume)])

@@ -13,7 +13,7 @@ from typing import Any
 from drivers import Clock
 from drivers.backends import DeviceSet
 from drivers.mock import CallLog, MockCArm, MockInjector, MockTable
-from scheduler.engine import ExamRunner, make_exam_info
+from scheduler.exam import ExamRunner, RoomInfo, make_exam_info
 from scheduler.operator import ScriptedOperator
 from scheduler.protocol import load_protocol
 from scheduler.room import Room
@@ -70,7 +70,9 @@ def make_runner(
 ) -> ExamRunner:
     clock = Clock.for_running_loop(WALL)
     proto = load_protocol(ROOT / f"configs/protocols/{protocol}.yaml")
-    exam = make_exam_info(proto, room, devices, WALL)
+    patient = RoomInfo.of(devices).patient
+    assert patient is not None
+    exam = make_exam_info(proto, room, patient, WALL)
     operator = ScriptedOperator(clock, room.operator.delays_s)
     return ExamRunner(proto, room, devices, clock, operator, out, exam, **kwargs)
 

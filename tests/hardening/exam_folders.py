@@ -2,7 +2,7 @@
 
 A crashed exam is a real ``fluoroctl run`` of the accelerated IVU on the in-process
 simulator that SIGKILLs itself right after writing its N-th journal line
-(``FLUOROCTL_CRASH_AFTER_EVENT``, see scheduler/journal.py). The exam is deterministic on
+(``FLUOROCTL_CRASH_AFTER_EVENT``, see scheduler/exam/hooks.py). The exam is deterministic on
 virtual time, so line N is always the same record; tests that depend on which record it is
 assert it (:func:`line_at`).
 """

@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from drivers import Clock, VirtualTimeEventLoop
-from scheduler import engine
+from scheduler.exam import abort as exam_abort
 
 from ._mockroom import journal, make_runner, mock_devices
 
@@ -26,7 +26,7 @@ def test_a_second_cancel_during_the_abort_skips_no_device(tmp_path, monkeypatch,
     out.mkdir()
     task: asyncio.Task[object] | None = None
     began: list[float] = []
-    real_abort_all = engine.abort_all
+    real_abort_all = exam_abort.abort_all
 
     async def abort_all_then_interrupt(devices, **kwargs):  # type: ignore[no-untyped-def]
         # the moment the abort sequence begins: cancel again `again_ms` into it
@@ -35,7 +35,7 @@ def test_a_second_cancel_during_the_abort_skips_no_device(tmp_path, monkeypatch,
         loop.call_at(began[0] + again_ms / 1000, task.cancel)
         return await real_abort_all(devices, **kwargs)
 
-    monkeypatch.setattr(engine, "abort_all", abort_all_then_interrupt)
+    monkeypatch.setattr(exam_abort, "abort_all", abort_all_then_interrupt)
 
     async def scenario():  # type: ignore[no-untyped-def]
         nonlocal task

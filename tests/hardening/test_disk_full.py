@@ -21,8 +21,8 @@ import pydicom
 import pytest
 
 from drivers import VirtualTimeEventLoop
-from scheduler import engine
 from scheduler.compose import run_exam
+from scheduler.exam import store as exam_store
 
 from ..exam.conftest import ROOT, WALL_ANCHOR
 
@@ -57,7 +57,7 @@ def check_record_whole(out: Path) -> list[dict]:
 
 
 def test_an_image_that_cannot_be_written_aborts_the_exam_safely(tmp_path, monkeypatch):
-    real = engine.write_capture
+    real = exam_store.write_capture
     calls = {"n": 0}
 
     def full_on_third(record, exam, directory):  # type: ignore[no-untyped-def]
@@ -66,7 +66,7 @@ def test_an_image_that_cannot_be_written_aborts_the_exam_safely(tmp_path, monkey
             raise OSError(errno.ENOSPC, "No space left on device", str(directory))
         return real(record, exam, directory)
 
-    monkeypatch.setattr(engine, "write_capture", full_on_third)
+    monkeypatch.setattr(exam_store, "write_capture", full_on_third)
     out = tmp_path / "exam"
     outcome = run_in_process(out)
     result = outcome.result

@@ -1,0 +1,57 @@
+"""Tomosynthesis steps: one sweep, one stored image per reconstructed layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drivers import Technique, TomoRequest, TomoSeries
+
+from ...commands import technique_for
+from ...protocol import TomoStep
+from ...records import TomoInfo
+from ..context import ExamContext
+from ..images import Acquired
+from ..results import StepResult
+from .acquisition import run_acquisition
+
+
+class Sweep:
+    command = "tomo"
+
+    def technique(self, ctx: ExamContext, step: TomoStep) -> Technique:
+        return technique_for(step.technique or ctx.protocol.technique)
+
+    def check_dose(self, ctx: ExamContext, step: TomoStep) -> None:
+        ctx.dose.check_exposure_dose("tomo")
+
+    async def acquire(self, ctx: ExamContext, step: TomoStep) -> list[Acquired]:
+        series = await ctx.devices.carm.tomosynthesis(
+            TomoRequest(
+                tuple(step.layer_heights_mm),
+                self.technique(ctx, step),
+                step.sweep_deg,
+                step.projections,
+            )
+        )
+        return self.from_detector("tomo", series, step)
+
+    def from_detector(self, kind: str, payload: Any, step: TomoStep) -> list[Acquired]:
+        series: TomoSeries = payload
+        sweep_s = series.ended_at_s - series.started_at_s
+        return [
+            ((layer,), None, TomoInfo(height, series.sweep_deg, series.projections, sweep_s))
+            for layer, height in zip(series.layers, series.heights_mm, strict=True)
+        ]
+
+    def after(
+        self, ctx: ExamContext, step: TomoStep, result: StepResult, acquired: list[Acquired]
+    ) -> None:
+        pass
+
+
+KIND = Sweep()
+
+
+async def handle(ctx: ExamContext, step: object, result: StepResult) -> None:
+    assert isinstance(step, TomoStep)
+    await run_acquisition(KIND, ctx, step, result)

@@ -1,0 +1,32 @@
+"""A step's time point, and waiting for it (announced to displays)."""
+
+from __future__ import annotations
+
+from ..context import ExamContext
+from ..events import Waiting, WaitOver
+from ..results import ExamAborted, StepResult
+from ..timing import NoAnchor, time_point
+
+
+def due(ctx: ExamContext, at_s: float | None, result: StepResult) -> float | None:
+    """The step's time point (recorded as planned), or None for an untimed step."""
+    if at_s is None:
+        return None
+    try:
+        deadline = time_point(ctx.anchor, at_s)
+    except NoAnchor as exc:
+        raise ExamAborted(f"step {result.id}: {exc}") from None
+    result.planned_after_injection_s, result.planned_s = at_s, deadline
+    return deadline
+
+
+async def wait_for(ctx: ExamContext, deadline_s: float | None, label: str) -> None:
+    """Sleep until ``deadline_s`` (an absolute loop time); nothing to wait for when None."""
+    if deadline_s is None:
+        return
+    ctx.next_deadline_s, ctx.next_step = deadline_s, label
+    step = ctx.current_step
+    ctx.emit(Waiting(step=step, label=label, deadline_s=deadline_s))
+    await ctx.clock.sleep_until(deadline_s)
+    ctx.next_deadline_s, ctx.next_step = None, ""
+    ctx.emit(WaitOver(step=step))

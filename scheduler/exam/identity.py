@@ -1,0 +1,82 @@
+"""The exam's identity (the order): study, series, patient; and what the journal keeps of it
+and of the room for ``fluoroctl resume``."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from pydicom.uid import generate_uid
+
+from ..operator import ScriptedOperator
+from ..protocol import Protocol
+from ..records import ExamInfo, PatientInfo
+from ..room import Room
+from .context import ExamContext
+
+#: who the exam is for when neither an order nor the room names a patient
+ANONYMOUS = PatientInfo(patient_id="ANON", name="Anonymous", sex="O", birth_date=None)
+
+
+def make_exam_info(
+    protocol: Protocol, room: Room, patient: PatientInfo, wall_start: dt.datetime
+) -> ExamInfo:
+    """The study a run creates for ``patient`` (from the order; on the simulator, the
+    simulated patient), with UIDs derived from the patient, protocol and start time."""
+    seed = [patient.patient_id, protocol.name, wall_start.isoformat()]
+    return ExamInfo(
+        study_instance_uid=generate_uid(entropy_srcs=[*seed, "study"]),
+        series_instance_uid=generate_uid(entropy_srcs=[*seed, "series"]),
+        study_id=wall_start.strftime("%y%m%d%H%M"),
+        accession_number=f"FX{wall_start.strftime('%Y%m%d%H%M%S')}",
+        study_description=f"{protocol.name} (CPT {protocol.procedure_code})",
+        procedure_code=protocol.procedure_code,
+        study_datetime=wall_start,
+        patient=patient,
+        institution=room.institution,
+        station_name=room.station_name,
+    )
+
+
+def exam_json(exam: ExamInfo) -> dict[str, Any]:
+    """``exam`` as the journal's ``exam_started`` context holds it (for ``resume``)."""
+    data = dataclasses.asdict(exam)
+    data["study_datetime"] = exam.study_datetime.isoformat()
+    birth = exam.patient.birth_date
+    data["patient"]["birth_date"] = None if birth is None else birth.isoformat()
+    return data
+
+
+def exam_from_json(data: dict[str, Any]) -> ExamInfo:
+    """The inverse of :func:`exam_json`."""
+    patient = dict(data["patient"])
+    birth = patient.get("birth_date")
+    patient["birth_date"] = None if birth is None else dt.date.fromisoformat(birth)
+    return ExamInfo(
+        **{
+            **data,
+            "study_datetime": dt.datetime.fromisoformat(data["study_datetime"]),
+            "patient": PatientInfo(**patient),
+        }
+    )
+
+
+def resume_context(ctx: ExamContext, extra: dict[str, Any]) -> dict[str, Any]:
+    """What `fluoroctl resume` needs to rebuild this exam without the original files
+    (``exam_started``'s ``context``)."""
+    clock = ctx.clock
+    return {
+        **extra,
+        "protocol": ctx.protocol.model_dump(mode="json", exclude_unset=True),
+        "room": ctx.room.model_dump(mode="json", exclude_unset=True),
+        "patient": ctx.info.scenario,
+        "operator": "scripted" if isinstance(ctx.operator, ScriptedOperator) else "terminal",
+        "virtual_time": clock.is_virtual,
+        "wall_at_loop0": clock.wall_at(0.0).isoformat(),
+        # loop time ↔ time.monotonic(): a resumed process continues on this time axis
+        "clock": clock.mapping,
+        # the links as resolved when the room was opened (sim serve's ptys, ports)
+        "links": ctx.info.links,
+        "exam": exam_json(ctx.exam),
+    }

@@ -1,0 +1,32 @@
+"""Where an acquisition's images go before its ``capture`` line is written.
+
+The image store sits on the durable path, not behind the event stream: decision 0007 says a
+capture is journaled only once its image is on disk, so the capture handler stores the
+image, *then* emits :class:`~scheduler.exam.events.Captured`. Other writers (a PACS queue,
+a dose report) subscribe to that event.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from ..outputs import write_capture
+from ..records import CaptureRecord, ExamInfo
+
+
+class ImageStore(Protocol):
+    def write(self, record: CaptureRecord) -> Path:
+        """Store ``record``'s image durably and return its file (``OSError`` if it cannot)."""
+        ...
+
+
+class DicomStore:
+    """One DICOM file per image in the exam folder, linked into place (never replaced)."""
+
+    def __init__(self, exam: ExamInfo, out_dir: Path) -> None:
+        self._exam = exam
+        self._out_dir = out_dir
+
+    def write(self, record: CaptureRecord) -> Path:
+        return write_capture(record, self._exam, self._out_dir)
