@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 
 import drivers.backends as backends
-import scheduler.cli as cli
+import scheduler.cli_run as cli_run
 import scheduler.compose as compose
 from drivers.config import MAX_FILE_BYTES
+from scheduler.cli import main
 
 from ..conftest import ROOT
 
@@ -434,7 +435,7 @@ def opened(monkeypatch) -> list[str]:
     monkeypatch.setattr(compose, "backend_for_links", record("backend_for_links"))
     monkeypatch.setattr(backends, "backend_for_links", record("backend_for_links"))
     monkeypatch.setattr(backends, "find_backend", record("find_backend"))
-    monkeypatch.setattr(cli, "new_event_loop", record("new_event_loop"))
+    monkeypatch.setattr(cli_run, "new_event_loop", record("new_event_loop"))
     return calls
 
 
@@ -457,7 +458,7 @@ def assert_one_error_line(err: str, case: Case, target: str) -> str:
 def test_run_refuses_bad_input(case, tmp_path, capsys, opened):
     target = materialise(case, tmp_path)
     out = tmp_path / "out"
-    code = cli.main(run_argv(case, target, out))
+    code = main(run_argv(case, target, out))
     captured = capsys.readouterr()
     assert code == 2, captured.err
     assert_one_error_line(captured.err, case, target)
@@ -472,7 +473,7 @@ VALIDATABLE = [c for c in CASES if c.kind != "patient-name"]
 @pytest.mark.parametrize("case", VALIDATABLE, ids=[c.id for c in VALIDATABLE])
 def test_validate_refuses_bad_input(case, tmp_path, capsys, opened):
     target = materialise(case, tmp_path)
-    code = cli.main(["validate", target])
+    code = main(["validate", target])
     captured = capsys.readouterr()
     assert code == 2, captured.err
     assert_one_error_line(captured.err, case, target)

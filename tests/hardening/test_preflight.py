@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-import scheduler.cli as cli
+import scheduler.cli_run as cli_run
 import scheduler.compose as compose
 from drivers import DeviceError
 from drivers.config import ConfigError
+from scheduler.cli import main
 from scheduler.policy import DoseLimits
 from scheduler.preflight import (
     Finding,
@@ -256,7 +257,7 @@ def no_devices(monkeypatch):
         raise AssertionError("the event loop must not be created")
 
     monkeypatch.setattr(compose, "open_devices", open_devices)
-    monkeypatch.setattr(cli, "new_event_loop", loop)
+    monkeypatch.setattr(cli_run, "new_event_loop", loop)
     return calls
 
 
@@ -266,7 +267,7 @@ def stderr_lines(capsys) -> list[str]:
 
 def test_validate_checks_a_protocol_against_the_default_room(tmp_path, capsys):
     path = write(tmp_path, BASE.replace("flow_ml_s: 3,", "flow_ml_s: 6,"))
-    assert cli.main(["validate", str(path)]) == 2
+    assert main(["validate", str(path)]) == 2
     assert stderr_lines(capsys) == [
         f"error: {path}:{FLOW_LINE}: protocol.steps[1].phases[1].flow_ml_s: flow 6 mL/s "
         "exceeds the room limit 5 mL/s for 18 G antecubital IV (the room's injector limits)"
@@ -277,21 +278,21 @@ def test_validate_room_option(tmp_path, capsys):
     path = write(tmp_path, BASE.replace("flow_ml_s: 3,", "flow_ml_s: 6,"))
     text = (ROOT / "configs/rooms/simulator.yaml").read_text()
     wide = write(tmp_path, text.replace("max_flow_ml_s: 5.0", "max_flow_ml_s: 8"), "wide.yaml")
-    assert cli.main(["validate", str(path), "--room", str(wide)]) == 0
+    assert main(["validate", str(path), "--room", str(wide)]) == 0
     assert capsys.readouterr().out == f"{path}: ok (protocol)\n"
 
 
 def test_validate_with_a_bad_room_is_one_line(tmp_path, capsys):
     path = write(tmp_path, BASE)
     bad = write(tmp_path, "room: {name: x}\n", "bad-room.yaml")
-    assert cli.main(["validate", str(path), str(path), "--room", str(bad)]) == 2
+    assert main(["validate", str(path), str(path), "--room", str(bad)]) == 2
     lines = stderr_lines(capsys)
     assert len(lines) == 1 and lines[0].startswith(f"error: {bad}:1: room.devices")
 
 
 def test_validate_prints_warnings_and_passes(tmp_path, capsys):
     path = write(tmp_path, LATE)
-    assert cli.main(["validate", str(path)]) == 0
+    assert main(["validate", str(path)]) == 0
     captured = capsys.readouterr()
     assert captured.out == f"{path}: ok (protocol)\n"
     warnings = captured.err.splitlines()
@@ -301,14 +302,14 @@ def test_validate_prints_warnings_and_passes(tmp_path, capsys):
 
 def test_validate_checks_room_links(tmp_path, capsys):
     path = room_with(tmp_path, "foo://carm")
-    assert cli.main(["validate", str(path)]) == 2
+    assert main(["validate", str(path)]) == 2
     (line,) = stderr_lines(capsys)
     assert line.startswith(f"error: {path}:") and "room.devices.carm: unknown link scheme" in line
 
 
 def test_plan_refuses_errors(tmp_path, capsys):
     path = write(tmp_path, BASE.replace("volume_ml: 30", "volume_ml: 140"))
-    assert cli.main(["plan", str(path)]) == 2
+    assert main(["plan", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     (line,) = [x for x in captured.err.splitlines() if x.strip()]
@@ -317,7 +318,7 @@ def test_plan_refuses_errors(tmp_path, capsys):
 
 def test_plan_prints_warnings(tmp_path, capsys):
     path = write(tmp_path, LATE)
-    assert cli.main(["plan", str(path)]) == 0
+    assert main(["plan", str(path)]) == 0
     captured = capsys.readouterr()
     assert "Plan: preflight" in captured.out
     assert captured.err.startswith(f"warning: {path}:16: protocol.steps[2].at:")
@@ -335,7 +336,7 @@ def test_plan_prints_warnings(tmp_path, capsys):
 def test_run_refuses_before_the_scout(tmp_path, capsys, no_devices, old, new):
     path = write(tmp_path, BASE.replace(old, new))
     out = tmp_path / "out"
-    assert cli.main(["run", str(path), "--out", str(out)]) == 2
+    assert main(["run", str(path), "--out", str(out)]) == 2
     lines = stderr_lines(capsys)
     assert len(lines) == 1 and lines[0].startswith(f"error: {path}:")
     assert not out.exists()
@@ -345,7 +346,7 @@ def test_run_refuses_before_the_scout(tmp_path, capsys, no_devices, old, new):
 def test_run_prints_warnings_and_goes_on(tmp_path, capsys):
     path = write(tmp_path, LATE)
     out = tmp_path / "out"
-    code = cli.main(["run", str(path), "--out", str(out)])
+    code = main(["run", str(path), "--out", str(out)])
     err = capsys.readouterr().err
     assert err.startswith(f"warning: {path}:16: protocol.steps[2].at:")
     assert (out / "summary.json").exists()
@@ -358,7 +359,7 @@ def test_run_prints_warnings_and_goes_on(tmp_path, capsys):
 # -- run's other inputs ----------------------------------------------------------------------
 def test_unknown_patient_lists_the_known_ones(tmp_path, capsys, no_devices):
     out = tmp_path / "out"
-    code = cli.main(["run", str(write(tmp_path, BASE)), "--patient", "nobody", "--out", str(out)])
+    code = main(["run", str(write(tmp_path, BASE)), "--patient", "nobody", "--out", str(out)])
     assert code == 2
     assert stderr_lines(capsys) == [
         "error: --patient: unknown patient scenario 'nobody' (known: left-obstruction, "
@@ -370,9 +371,7 @@ def test_unknown_patient_lists_the_known_ones(tmp_path, capsys, no_devices):
 def test_bad_patient_file_names_its_line(tmp_path, capsys, no_devices):
     patient = write(tmp_path, "patient:\n  id: X\n  name: A^B\n  hydration: 9\n", "pat.yaml")
     out = tmp_path / "out"
-    code = cli.main(
-        ["run", str(write(tmp_path, BASE)), "--patient", str(patient), "--out", str(out)]
-    )
+    code = main(["run", str(write(tmp_path, BASE)), "--patient", str(patient), "--out", str(out)])
     assert code == 2
     (line,) = stderr_lines(capsys)
     assert line.startswith(f"error: {patient}:4: patient.hydration:")
@@ -383,7 +382,7 @@ def test_room_option_patient_is_checked(tmp_path, capsys, no_devices):
     text = (ROOT / "configs/rooms/simulator.yaml").read_text()
     room = write(tmp_path, text.replace("patient: normal", "patient: nobody"), "room.yaml")
     out = tmp_path / "out"
-    code = cli.main(["run", str(write(tmp_path, BASE)), "--room", str(room), "--out", str(out)])
+    code = main(["run", str(write(tmp_path, BASE)), "--room", str(room), "--out", str(out)])
     assert code == 2
     (line,) = stderr_lines(capsys)
     line_no = (
@@ -446,7 +445,7 @@ def test_out_that_can_be_created_is_not_created(tmp_path):
 
 def test_run_with_an_unusable_out_is_one_line(tmp_path, capsys, no_devices):
     out = write(tmp_path, "x", "out")
-    assert cli.main(["run", str(write(tmp_path, BASE)), "--out", str(out)]) == 2
+    assert main(["run", str(write(tmp_path, BASE)), "--out", str(out)]) == 2
     assert stderr_lines(capsys) == [f"error: --out: {out} exists and is not a directory"]
     assert no_devices == []
 
