@@ -1,7 +1,7 @@
 """``run_exam`` / ``resume_exam``: whole exams from a script or from inside an event loop.
 
 Both go through the same parts as ``fluoroctl run`` and ``fluoroctl resume``: the input
-checks before anything is opened (:func:`scheduler.preflight.check_run_inputs`), the room's
+checks before anything is opened (:func:`scheduler.run_inputs.check_run_inputs`), the room's
 links and time scale (:func:`scheduler.cli.run_links`), and :func:`scheduler.compose.run_exam`.
 """
 
@@ -22,9 +22,9 @@ from scheduler import resume as resuming
 from scheduler.cli import run_links, with_faults
 from scheduler.exit_codes import exit_code_for
 from scheduler.journal import ExamEvent
-from scheduler.preflight import check_run_inputs
 from scheduler.protocol import Protocol
 from scheduler.room import Room
+from scheduler.run_inputs import check_run_inputs
 
 from ._loops import LoopSpec, refuse_running_loop, run_blocking, run_on_own_loop
 from ._results import ExamOutcome, outcome_from_summary

@@ -24,7 +24,7 @@ from drivers.config import (
     parse_loc,
     validate_data,
 )
-from scheduler import preflight
+from scheduler import preflight, run_inputs
 from scheduler.protocol import Protocol
 from scheduler.room import Room
 
@@ -87,9 +87,9 @@ def _protocol(file: Path, data: Any, node: yaml.Node | None, room: Room) -> list
 
 def _room(file: Path, data: Any, node: yaml.Node | None) -> list[Finding]:
     checked = validate_data(file, data, node, Room, "room")
-    found = _located(file, node, preflight.check_room(checked))
+    found = _located(file, node, run_inputs.check_room(checked))
     if not any(f.severity == "error" for f in found):
-        preflight.check_patient(None, checked, file)  # the simulator room's patient file
+        run_inputs.check_patient(None, checked, file)  # the simulator room's patient file
     return found
 
 

@@ -31,11 +31,9 @@ from .links import (
     wait_for_endpoints,
 )
 from .paths import default_room_path
-from .preflight import (
-    check_run_inputs,
-)
 from .protocol import load_protocol
 from .room import Room, load_room
+from .run_inputs import check_run_inputs
 
 if TYPE_CHECKING:
     from .exam import ExamProgress

@@ -29,16 +29,10 @@ from .links import (
 )
 from .paths import default_room_path
 from .plan import rehearse
-from .preflight import (
-    Finding,
-    check_patient,
-    check_room,
-    preflight,
-    raise_on_errors,
-    warnings_of,
-)
+from .preflight import Finding, preflight, raise_on_errors, warnings_of
 from .protocol import Protocol, load_protocol
 from .room import Room, load_room
+from .run_inputs import check_patient, check_room
 
 
 class _BadRoom(Exception):

@@ -21,15 +21,10 @@ from drivers import DeviceError
 from drivers.config import ConfigError
 from scheduler.cli import main
 from scheduler.policy import DoseLimits
-from scheduler.preflight import (
-    Finding,
-    check_out_dir,
-    check_room,
-    preflight,
-    raise_on_errors,
-)
+from scheduler.preflight import Finding, preflight, raise_on_errors
 from scheduler.protocol import PhaseSpec, load_protocol
 from scheduler.room import InjectorLimits, load_room
+from scheduler.run_inputs import check_out_dir, check_room
 
 from ..conftest import ROOT
 
@@ -405,7 +400,7 @@ def test_patient_names_resolve_as_the_simulator_resolves_them(tmp_path):
     ):
         resolved = resolve_scenario_path(name, base)
         assert resolved.is_file(), name  # the preflight check passes for exactly these
-    from scheduler.preflight import check_patient
+    from scheduler.run_inputs import check_patient
 
     sim_room = load_room(ROOT / "configs/rooms/simulator.yaml")
     for name in (
