@@ -21,45 +21,40 @@ Conventions and assumptions (also in the module's tests):
 
 from __future__ import annotations
 
-import datetime as dt
-import errno
 import math
-import os
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
-import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
-from pydicom.tag import Tag
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
-from pydicom.valuerep import format_number_as_ds
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from drivers import FOCAL_SPOT_MM, Frame
 
 from ..records import PATIENT_POSITIONS, CaptureRecord, ContrastInfo, ExamInfo, TomoInfo
-from .display import DisplayWindow, collimated_mask, compute_window, to_presentation
+from .dicom_ids import (
+    _derived_uid,
+    acquisition_uid_for,
+    instance_uid_for,
+    protocol_step_of,
+    sop_instance_uid_for,
+)
+from .dicom_pixels import BITS_STORED, _pixels
+from .dicom_values import _age, _da, _ds, _dt, _lo, _sh, _text, _tm, _utc
 from .timing import format_after_injection
 
 __all__ = [
     "BITS_STORED",
     "PATIENT_ORIENTATION",
     "XRF_IMAGE_STORAGE",
-    "ImageExistsError",
     "acquisition_uid_for",
-    "capture_file_name",
     "instance_uid_for",
     "protocol_step_of",
     "sop_instance_uid_for",
-    "write_capture",
 ]
 
 XRF_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.12.2")
-BITS_STORED = 12
 #: IEC 60601-2-43 patient entrance reference point: this far from the isocentre, source side.
 REFERENCE_POINT_FROM_ISOCENTRE_MM = 150.0
-_FRAME_TIME = Tag(0x0018, 0x1063)
 
 #: Patient Orientation (0020,0020) per patient position. The simulator's image rows run caudad
 #: and its columns toward the room's +X, which is the supine patient's left; prone (rolled
@@ -71,90 +66,6 @@ PATIENT_ORIENTATION: dict[str, tuple[str, str]] = {
     "lpo": ("LA", "F"),
     "rpo": ("LP", "F"),
 }
-
-
-# -- identities -------------------------------------------------------------------------------
-
-
-def sop_instance_uid_for(exam: ExamInfo, record: CaptureRecord) -> UID:
-    """Deterministic SOP Instance UID: a hash of the study UID and the instance number."""
-    return instance_uid_for(exam.study_instance_uid, record.instance_number)
-
-
-def instance_uid_for(study_instance_uid: str, instance_number: int) -> UID:
-    """The SOP Instance UID this exam gives its image number ``instance_number``."""
-    return _derived_uid(study_instance_uid, "sop-instance", instance_number)
-
-
-def acquisition_uid_for(study_instance_uid: str, protocol_step_id: str) -> UID:
-    """Acquisition UID (0008,0017): one per protocol step of the study.
-
-    It is how an image names the step that took it (recovery matches a file to its step by
-    it, not by the file's name); every layer of a tomosynthesis sweep shares the sweep's.
-    """
-    return _derived_uid(study_instance_uid, "acquisition", protocol_step_id)
-
-
-def protocol_step_of(record: CaptureRecord) -> str:
-    """The protocol step a record belongs to (a tomo layer's id carries its height)."""
-    if record.tomo is None:
-        return record.step_id
-    return record.step_id.removesuffix(f"-{record.tomo.layer_height_mm:g}mm")
-
-
-def _derived_uid(study_instance_uid: str, kind: str, key: int | str) -> UID:
-    # One joined string with separators: generate_uid concatenates its sources without any,
-    # so ["1.2.3", "12"] and ["1.2.31", "2"] would otherwise collide. (With prefix=None
-    # generate_uid ignores the entropy sources and returns a random UUID UID, so the pydicom
-    # root prefix is used, as for the study UID.)
-    return generate_uid(entropy_srcs=[f"{study_instance_uid}|{kind}|{key}"])
-
-
-def capture_file_name(record: CaptureRecord) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in record.step_id) or "capture"
-    return f"{record.instance_number:03d}-{safe}.dcm"
-
-
-# -- value formatting -------------------------------------------------------------------------
-
-
-def _utc(t: dt.datetime) -> dt.datetime:
-    return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
-
-
-def _da(t: dt.datetime | dt.date) -> str:
-    return t.strftime("%Y%m%d")
-
-
-def _tm(t: dt.datetime) -> str:
-    return _utc(t).strftime("%H%M%S.%f")
-
-
-def _dt(t: dt.datetime) -> str:
-    return _utc(t).strftime("%Y%m%d%H%M%S.%f+0000")
-
-
-def _ds(x: float) -> str:
-    return format_number_as_ds(round(float(x), 6))
-
-
-def _text(s: str, limit: int) -> str:
-    """A string-VR value: no backslash (the value delimiter), no control chars, length-capped."""
-    clean = "".join(" " if ord(c) < 32 else c for c in s.replace("\\", "/")).strip()
-    return clean[:limit].rstrip()
-
-
-def _lo(s: str) -> str:
-    return _text(s, 64)
-
-
-def _sh(s: str) -> str:
-    return _text(s, 16)
-
-
-def _age(birth: dt.date, on: dt.date) -> str:
-    years = on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
-    return f"{max(0, min(999, years)):03d}Y"
 
 
 # -- modules ----------------------------------------------------------------------------------
@@ -236,66 +147,6 @@ def _general_image(ds: Dataset, exam: ExamInfo, record: CaptureRecord) -> None:
         exam.study_instance_uid, "irradiation-event", record.instance_number
     )
     ds.AcquisitionUID = acquisition_uid_for(exam.study_instance_uid, protocol_step_of(record))
-
-
-def _pixels(ds: Dataset, record: CaptureRecord, multi_frame: bool) -> tuple[int, int, float]:
-    frames = record.frames
-    shape = frames[0].pixels.shape
-    if len(shape) != 2 or any(f.pixels.shape != shape for f in frames):
-        raise ValueError(f"{record.step_id}: frames must be 2-D and of one shape")
-    rows, cols = int(shape[0]), int(shape[1])
-    middle = frames[len(frames) // 2]
-    mask = collimated_mask(
-        (rows, cols),
-        middle.pixel_spacing_mm,
-        record.collimation.width_mm,
-        record.collimation.height_mm,
-    )
-    window = compute_window(middle.pixels, exposed_mask=mask)
-    stack = np.empty((len(frames), rows, cols), dtype="<u2")
-    for i, frame in enumerate(frames):
-        stack[i] = to_presentation(frame.pixels, BITS_STORED, window=window)
-
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.Rows = rows
-    ds.Columns = cols
-    ds.BitsAllocated = 16
-    ds.BitsStored = BITS_STORED
-    ds.HighBit = BITS_STORED - 1
-    ds.PixelRepresentation = 0
-    # Log-transformed and inverted: a higher value means less X-ray intensity. LOG requires a
-    # Modality LUT back to (approximately) linear intensity; for XA/XRF it is not for display.
-    ds.PixelIntensityRelationship = "LOG"
-    ds.ModalityLUTSequence = DicomSequence([_intensity_lut(window)])
-    ds.AcquisitionDeviceProcessingDescription = "LOG, INVERTED, WINDOWED, UNSHARP MASK"
-    top = 1 << BITS_STORED
-    ds.WindowCenter = _ds(top / 2)
-    ds.WindowWidth = _ds(top)
-    ds.WindowCenterWidthExplanation = "FULL RANGE"
-    if multi_frame:
-        ds.NumberOfFrames = len(frames)
-        ds.FrameIncrementPointer = _FRAME_TIME
-    ds.PixelData = stack.tobytes()
-    return rows, cols, middle.pixel_spacing_mm
-
-
-def _intensity_lut(window: DisplayWindow) -> Dataset:
-    """Modality LUT: stored value → X-ray intensity above the dark offset, relative units.
-
-    The LUT inverts the log/window mapping (not the unsharp mask), scaled so stored value 0
-    (least attenuation) maps to 65535: dciodvfy wants 16-bit entries to use the 16th bit.
-    """
-    size = 1 << BITS_STORED
-    v = np.arange(size, dtype=np.float64) / (size - 1)
-    rel_log = -v * (window.log_high - window.log_low)  # log(I / I at stored value 0)
-    lut = np.clip(np.rint(65535.0 * np.exp(rel_log)), 0, 65535).astype("<u2")
-    item = Dataset()
-    item.LUTDescriptor = [size, 0, 16]
-    item.LUTExplanation = "RELATIVE X-RAY INTENSITY"
-    item.ModalityLUTType = "US"  # unspecified units
-    item.add_new(Tag(0x0028, 0x3006), "OW", lut.tobytes())
-    return item
 
 
 def _frame_time_ms(record: CaptureRecord) -> float:
@@ -504,101 +355,3 @@ def build_dataset(record: CaptureRecord, exam: ExamInfo) -> Dataset:
         ],
     )
     return ds
-
-
-class ImageExistsError(FileExistsError):
-    """An image file of that name exists: it was kept, not overwritten."""
-
-    def __init__(self, path: Path, kept: Path | None) -> None:
-        self.path = path
-        self.kept = kept
-        where = f"the new image was kept as {kept.name}" if kept else "the new image was not kept"
-        super().__init__(
-            errno.EEXIST, f"{path} already exists and was not overwritten; {where}", str(path)
-        )
-
-    def __str__(self) -> str:
-        return str(self.args[1])
-
-
-#: link() errors meaning "this file system has no hard links" (FAT, some network shares)
-_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK})
-
-
-def _write_atomically(ds: Dataset, path: Path) -> None:
-    """Write ``ds`` to ``path`` complete or not at all, never replacing an existing file.
-
-    The dataset goes to a temporary name and is fsynced; then the temporary file is
-    hard-linked to ``path`` (``link`` fails if the name exists, atomically: no check-then-act
-    window), the temporary name removed and the directory fsynced. When ``path`` exists,
-    the new image is kept under a free sibling name and :class:`ImageExistsError` says where.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            ds.save_as(f, enforce_file_format=True)
-            f.flush()
-            os.fsync(f.fileno())
-        if not _claim_name(tmp, path):
-            kept = _keep_beside(tmp, path)
-            _fsync_dir(path.parent)
-            raise ImageExistsError(path, kept)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)  # make the new name itself durable
-
-
-def _claim_name(tmp: Path, path: Path) -> bool:
-    """Give ``tmp``'s content the name ``path``; False if ``path`` exists."""
-    try:
-        os.link(tmp, path)
-        return True
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        if exc.errno not in _NO_LINKS:
-            raise
-    # No hard links here: check, then rename. Only a process ignoring the exam folder's
-    # lock could slip a file in between.
-    if os.path.lexists(path):
-        return False
-    os.rename(tmp, path)
-    return True
-
-
-def _keep_beside(tmp: Path, path: Path) -> Path | None:
-    """Keep a new image whose name was taken: ``NNN-step.conflict-K.dcm``, K the first free."""
-    for k in range(1, 1000):
-        candidate = path.with_name(f"{path.stem}.conflict-{k}{path.suffix}")
-        if _claim_name(tmp, candidate):
-            return candidate
-    return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def write_capture(record: CaptureRecord, exam: ExamInfo, directory: Path) -> Path:
-    """Write ``record`` as ``{instance:03d}-{step_id}.dcm`` in ``directory``; return the path.
-
-    The file appears complete or not at all (temporary file, fsync, link, directory fsync).
-    An existing file of that name is never replaced: :class:`ImageExistsError` (a
-    ``FileExistsError``) names it and where the new image was kept instead.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    ds = build_dataset(record, exam)
-    path = directory / capture_file_name(record)
-    _write_atomically(ds, path)
-    return path

@@ -18,7 +18,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from scheduler.outputs.dicom import write_capture
+from scheduler.outputs import write_capture
 from scheduler.recovery import ADOPTED_DETAIL, reconstruct
 from tests.outputs.test_dicom import make_exam, make_record
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from scheduler.outputs.dicom import ImageExistsError, capture_file_name, write_capture
+from scheduler.outputs.dicom_write import ImageExistsError, capture_file_name, write_capture
 from tests.outputs.test_dicom import make_exam, make_record
 
 

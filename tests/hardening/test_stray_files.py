@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from scheduler.outputs.dicom import write_capture
+from scheduler.outputs import write_capture
 from scheduler.protocol import CaptureStep, load_protocol
 from scheduler.resume import write_sheet_from_disk
 from tests.outputs.test_dicom import make_exam, make_record

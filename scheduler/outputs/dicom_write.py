@@ -1,0 +1,117 @@
+"""Writing an image: a temporary file, fsync, a hard link to its name (never replacing one),
+then the folder fsynced."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from ..records import CaptureRecord, ExamInfo
+from .dicom import build_dataset
+
+
+def capture_file_name(record: CaptureRecord) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in record.step_id) or "capture"
+    return f"{record.instance_number:03d}-{safe}.dcm"
+
+
+class ImageExistsError(FileExistsError):
+    """An image file of that name exists: it was kept, not overwritten."""
+
+    def __init__(self, path: Path, kept: Path | None) -> None:
+        self.path = path
+        self.kept = kept
+        where = f"the new image was kept as {kept.name}" if kept else "the new image was not kept"
+        super().__init__(
+            errno.EEXIST, f"{path} already exists and was not overwritten; {where}", str(path)
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[1])
+
+
+#: link() errors meaning "this file system has no hard links" (FAT, some network shares)
+_NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK})
+
+
+def _write_atomically(ds: Dataset, path: Path) -> None:
+    """Write ``ds`` to ``path`` complete or not at all, never replacing an existing file.
+
+    The dataset goes to a temporary name and is fsynced; then the temporary file is
+    hard-linked to ``path`` (``link`` fails if the name exists, atomically: no check-then-act
+    window), the temporary name removed and the directory fsynced. When ``path`` exists,
+    the new image is kept under a free sibling name and :class:`ImageExistsError` says where.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            ds.save_as(f, enforce_file_format=True)
+            f.flush()
+            os.fsync(f.fileno())
+        if not _claim_name(tmp, path):
+            kept = _keep_beside(tmp, path)
+            _fsync_dir(path.parent)
+            raise ImageExistsError(path, kept)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)  # make the new name itself durable
+
+
+def _claim_name(tmp: Path, path: Path) -> bool:
+    """Give ``tmp``'s content the name ``path``; False if ``path`` exists."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINKS:
+            raise
+    # No hard links here: check, then rename. Only a process ignoring the exam folder's
+    # lock could slip a file in between.
+    if os.path.lexists(path):
+        return False
+    os.rename(tmp, path)
+    return True
+
+
+def _keep_beside(tmp: Path, path: Path) -> Path | None:
+    """Keep a new image whose name was taken: ``NNN-step.conflict-K.dcm``, K the first free."""
+    for k in range(1, 1000):
+        candidate = path.with_name(f"{path.stem}.conflict-{k}{path.suffix}")
+        if _claim_name(tmp, candidate):
+            return candidate
+    return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def write_capture(record: CaptureRecord, exam: ExamInfo, directory: Path) -> Path:
+    """Write ``record`` as ``{instance:03d}-{step_id}.dcm`` in ``directory``; return the path.
+
+    The file appears complete or not at all (temporary file, fsync, link, directory fsync).
+    An existing file of that name is never replaced: :class:`ImageExistsError` (a
+    ``FileExistsError``) names it and where the new image was kept instead.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ds = build_dataset(record, exam)
+    path = directory / capture_file_name(record)
+    _write_atomically(ds, path)
+    return path
