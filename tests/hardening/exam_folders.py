@@ -23,12 +23,21 @@ PROTOCOL = ROOT / "configs/protocols/ivu-accelerated.yaml"
 JOURNAL = "events.jsonl"
 
 
+CRASH = "FLUOROCTL_CRASH_AFTER_EVENT"
+
+
 def cli(
     *args: str,
     env: dict[str, str] | None = None,
     timeout: float = 120,
     stdin: int | None = subprocess.DEVNULL,
+    crash_after: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m scheduler.cli ARGS``; with ``crash_after`` it SIGKILLs itself after that
+    journal line (a crash hook inherited from the test's environment never applies)."""
+    full = {k: v for k, v in os.environ.items() if k != CRASH} | (env or {})
+    if crash_after is not None:
+        full[CRASH] = str(crash_after)
     return subprocess.run(
         [sys.executable, "-m", "scheduler.cli", *args],
         cwd=ROOT,
@@ -36,13 +45,13 @@ def cli(
         text=True,
         timeout=timeout,
         stdin=stdin,
-        env={**os.environ, **(env or {})},
+        env=full,
     )
 
 
 def crash_exam(out: Path, n: int, protocol: Path = PROTOCOL) -> Path:
     """Run ``protocol`` into ``out`` and kill the process right after journal line ``n``."""
-    proc = cli("run", str(protocol), "--out", str(out), env={"FLUOROCTL_CRASH_AFTER_EVENT": str(n)})
+    proc = cli("run", str(protocol), "--out", str(out), crash_after=n)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert len(journal_lines(out)) == n
     return out

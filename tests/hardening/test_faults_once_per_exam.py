@@ -13,15 +13,14 @@ run of the same exam (virtual time makes both deterministic).
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.hardening.exam_folders import cli
+from tests.hardening.exam_folders import events as journal
 
 ROOT = Path(__file__).resolve().parents[2]
 PROTOCOL = ROOT / "configs/protocols/ivu-accelerated.yaml"
@@ -36,25 +35,6 @@ FAULTS = [
     "--fault",
     "generator@200",
 ]
-CRASH = "FLUOROCTL_CRASH_AFTER_EVENT"
-
-
-def cli(*args: str, crash_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != CRASH}
-    if crash_after is not None:
-        env[CRASH] = str(crash_after)
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
-def journal(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
 
 
 def faults(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:

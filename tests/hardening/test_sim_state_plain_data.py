@@ -11,12 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import pickle  # only to build the hostile files the simulator must refuse
 import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,8 @@ from drivers.backends import RoomRequest
 from drivers.config import ConfigError
 from hardware_sim.persist import STATE_FILE
 from hardware_sim.room import SimRoom
+from tests.hardening.exam_folders import cli
+from tests.hardening.exam_folders import events as journal
 
 ROOT = Path(__file__).resolve().parents[2]
 LINKS = {"carm": "sim://carm", "table": "sim://table", "injector": "sim://injector"}
@@ -211,25 +210,6 @@ def test_no_code_path_imports_pickle():
 # -- through a real crash: kill -9 between the exposure and its DICOM file, then resume ------
 
 PROTOCOL = ROOT / "configs/protocols/ivu-accelerated.yaml"
-CRASH = "FLUOROCTL_CRASH_AFTER_EVENT"
-
-
-def cli(*args: str, crash_after: int | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != CRASH}
-    if crash_after is not None:
-        env[CRASH] = str(crash_after)
-    return subprocess.run(
-        [sys.executable, "-m", "scheduler.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
-def journal(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
 
 
 def test_a_film_exposed_before_a_crash_is_recovered_from_plain_files_among_hostile_ones(
