@@ -77,6 +77,7 @@ from .codec import (
     heartbeat,
     nak_for,
 )
+from .liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,6 @@ class WireClient:
         self._scale = clock.time_scale
         self._reply_timeout_s = reply_timeout_s
         self._tries = 1 + retries
-        self._hb_period_s = heartbeat_period_s
-        self._hb_timeout_s = heartbeat_timeout_s
         self._reconnect = (reconnect_min_s, reconnect_max_s)
         self._bulk_idle_s = bulk_idle_s
         self._max_payload = max_payload
@@ -194,10 +193,8 @@ class WireClient:
         self._drop_detail: str | None = None
         self._closed = False
         self._supervisor: asyncio.Task[None] | None = None
-        self._ticker: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._aux: set[asyncio.Task[None]] = set()
-        self._watch: asyncio.Handle | None = None
         self._heard_this_link = False
         self._restart_note = ""
 
@@ -214,7 +211,16 @@ class WireClient:
         self._rx_busy = False  # the reader task is between a read and the end of its frames
         self._hb_seq = 0
         self._started = clock.now()
-        self._last_rx = 0.0
+        self._live = Liveness(
+            period_s=heartbeat_period_s,
+            timeout_s=heartbeat_timeout_s,
+            time_scale=self._scale,
+            send=self._beat,
+            may_send=lambda: self._link is not None,
+            watching=lambda: self._up,
+            on_lost=self._device_silent,
+            on_period=self._expire_bulk,
+        )
         self._last_nak = -1e18
 
         self._device_state: NodeState | None = None
@@ -286,8 +292,7 @@ class WireClient:
         if self._supervisor is None:
             self._loop = loop = asyncio.get_running_loop()
             self._supervisor = loop.create_task(self._supervise(), name=f"wire {self.name} link")
-            self._ticker = loop.create_task(self._tick(), name=f"wire {self.name} heartbeat")
-            self._watch = loop.call_soon(self._watchdog)
+            self._live.start(f"wire {self.name} heartbeat")
         try:
             async with asyncio.timeout(timeout_s * self._scale):
                 await self._up_event.wait()
@@ -321,12 +326,11 @@ class WireClient:
         if self._closed:
             return
         self._closed = True
-        if self._watch is not None:
-            self._watch.cancel()
+        self._live.stop_watching()
         if self._timer is not None:
             self._timer.cancel()
             self._timer, self._timer_at = None, _NEVER
-        tasks = [t for t in (self._supervisor, self._ticker, self._reader, *self._aux) if t]
+        tasks = [t for t in (self._supervisor, self._live.ticker, self._reader, *self._aux) if t]
         # Cancel until they are gone: Python 3.11's asyncio.wait_for (used inside aiomqtt's
         # publish) can swallow a cancellation that races with its inner future's result.
         pending = set(tasks)
@@ -623,7 +627,7 @@ class WireClient:
             self.stats.links_opened += 1
             self._drop_detail = None
             self._heard_this_link = False
-            self._last_rx = loop.time()
+            self._live.last_rx = loop.time()
             self._link = link
             reader = self._reader = loop.create_task(
                 self._read_loop(link), name=f"wire {self.name} reader"
@@ -702,40 +706,19 @@ class WireClient:
                     DeviceLost(self.name, f"bulk {tid}", self._down_detail, link=self._link_url)
                 )
 
-    async def _tick(self) -> None:
-        """Host heartbeats every period (loss of the device's is :meth:`_watchdog`'s job)."""
-        loop = asyncio.get_running_loop()
-        period = self._hb_period_s * self._scale
-        period_ms = round(self._hb_period_s * 1000)
-        next_hb = loop.time()
-        while not self._closed:
-            now = loop.time()
-            if now >= next_hb:
-                link = self._link
-                if link is not None:
-                    self._hb_seq = (self._hb_seq + 1) & 0xFFFF
-                    uptime_ms = int((now - self._started) / self._scale * 1000)
-                    frame = heartbeat(self._hb_seq, 0, NodeState.READY, period_ms, uptime_ms)
-                    await self._write_quiet(link, encode_frame(frame))
-                next_hb = max(next_hb + period, now)
-                self._expire_bulk(now)
-            await asyncio.sleep(max(0.0, next_hb - loop.time()))
-
-    def _watchdog(self) -> None:
-        """Timer callback, not a task: a write stuck on a full link cannot delay it."""
-        loop = self._loop
-        if loop is None or self._closed:
+    async def _beat(self, now: float) -> None:
+        link = self._link
+        if link is None:
             return
-        now = loop.time()
-        if self._up:
-            deadline = self._last_rx + self._hb_timeout_s * self._scale
-            if now < deadline:
-                self._watch = loop.call_at(deadline, self._watchdog)
-                return
-            self._go_down(
-                f"no valid frame from the device for {self._hb_timeout_s:g} s (heartbeat lost)"
-            )
-        self._watch = loop.call_at(now + self._hb_period_s * self._scale, self._watchdog)
+        self._hb_seq = (self._hb_seq + 1) & 0xFFFF
+        uptime_ms = int((now - self._started) / self._scale * 1000)
+        frame = heartbeat(self._hb_seq, 0, NodeState.READY, self._live.period_ms, uptime_ms)
+        await self._write_quiet(link, encode_frame(frame))
+
+    def _device_silent(self) -> None:
+        self._go_down(
+            f"no valid frame from the device for {self._live.timeout_s:g} s (heartbeat lost)"
+        )
 
     def _expire_bulk(self, now: float) -> None:
         self._assembler.expire(now)  # a waiter asks for the whole transfer again
@@ -752,6 +735,7 @@ class WireClient:
         feed = decoder.feed
         pending = self._pending
         dev = self.device_id
+        live = self._live
         set_receiver = getattr(link, "set_fast_receiver", None)
         if set_receiver is not None:
             set_receiver(self._fast_receive)
@@ -767,7 +751,7 @@ class WireClient:
                         if item.device != dev and not (item.device == 0 and type(msg) is Nak):
                             self.stats.foreign_frames += 1
                             continue
-                        self._last_rx = now
+                        live.last_rx = now
                         if type(msg) is Reply:
                             fut = pending.get(item.seq)
                             if fut is not None and not fut.done():
@@ -799,7 +783,7 @@ class WireClient:
         loop = self._loop
         if loop is None:
             return False
-        self._last_rx = now = loop.time()
+        self._live.last_rx = now = loop.time()
         fut.set_result((parsed[3], parsed[4], now))
         return True
 

@@ -58,6 +58,7 @@ from drivers.wire import (
     heartbeat,
     nak_for,
 )
+from drivers.wire.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -121,15 +122,22 @@ class DeviceEndpoint:
         self._clock = clock
         self._scale = clock.time_scale
         self._on_host_lost = on_host_lost
-        self._hb_period_s = heartbeat_period_s
-        self._host_timeout_s = host_timeout_s
         self._max_payload = max_payload
         self._state = state
         self._safe = False
         self._booted = clock.now()
 
         self._host_seen = False
-        self._last_rx = 0.0
+        self._live = Liveness(
+            period_s=heartbeat_period_s,
+            timeout_s=host_timeout_s,
+            time_scale=self._scale,
+            send=self._beat,
+            may_send=lambda: not self._stalled,
+            watching=lambda: self._host_seen and not self._stalled,
+            on_lost=self._host_silent,
+            on_period=self._expire_bulk,
+        )
         self._last_nak = -1e18
         self._hb_seq = 0
         self._ev_seq = 0
@@ -144,7 +152,6 @@ class DeviceEndpoint:
         self._bulk_bytes = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._serve_task: asyncio.Task[None] | None = None
-        self._watch: asyncio.Handle | None = None
 
         # fault hooks
         self._faults = False
@@ -215,7 +222,7 @@ class DeviceEndpoint:
         self._stalled = stalled
         self._faults = True
         if not stalled:
-            self._last_rx = self._clock.now()  # a frozen device did not notice time pass
+            self._live.last_rx = self._clock.now()  # a frozen device did not notice time pass
             self._faults = bool(self._garbage or self._corrupt or self._drop_replies)
 
     # --- running ----------------------------------------------------------------------------
@@ -227,14 +234,14 @@ class DeviceEndpoint:
         self._serve_task = asyncio.current_task()
         if not self.link.is_open:
             await self.link.open()
-        loop = asyncio.get_running_loop()
-        ticker = loop.create_task(self._tick())
+        self._live.start(f"{self.name} heartbeat")
+        ticker = self._live.ticker
+        assert ticker is not None
         self._tasks.add(ticker)
-        self._watch = loop.call_soon(self._watchdog)
         try:
             await self._read_loop()
         finally:
-            self._watch.cancel()
+            self._live.stop_watching()
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
@@ -293,6 +300,7 @@ class DeviceEndpoint:
         loop = asyncio.get_running_loop()
         link = self.link
         dev = self.device_id
+        live = self._live
         decoder = FastDecoder(self._max_payload)
         while True:
             try:
@@ -311,7 +319,7 @@ class DeviceEndpoint:
             now = loop.time()
             for item in decoder.feed(data):
                 if isinstance(item, Frame):
-                    self._last_rx = now
+                    live.last_rx = now
                     self._host_seen = True
                     msg = item.message
                     if type(msg) is Request:
@@ -494,43 +502,20 @@ class DeviceEndpoint:
             _, encoded = self._bulk.pop(tid)
             self._bulk_bytes -= sum(map(len, encoded))
 
-    async def _tick(self) -> None:
-        """Heartbeats every period (host loss is :meth:`_watchdog`'s job)."""
-        loop = asyncio.get_running_loop()
-        period = self._hb_period_s * self._scale
-        period_ms = round(self._hb_period_s * 1000)
-        next_hb = loop.time()
-        while True:
-            now = loop.time()
-            if not self._stalled:
-                if now >= next_hb:
-                    self._hb_seq = (self._hb_seq + 1) & 0xFFFF
-                    frame = heartbeat(
-                        self._hb_seq, self.device_id, self.state, period_ms, self.uptime_ms
-                    )
-                    await self._send(encode_frame(frame), MsgType.HEARTBEAT)
-                    next_hb = max(next_hb + period, now)
-                    self._expire_bulk(now)
-            else:
-                next_hb = max(next_hb, now + period)
-            await asyncio.sleep(max(0.0, next_hb - loop.time()))
+    async def _beat(self, now: float) -> None:
+        self._hb_seq = (self._hb_seq + 1) & 0xFFFF
+        frame = heartbeat(
+            self._hb_seq, self.device_id, self.state, self._live.period_ms, self.uptime_ms
+        )
+        await self._send(encode_frame(frame), MsgType.HEARTBEAT)
 
-    def _watchdog(self) -> None:
-        """Timer callback, not a task: a write stuck on a full link cannot delay it."""
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._host_seen and not self._stalled:
-            deadline = self._last_rx + self._host_timeout_s * self._scale
-            if now < deadline:
-                self._watch = loop.call_at(deadline, self._watchdog)
-                return
-            self._host_seen = False
-            self._safe = True
-            self.stats.host_lost += 1
-            log.warning("%s: host silent for %g s: safe state", self.name, self._host_timeout_s)
-            if self._on_host_lost is not None:
-                self._spawn(self._host_lost(self._on_host_lost))
-        self._watch = loop.call_at(now + self._hb_period_s * self._scale, self._watchdog)
+    def _host_silent(self) -> None:
+        self._host_seen = False
+        self._safe = True
+        self.stats.host_lost += 1
+        log.warning("%s: host silent for %g s: safe state", self.name, self._live.timeout_s)
+        if self._on_host_lost is not None:
+            self._spawn(self._host_lost(self._on_host_lost))
 
     async def _host_lost(self, hook: HostLostHook) -> None:
         try:
