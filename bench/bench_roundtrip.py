@@ -73,7 +73,11 @@ from drivers.wire import (  # noqa: E402
     heartbeat,
     request,
 )
+from drivers.wire.keys import RoomKey  # noqa: E402
 from hardware_sim.wire import DeviceEndpoint, FdLink  # noqa: E402
+
+#: Both ends of every measured link share it (the C firmware gets it on its command line).
+BENCH_KEY = RoomKey(bytes(range(32)))
 
 DEVICE_ID = 1
 COMMAND = "status"
@@ -104,7 +108,12 @@ def _endpoint(fd: int, ready: mp.synchronize.Event) -> None:
     async def main() -> None:
         link = FdLink(fd, "pty://master")
         ep = DeviceEndpoint(
-            link, device_id=DEVICE_ID, name="bench", handler=handler, clock=Clock.for_running_loop()
+            link,
+            device_id=DEVICE_ID,
+            name="bench",
+            handler=handler,
+            clock=Clock.for_running_loop(),
+            key=BENCH_KEY,
         )
         ready.set()
         await ep.serve()
@@ -318,7 +327,11 @@ def wire_roundtrip(calls: int, device: str, options: str) -> dict[str, float]:
 
     async def main() -> dict[str, float]:
         client = WireClient(
-            factory, device_id=DEVICE_ID, name="bench", clock=Clock.for_running_loop()
+            factory,
+            device_id=DEVICE_ID,
+            name="bench",
+            clock=Clock.for_running_loop(),
+            key=BENCH_KEY,
         )
         await client.connect(timeout_s=5.0)
         try:

@@ -61,6 +61,8 @@ class RoomRequest:
     base_dir: Path = Path(".")
     #: devices other backends of the same room opened already, by role (see ``open_room``)
     peers: Mapping[str, Any] = field(default_factory=dict)
+    #: the room's key file (``key_file``): wire sessions are authenticated with its secret
+    key_file: Path | None = None
 
 
 Backend = Callable[[RoomRequest], Awaitable[DeviceSet]]

@@ -98,3 +98,19 @@ class CommandRejected(DeviceError):
 
 class DeviceLost(DeviceError):
     """The link to the device is gone (heartbeat lost, port closed)."""
+
+
+class LinkSecurityError(DeviceLost):
+    """The wire session could not be opened securely (docs/security.md); not retried blindly."""
+
+
+class AuthenticationFailed(LinkSecurityError):
+    """The peer did not prove it holds the room key, or refused ours: different keys."""
+
+
+class ControlRefused(LinkSecurityError):
+    """Another host holds the device's control lease; this one may only observe."""
+
+
+class ProtocolMismatch(LinkSecurityError):
+    """The device speaks another version of the wire protocol."""

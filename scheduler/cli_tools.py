@@ -185,6 +185,7 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
             faults=list(getattr(args, "fault", None) or []),
             on_ready=ready,
             log=lambda msg: console.print(msg, highlight=False),
+            key_file=Path(room.key_file) if room.key_file else None,
         )
     )
     loop.add_signal_handler(signal.SIGINT, task.cancel)

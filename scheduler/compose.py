@@ -56,7 +56,9 @@ async def open_devices(
     """Open the room's devices; ``links`` are the resolved URLs (default: the room file's)."""
     links = links if links is not None else room.links
     backend = backend_for_links(links)
-    return await backend(RoomRequest(links, clock, {**room.options, **options}, base_dir))
+    key_file = Path(room.key_file) if room.key_file else None
+    request = RoomRequest(links, clock, {**room.options, **options}, base_dir, key_file=key_file)
+    return await backend(request)
 
 
 def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator:

@@ -99,6 +99,12 @@ class Room(_Model):
         default=None,
         description="MQTT broker for mqtt:// links without a host, e.g. mqtt://10.0.0.5:1883",
     )
+    key_file: str | None = Field(
+        default=None,
+        description="the room secret for authenticated wire sessions (fluoroctl keys new "
+        "ROOM creates it, mode 0600); needed when any device is on a wire link. Relative "
+        "paths: from the working directory, as endpoints_file",
+    )
     endpoints_file: str | None = Field(
         default=None,
         description="JSON file written by `fluoroctl sim serve`; ${name} in link URLs is "

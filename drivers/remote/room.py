@@ -13,7 +13,10 @@ from ..backends import DeviceSet, RoomDevices, RoomRequest
 from ..clock import Clock
 from ..errors import DeviceError
 from ..links import open_link
+from ..wire import NodeState
 from ..wire.client import WireClient
+from ..wire.keys import KeyFileError, RoomKey, load_key_file
+from ..wire.session import new_host_id
 from .carm import RemoteCArm
 from .effects import RemoteEffects
 from .injector import RemoteInjector
@@ -53,9 +56,36 @@ def split_device_id(role: str, url: str) -> tuple[str, int]:
     return base + ("?" + "&".join(rest) if rest else ""), device
 
 
-def make_client(role: str, url: str, clock: Clock) -> WireClient:
+def make_client(role: str, url: str, clock: Clock, key: RoomKey, host_id: str) -> WireClient:
     link_url, device_id = split_device_id(role, url)
-    return WireClient(lambda: open_link(link_url), device_id=device_id, name=role, clock=clock)
+    return WireClient(
+        lambda: open_link(link_url),
+        device_id=device_id,
+        name=role,
+        clock=clock,
+        key=key,
+        host_id=host_id,
+    )
+
+
+def room_key(request: RoomRequest) -> RoomKey:
+    """The room's key for its wire sessions; a ValueError naming the problem otherwise."""
+    if request.key_file is None:
+        raise KeyFileError(
+            "devices on wire links need the room's key: add key_file to the room file "
+            "(create one: fluoroctl keys new ROOM)"
+        )
+    return load_key_file(request.key_file)
+
+
+async def _take_over_safe(client: WireClient) -> bool:
+    """A device left in SAFE by a host that vanished (a crash, a cut cable) is cleared by the
+    exam that now takes control: opening the room for an exam (or its resume) is that
+    explicit decision (§2.5). The previous exam's record says what was interrupted."""
+    if client.device_state is not NodeState.SAFE:
+        return False
+    await client.call("link.clear_safe")
+    return True
 
 
 async def open_wire_room(request: RoomRequest) -> DeviceSet | RoomDevices:
@@ -65,11 +95,16 @@ async def open_wire_room(request: RoomRequest) -> DeviceSet | RoomDevices:
         raise ValueError(
             "a C-arm over a wire link needs a detector link for its images (devices.detector)"
         )
-    clients = {role: make_client(role, url, request.clock) for role, url in links.items()}
+    key = room_key(request)
+    host_id = new_host_id()  # one name for this run's sessions with every device
+    clients = {
+        role: make_client(role, url, request.clock, key, host_id) for role, url in links.items()
+    }
     try:
         async with asyncio.TaskGroup() as tg:
             for client in clients.values():
                 tg.create_task(client.connect(timeout_s=CONNECT_TIMEOUT_S))
+        cleared = [role for role, client in clients.items() if await _take_over_safe(client)]
     except BaseException as exc:
         # Cancelled (Ctrl-C) or a device is missing: leave no link or task behind.
         for client in clients.values():
@@ -99,7 +134,10 @@ async def open_wire_room(request: RoomRequest) -> DeviceSet | RoomDevices:
         if effects is not None:
             await effects.aclose()
 
-    info = {"links": {role: url for role, url in links.items()}}
+    info: dict[str, object] = {"links": {role: url for role, url in links.items()}}
+    info["key"] = key.fingerprint
+    if cleared:
+        info["safe_cleared"] = cleared
     if carm is None or table is None or injector is None:
         # Part of a mixed room (drivers.backends.open_room): other backends serve the rest.
         return RoomDevices(carm, table, injector, effects, info, close)

@@ -28,21 +28,26 @@ from .codec import (
     _JSON_DEC,
     _JSON_ENC,
     _NAME_RE,
+    AUTH_SIZE,
     MAX_PAYLOAD,
     PROTOCOL_VERSION,
+    Auth,
     DecodeError,
     Fields,
+    Flags,
     Frame,
     FrameDecoder,
     MsgType,
     Reply,
     Request,
     Scalar,
+    Sealer,
     Status,
     _decode_named,
     _encode_fields,
     _fields_problem,
     _stuff,
+    auth_of,
     decode_body,
 )
 
@@ -57,6 +62,8 @@ _STATUS_OF: Final[list[Status | None]] = [None] * 256
 for _s in Status:
     _STATUS_OF[_s] = _s
 _unpack_header = _HEADER.unpack_from
+_AUTH: Final = int(Flags.AUTH)
+_TRAILER: Final = AUTH_SIZE + 2  # authentication trailer and CRC after the payload
 _MIN_BODY: Final = 8 + 2  # header + CRC
 # The C scanner and C encoder behind the codec's shared JSONDecoder/JSONEncoder, called
 # directly: ``JSONDecoder.decode`` adds two regex passes for surrounding whitespace (which the
@@ -127,29 +134,39 @@ def _name_prefix(name: str) -> bytes:
     return prefix
 
 
-def _frame(msg_type: int, seq: int, device: int, payload: bytes) -> bytes:
+def _frame(msg_type: int, seq: int, device: int, payload: bytes, seal: Sealer | None) -> bytes:
     if not 0 <= seq <= 0xFFFF or not 0 <= device <= 0xFF:
         raise ValueError(f"seq {seq} or device {device} out of range")
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
-    raw = _HEADER.pack(PROTOCOL_VERSION, msg_type, 0, device, seq, len(payload)) + payload
+    if seal is None:
+        raw = _HEADER.pack(PROTOCOL_VERSION, msg_type, 0, device, seq, len(payload)) + payload
+    else:
+        raw = _HEADER.pack(PROTOCOL_VERSION, msg_type, _AUTH, device, seq, len(payload)) + payload
+        raw += seal(raw)
     raw += crc16_ccitt_false(raw).to_bytes(2, "big")
     return b"\x7e" + _stuff(raw) + b"\x7f"
 
 
-def encode_request(seq: int, device: int, command: str, fields: Fields) -> bytes:
-    """``encode_frame(Frame(seq, device, Request(command, fields)))``, without the objects."""
+def encode_request(
+    seq: int, device: int, command: str, fields: Fields, seal: Sealer | None = None
+) -> bytes:
+    """``encode_frame(Frame(seq, device, Request(command, fields)), seal)``, without the
+    objects."""
     body = _encode_json(fields) if fields else _EMPTY_JSON
-    return _frame(_REQUEST, seq, device, _name_prefix(command) + body)
+    return _frame(_REQUEST, seq, device, _name_prefix(command) + body, seal)
 
 
-def encode_reply(seq: int, device: int, status: Status, fields: Fields) -> bytes:
-    """``encode_frame(Frame(seq, device, Reply(status, fields)))``, without the objects."""
+def encode_reply(
+    seq: int, device: int, status: Status, fields: Fields, seal: Sealer | None = None
+) -> bytes:
+    """``encode_frame(Frame(seq, device, Reply(status, fields)), seal)``, without the
+    objects."""
     code = _STATUS_BYTES.get(status)
     if code is None:
         raise ValueError(f"unknown status {status!r}")
     body = _encode_json(fields) if fields else _EMPTY_JSON
-    return _frame(_REPLY, seq, device, code + body)
+    return _frame(_REPLY, seq, device, code + body, seal)
 
 
 def _unstuffed(data: bytes, n: int) -> bytes | None:
@@ -175,9 +192,9 @@ def _unstuffed(data: bytes, n: int) -> bytes | None:
 
 def parse_reply(
     data: bytes, max_payload: int = MAX_PAYLOAD
-) -> tuple[int, int, int, Status, dict[str, Scalar]] | None:
-    """``(seq, device, flags, status, fields)`` if ``data`` is exactly one valid REPLY frame
-    (SOF to EOF), else None. The values are those ``decode_body`` would give."""
+) -> tuple[int, int, int, Status, dict[str, Scalar], Auth | None] | None:
+    """``(seq, device, flags, status, fields, auth)`` if ``data`` is exactly one valid REPLY
+    frame (SOF to EOF), else None. The values are those ``decode_body`` would give."""
     n = len(data)
     if (
         n < _MIN_BODY + 2
@@ -191,8 +208,14 @@ def parse_reply(
     if raw is None:
         return None
     version, msg_type, flags, device, seq, length = _unpack_header(raw)
-    end = len(raw) - 2
-    if version != 1 or msg_type != 2 or length != end - 8 or length > max_payload or not length:
+    end = len(raw) - (_TRAILER if flags & _AUTH else 2)
+    if (
+        version != PROTOCOL_VERSION
+        or msg_type != 2
+        or length != end - 8
+        or length > max_payload
+        or not length
+    ):
         return None
     status = _STATUS_OF[raw[8]]
     if status is None:
@@ -200,7 +223,7 @@ def parse_reply(
     fields = _decode_json(raw[9:end])
     if fields is None:
         return None
-    return seq, device, flags, status, fields
+    return seq, device, flags, status, fields, auth_of(raw, end) if flags & _AUTH else None
 
 
 def decode_whole(data: bytes, max_payload: int = MAX_PAYLOAD) -> Frame | None:
@@ -213,8 +236,9 @@ def decode_whole(data: bytes, max_payload: int = MAX_PAYLOAD) -> Frame | None:
     if raw is None:
         return None
     version, msg_type, flags, device, seq, length = _unpack_header(raw)
-    end = len(raw) - 2
-    if version != 1 or length != end - 8 or length > max_payload or not length:
+    auth = flags & _AUTH
+    end = len(raw) - (_TRAILER if auth else 2)
+    if version != PROTOCOL_VERSION or length != end - 8 or length > max_payload or not length:
         return None
     if msg_type == 1:
         cut = 9 + raw[8]
@@ -227,13 +251,13 @@ def decode_whole(data: bytes, max_payload: int = MAX_PAYLOAD) -> Frame | None:
                 return None
             if len(_known_names) < _MAX_NAMES:  # a fixed vocabulary; never grow unbounded
                 _known_names[raw[8:cut]] = name
-        return Frame(seq, device, Request(name, args), flags)
+        return Frame(seq, device, Request(name, args), flags, auth_of(raw, end) if auth else None)
     if msg_type == 2:
         status = _STATUS_OF[raw[8]]
         fields = _decode_json(raw[9:end])
         if status is None or fields is None:
             return None
-        return Frame(seq, device, Reply(status, fields), flags)
+        return Frame(seq, device, Reply(status, fields), flags, auth_of(raw, end) if auth else None)
     return None
 
 

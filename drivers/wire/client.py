@@ -39,15 +39,18 @@ from ..clock import Clock
 from ..errors import (
     AmbiguousCommand,
     CommandRejected,
+    ControlRefused,
     DeviceBusy,
     DeviceError,
     DeviceFault,
     DeviceLost,
     DeviceStateError,
     DeviceTimeout,
+    LinkSecurityError,
 )
 from ..links._base import Link, LinkError
 from ._fast import FastDecoder, encode_request, parse_reply
+from ._hostsession import HostSecurity, SecurityCallback, SecurityStats
 from ._seqwindow import SeqWindow
 from ._timesync import OffsetEstimator
 from .codec import (
@@ -77,7 +80,9 @@ from .codec import (
     heartbeat,
     nak_for,
 )
+from .keys import RoomKey
 from .liveness import Liveness
+from .session import Role, Verdict, new_host_id
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,7 @@ DEFAULT_RETRIES: Final = 3  # §2.2: idempotent requests are re-sent at most 3 t
 RECONNECT_MIN_S: Final = 0.05
 RECONNECT_MAX_S: Final = 1.0
 NAK_INTERVAL_S: Final = 0.02  # §2.2: at most one NAK per 20 ms
+HANDSHAKE_TIMEOUT_S: Final = 0.5  # each handshake reply (two short frames: ms on any link)
 BULK_IDLE_S: Final = 0.25  # no chunk for this long with chunks missing: ask for them again
 BULK_KEEP: Final = 16  # finished transfers kept for a bulk() call that comes after the data
 BULK_TIMEOUT_S: Final = 2.0  # §2.6: an idle transfer is dropped after 2 s
@@ -159,6 +165,9 @@ class WireClient:
         device_id: int,
         name: str,
         clock: Clock,
+        key: RoomKey,
+        role: Role = Role.CONTROL,
+        host_id: str | None = None,
         reply_timeout_s: float = DEFAULT_REPLY_TIMEOUT_S,
         retries: int = DEFAULT_RETRIES,
         heartbeat_period_s: float = HEARTBEAT_PERIOD_S,
@@ -174,6 +183,10 @@ class WireClient:
         self.name = name
         self.device_id = device_id
         self.stats = WireStats()
+        self._sec = HostSecurity(key, device_id, role, host_id or new_host_id(), name)
+        self._hs_pending: dict[int, asyncio.Future[tuple[Status, Fields, bool]]] = {}
+        self._fatal: LinkSecurityError | None = None
+        self._refusal: ControlRefused | None = None
         self._factory = link_factory
         self._clock = clock
         self._scale = clock.time_scale
@@ -216,10 +229,10 @@ class WireClient:
             timeout_s=heartbeat_timeout_s,
             time_scale=self._scale,
             send=self._beat,
-            may_send=lambda: self._link is not None,
+            may_send=lambda: self._up and self._link is not None,
             watching=lambda: self._up,
             on_lost=self._device_silent,
-            on_period=self._expire_bulk,
+            on_period=self._on_period,
         )
         self._last_nak = -1e18
 
@@ -248,6 +261,15 @@ class WireClient:
     def is_up(self) -> bool:
         """True between a device heartbeat and the next loss (silence, link drop, close)."""
         return self._up
+
+    @property
+    def security(self) -> SecurityStats:
+        """Frames dropped by the session layer (unauthenticated, forged, replayed...)."""
+        return self._sec.stats
+
+    @property
+    def role(self) -> Role:
+        return self._sec.role
 
     @property
     def device_state(self) -> NodeState | None:
@@ -279,13 +301,21 @@ class WireClient:
     def on_gap(self, callback: GapCallback) -> Callable[[], None]:
         return _register(self._gap_cbs, callback)
 
+    def on_security(self, callback: SecurityCallback) -> Callable[[], None]:
+        """``(kind, count, detail)`` for frames the session layer dropped (coalesced: at most
+        one report per kind per second)."""
+        return self._sec.subscribe(callback)
+
     # --- lifecycle ------------------------------------------------------------------------
 
     async def connect(self, timeout_s: float = 5.0) -> None:
-        """Open the link and wait (``timeout_s`` wall) for the device's first heartbeat.
+        """Open the link and an authenticated session (``timeout_s`` wall in all).
 
-        From here on the link is kept open in the background. On timeout the client is closed
-        and :class:`DeviceLost` says why (the last link error, or silence).
+        From here on the link is kept open in the background (a dropped link is reopened and
+        a new session made). The client is closed on failure: :class:`ProtocolMismatch` (an old
+        device), :class:`AuthenticationFailed` (not the room's key) at once;
+        :class:`ControlRefused` when another host still held control at the timeout;
+        :class:`DeviceLost` otherwise (the last link error, or silence).
         """
         if self._closed:
             raise DeviceLost(self.name, "connect", "client closed", link=self._link_url)
@@ -298,13 +328,20 @@ class WireClient:
                 await self._up_event.wait()
         except TimeoutError:
             detail = self._down_detail
+            refusal = self._refusal
             await self.close()
+            if refusal is not None:
+                raise refusal from None
             raise DeviceLost(
                 self.name,
                 "connect",
                 f"no heartbeat within {timeout_s:g} s ({detail})",
                 link=self._link_url,
             ) from None
+        if self._fatal is not None:
+            fatal = self._fatal
+            await self.close()
+            raise fatal
         if self._sync_on_connect:
             await self.sync_clock()
 
@@ -322,9 +359,15 @@ class WireClient:
                 pass
 
     async def close(self) -> None:
-        """Stop the background tasks, close the link, fail what is pending. Idempotent."""
+        """Give control back, stop the background tasks, close the link, fail what is pending.
+        Idempotent."""
         if self._closed:
             return
+        if self._up and self._sec.role is Role.CONTROL:
+            # A deliberate end: the device frees the lease now instead of entering SAFE when
+            # the heartbeats stop.
+            with contextlib.suppress(DeviceError):
+                await self.call("link.release", timeout_s=0.1)
         self._closed = True
         self._live.stop_watching()
         if self._timer is not None:
@@ -377,7 +420,11 @@ class WireClient:
             if seq not in pending:
                 break
         self._req_seq = seq
-        data = encode_request(seq, self.device_id, command, _EMPTY if fields is None else fields)
+        session = self._sec.session
+        if session is None:
+            raise DeviceLost(self.name, command, "no session", link=self._link_url)
+        args = _EMPTY if fields is None else fields
+        data = encode_request(seq, self.device_id, command, args, session.seal)
         wait_s = self._reply_timeout_s if timeout_s is None else timeout_s
         per_try = wait_s * self._scale
         tries = 1 if fire_once else self._tries
@@ -394,6 +441,9 @@ class WireClient:
                 pending[seq] = fut
                 if attempt > 1:
                     sent = loop.time()
+                    # Same seq (the device answers it from its cache), fresh counter: the
+                    # device's replay window drops a byte-identical copy.
+                    data = encode_request(seq, self.device_id, command, args, session.seal)
                 deadline = deadlines[seq] = sent + per_try
                 if deadline < self._timer_at:
                     self._arm_timer(loop, deadline)
@@ -632,6 +682,14 @@ class WireClient:
             reader = self._reader = loop.create_task(
                 self._read_loop(link), name=f"wire {self.name} reader"
             )
+            if not await self._open_session(link, reader):
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                self._link = self._reader = None
+                await link.close()
+                if self._fatal is not None:
+                    return
+                continue
             try:
                 await asyncio.wait((reader,))
             finally:
@@ -644,6 +702,70 @@ class WireClient:
             if self._heard_this_link:
                 backoff = low
             self._go_down(f"link dropped: {detail}")
+
+    async def _open_session(self, link: Link, reader: asyncio.Task[None]) -> bool:
+        """The handshake on a fresh link; True when the session is up."""
+
+        async def exchange(
+            command: str, fields: Mapping[str, Scalar], sealed: bool
+        ) -> tuple[Status, Fields]:
+            return await self._exchange(link, reader, command, fields, sealed)
+
+        try:
+            reply = await self._sec.open(exchange, link.url)
+        except LinkSecurityError as exc:
+            self._down_detail = exc.detail
+            if isinstance(exc, ControlRefused):
+                self._refusal = exc  # may free up: keep trying until connect's timeout
+            else:
+                self._fatal = exc
+                self._up_event.set()  # wake connect(): this will not fix itself
+            return False
+        except DeviceError as exc:
+            self._down_detail = exc.detail
+            return False
+        self._refusal = None
+        state = reply.get("state")
+        if isinstance(state, str) and state in NodeState.__members__:
+            self._device_state = NodeState[state]
+        uptime = reply.get("uptime_ms")
+        if type(uptime) is int and self._loop is not None:
+            self._check_uptime(uptime & 0xFFFFFFFF, self._loop.time())  # a restart, at once
+        self._go_up(self._device_state or NodeState.READY)
+        return True
+
+    async def _exchange(
+        self,
+        link: Link,
+        reader: asyncio.Task[None],
+        command: str,
+        fields: Mapping[str, Scalar],
+        sealed: bool,
+    ) -> tuple[Status, Fields]:
+        loop = asyncio.get_running_loop()
+        seq = self._req_seq = (self._req_seq + 1) & 0xFFFF
+        fut: asyncio.Future[tuple[Status, Fields, bool]] = loop.create_future()
+        self._hs_pending[seq] = fut
+        try:
+            # Handshake requests go plain (the device has no session for us yet); ``sealed``
+            # says the reply must come authenticated (link.auth's, sealed with the new keys).
+            await link.write(encode_request(seq, self.device_id, command, fields))
+            done, _ = await asyncio.wait(
+                (fut, reader),
+                timeout=HANDSHAKE_TIMEOUT_S * self._scale,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except LinkError as exc:
+            raise DeviceLost(self.name, command, exc.detail, link=link.url) from None
+        finally:
+            del self._hs_pending[seq]
+        if fut not in done:
+            self._sec.check_version()
+            raise DeviceLost(self.name, command, "no reply to the session handshake", link=link.url)
+        status, reply, authenticated = fut.result()
+        if sealed and not authenticated and status is Status.OK:
+            raise DeviceLost(self.name, command, "unauthenticated reply", link=link.url)
+        return status, reply
 
     def _reader_end(self, reader: asyncio.Task[None]) -> str:
         if reader.cancelled():
@@ -707,18 +829,27 @@ class WireClient:
                 )
 
     async def _beat(self, now: float) -> None:
-        link = self._link
-        if link is None:
+        link, session = self._link, self._sec.session
+        if link is None or session is None:
             return
         self._hb_seq = (self._hb_seq + 1) & 0xFFFF
         uptime_ms = int((now - self._started) / self._scale * 1000)
         frame = heartbeat(self._hb_seq, 0, NodeState.READY, self._live.period_ms, uptime_ms)
-        await self._write_quiet(link, encode_frame(frame))
+        await self._write_quiet(link, encode_frame(frame, session.seal))
 
     def _device_silent(self) -> None:
-        self._go_down(
-            f"no valid frame from the device for {self._live.timeout_s:g} s (heartbeat lost)"
-        )
+        detail = f"no valid frame from the device for {self._live.timeout_s:g} s (heartbeat lost)"
+        self._go_down(detail)
+        # The device may have lost our session (restart) or left it: reopen the link and make
+        # a new one rather than wait on a session that may be gone.
+        reader = self._reader
+        if reader is not None and not reader.done():
+            self._drop_detail = detail
+            reader.cancel()
+
+    def _on_period(self, now: float) -> None:
+        self._expire_bulk(now)
+        self._sec.flush(time.monotonic())
 
     def _expire_bulk(self, now: float) -> None:
         self._assembler.expire(now)  # a waiter asks for the whole transfer again
@@ -736,6 +867,7 @@ class WireClient:
         pending = self._pending
         dev = self.device_id
         live = self._live
+        sec = self._sec
         set_receiver = getattr(link, "set_fast_receiver", None)
         if set_receiver is not None:
             set_receiver(self._fast_receive)
@@ -751,11 +883,22 @@ class WireClient:
                         if item.device != dev and not (item.device == 0 and type(msg) is Nak):
                             self.stats.foreign_frames += 1
                             continue
+                        session = sec.session
+                        auth = item.auth
+                        if session is None or auth is None:
+                            self._unsealed(item)
+                            continue
+                        verdict = session.check(auth)
+                        if verdict is not _OK:
+                            sec.dropped(verdict, _what(item), time.monotonic())
+                            continue
                         live.last_rx = now
                         if type(msg) is Reply:
                             fut = pending.get(item.seq)
                             if fut is not None and not fut.done():
                                 fut.set_result((msg.status, msg.fields, now))
+                            elif (hs := self._hs_pending.get(item.seq)) and not hs.done():
+                                hs.set_result((msg.status, msg.fields, True))
                             else:
                                 self.stats.late_replies += 1
                         else:
@@ -767,6 +910,17 @@ class WireClient:
             self._decoder = None
             if set_receiver is not None:
                 set_receiver(None)
+
+    def _unsealed(self, frame: Frame) -> None:
+        """A frame without a trailer (or before the session): only a handshake reply counts."""
+        msg = frame.message
+        if frame.auth is None and type(msg) is Reply:
+            hs = self._hs_pending.get(frame.seq)
+            if hs is not None and not hs.done():
+                hs.set_result((msg.status, msg.fields, False))
+                return
+        if self._sec.session is not None:
+            self._sec.dropped(Verdict.UNAUTHENTICATED, _what(frame), time.monotonic())
 
     def _fast_receive(self, data: bytes) -> bool:
         """The link's reader callback offers fresh bytes: take them if they are exactly one
@@ -780,9 +934,9 @@ class WireClient:
         fut = self._pending.get(parsed[0])
         if fut is None or fut.done():
             return False  # a late reply: the reader counts it
-        loop = self._loop
-        if loop is None:
-            return False
+        loop, session, auth = self._loop, self._sec.session, parsed[5]
+        if loop is None or session is None or auth is None or session.check(auth) is not _OK:
+            return False  # the reader checks it again and counts what is wrong
         self._live.last_rx = now = loop.time()
         fut.set_result((parsed[3], parsed[4], now))
         return True
@@ -792,10 +946,10 @@ class WireClient:
         if isinstance(msg, Heartbeat):
             self._on_heartbeat(msg, now)
         elif isinstance(msg, Event):
-            if frame.flags & Flags.ACK_REQUESTED:
+            if frame.flags & Flags.ACK_REQUESTED and (session := self._sec.session):
                 # ACK every copy: the device re-sends because our previous ACK may be lost.
                 await self._write_quiet(
-                    link, encode_frame(ack(frame.seq, frame.device, MsgType.EVENT))
+                    link, encode_frame(ack(frame.seq, frame.device, MsgType.EVENT), session.seal)
                 )
             self._on_event(frame.seq, msg, now)
         elif isinstance(msg, Nak):
@@ -809,28 +963,34 @@ class WireClient:
             self.stats.garbage_bytes += error.size
             return
         self.stats.decode_errors += 1
+        if error.kind is FrameError.BAD_VERSION and error.header is not None:
+            self._sec.peer_version = error.header.version
         if now - self._last_nak < NAK_INTERVAL_S * self._scale:
             return
         frame = nak_for(error)
         if frame is not None:
             self._last_nak = now
             self.stats.naks_sent += 1
-            await self._write_quiet(link, encode_frame(frame))
+            session = self._sec.session
+            await self._write_quiet(link, encode_frame(frame, session.seal if session else None))
 
     def _on_heartbeat(self, hb: Heartbeat, now: float) -> None:
-        prev, prev_at = self._uptime_ms, self._uptime_at
-        self._uptime_ms, self._uptime_at = hb.uptime_ms, now
         self._device_state = hb.state
+        self._check_uptime(hb.uptime_ms, now)
+        if not self._up:
+            self._go_up(hb.state)
+
+    def _check_uptime(self, uptime_ms: int, now: float) -> None:
+        prev, prev_at = self._uptime_ms, self._uptime_at
+        self._uptime_ms, self._uptime_at = uptime_ms, now
         if prev is not None:
             # Uptime must have advanced by about the wall time since the last heartbeat (across
             # link outages too): less means the device restarted, even if its new uptime is
             # already above the old one.
             elapsed_ms = (now - prev_at) / self._scale * 1000.0
-            ahead = ((hb.uptime_ms - int(prev + elapsed_ms) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            ahead = ((uptime_ms - int(prev + elapsed_ms) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
             if ahead < -(RESTART_SLACK_MS + 0.1 * elapsed_ms):
-                self._restarted(prev, hb.uptime_ms)
-        if not self._up:
-            self._go_up(hb.state)
+                self._restarted(prev, uptime_ms)
 
     def _restarted(self, before_ms: int, now_ms: int) -> None:
         self.stats.restarts += 1
@@ -892,6 +1052,13 @@ class WireClient:
         task = asyncio.get_running_loop().create_task(coro)
         self._aux.add(task)
         task.add_done_callback(self._aux.discard)
+
+
+_OK: Final = Verdict.OK
+
+
+def _what(frame: Frame) -> str:
+    return f"{frame.msg_type.name} seq {frame.seq}"
 
 
 def _register(callbacks: list[Any], callback: Any) -> Callable[[], None]:

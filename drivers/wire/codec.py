@@ -11,19 +11,20 @@ import json
 import math
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
 from typing import Final, TypeAlias
 
 from ._crc import crc16_ccitt_false, crc32_image
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 SOF: Final = 0x7E
 EOF: Final = 0x7F
 ESC: Final = 0x7D
 HEADER_SIZE: Final = 8
 CRC_SIZE: Final = 2
+AUTH_SIZE: Final = 24  # sid (4) | ctr (4) | tag (16), between payload and CRC (§7)
 MAX_PAYLOAD: Final = 0xFFFF
 BULK_HEADER_SIZE: Final = 22
 MAX_BULK_DATA: Final = MAX_PAYLOAD - BULK_HEADER_SIZE
@@ -38,6 +39,7 @@ _ESC_B: Final = b"\x7d"
 _HEADER = struct.Struct(">BBBBHH")
 _HEARTBEAT = struct.Struct(">BHI")
 _BULK = struct.Struct(">HIIIII")
+_SID_CTR = struct.Struct(">II")
 _NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
@@ -59,6 +61,7 @@ class MsgType(IntEnum):
 class Flags(IntFlag):
     NONE = 0
     ACK_REQUESTED = 0x01
+    AUTH = 0x02
 
 
 class Status(IntEnum):
@@ -158,13 +161,29 @@ _TYPE_OF: Final[dict[type, MsgType]] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Auth:
+    """A received frame's authentication trailer (§7) and the bytes its tag covers."""
+
+    sid: int
+    ctr: int
+    tag: bytes = field(repr=False)
+    #: header, payload, sid and ctr as received: what the session verifies the tag over
+    signed: bytes = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Frame:
-    """One decoded (or to-be-encoded) frame; the wire ``type`` follows from ``message``."""
+    """One decoded (or to-be-encoded) frame; the wire ``type`` follows from ``message``.
+
+    ``auth`` is set on decoded frames that carried a trailer (flag ``AUTH``); it is ignored
+    when encoding (a session seals frames as it sends them).
+    """
 
     seq: int
     device: int
     message: Message
     flags: int = Flags.NONE
+    auth: Auth | None = None
 
     @property
     def msg_type(self) -> MsgType:
@@ -368,6 +387,10 @@ def _stuff(raw: bytes) -> bytes:
     )
 
 
+Sealer: TypeAlias = Callable[[bytes], bytes]
+"""``seal(raw)``: the authentication trailer for ``raw`` (header with ``AUTH`` set, payload)."""
+
+
 def encode_raw(
     msg_type: int,
     seq: int,
@@ -376,8 +399,13 @@ def encode_raw(
     *,
     flags: int = 0,
     version: int = PROTOCOL_VERSION,
+    seal: Sealer | None = None,
 ) -> bytes:
-    """Frame arbitrary header values around ``payload`` (fault injection, foreign types)."""
+    """Frame arbitrary header values around ``payload`` (fault injection, foreign types).
+
+    With ``seal`` (a session's :meth:`~drivers.wire.session.Session.seal`) the frame is
+    authenticated: flag ``AUTH`` set and the trailer between payload and CRC.
+    """
     _check_u(msg_type, 8, "type")
     _check_u(seq, 16, "seq")
     _check_u(device, 8, "device")
@@ -385,15 +413,23 @@ def encode_raw(
     _check_u(version, 8, "version")
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    if seal is not None:
+        flags |= Flags.AUTH
     raw = _HEADER.pack(version, msg_type, flags, device, seq, len(payload)) + payload
+    if seal is not None:
+        raw += seal(raw)
     raw += crc16_ccitt_false(raw).to_bytes(2, "big")
     return _SOF_B + _stuff(raw) + _EOF_B
 
 
-def encode_frame(frame: Frame) -> bytes:
+def encode_frame(frame: Frame, seal: Sealer | None = None) -> bytes:
     """The wire bytes of ``frame``, SOF to EOF. Raises ValueError for an invalid frame."""
     payload = _encode_payload(frame.message)
-    return encode_raw(frame.msg_type, frame.seq, frame.device, payload, flags=frame.flags)
+    if seal is None and frame.flags & Flags.AUTH:
+        raise ValueError("flag AUTH (0x02) is set by sealing the frame with a session")
+    return encode_raw(
+        frame.msg_type, frame.seq, frame.device, payload, flags=frame.flags, seal=seal
+    )
 
 
 # --- decoding ---------------------------------------------------------------------------
@@ -524,7 +560,8 @@ def decode_body(body: bytes, max_payload: int = MAX_PAYLOAD) -> Frame | DecodeEr
     if crc16_ccitt_false(raw):
         return DecodeError(FrameError.CRC, "CRC mismatch", size)
     version, msg_type, flags, device, seq, length = _HEADER.unpack_from(raw)
-    n = len(raw) - HEADER_SIZE - CRC_SIZE
+    trailer = AUTH_SIZE if flags & Flags.AUTH else 0
+    n = len(raw) - HEADER_SIZE - CRC_SIZE - trailer
     # Header objects are built only for errors: constructing one costs ~1 us per frame.
     if version != PROTOCOL_VERSION:
         return _header_error(FrameError.BAD_VERSION, f"version {version}", size, raw)
@@ -535,12 +572,19 @@ def decode_body(body: bytes, max_payload: int = MAX_PAYLOAD) -> Frame | DecodeEr
     if msg_type not in _MSG_TYPES:
         return _header_error(FrameError.UNKNOWN_TYPE, f"type {msg_type}", size, raw)
     try:
-        message = _decode_payload(msg_type, raw[HEADER_SIZE:-CRC_SIZE])
+        message = _decode_payload(msg_type, raw[HEADER_SIZE : HEADER_SIZE + n])
     except (ValueError, TypeError, IndexError, RecursionError, struct.error) as exc:
         # ValueError covers bad JSON, bad UTF-8, unknown enum codes and huge integers.
         detail = f"{type(exc).__name__}: {exc}"[:200]
         return _header_error(FrameError.BAD_PAYLOAD, detail, size, raw)
-    return Frame(seq, device, message, flags)
+    return Frame(seq, device, message, flags, auth_of(raw, HEADER_SIZE + n) if trailer else None)
+
+
+def auth_of(raw: bytes, end: int) -> Auth:
+    """The trailer of the unstuffed frame ``raw`` whose payload ends at ``end``."""
+    sid, ctr = _SID_CTR.unpack_from(raw, end)
+    signed = end + 8
+    return Auth(sid, ctr, raw[signed : signed + 16], raw[:signed])
 
 
 def _header_error(kind: FrameError, detail: str, size: int, raw: bytes) -> DecodeError:

@@ -21,6 +21,7 @@ from drivers import Clock, Technique
 from drivers.backends import RoomRequest
 from drivers.links import Link
 from drivers.remote import DEFAULT_DEVICE_IDS, split_device_id
+from drivers.wire.keys import RoomKey, ensure_key_file
 
 from ..faults import FaultInjector, FaultSpec, parse_fault, parse_faults
 from ..links import MqttDeviceLink, PtyServer, TcpServerLink, UsbGadget
@@ -58,12 +59,15 @@ class SimServer:
         run_dir: Path,
         broker: str | None,
         log: Callable[[str], None] = lambda _msg: None,
+        key: RoomKey | None = None,
     ) -> None:
         for role in ("carm", "table", "injector", "detector"):
             if role not in links:
                 raise ValueError(f"sim serve needs a {role} link in the room file")
         self.links = dict(links)
         self.run_dir = run_dir
+        #: what every device's wire endpoint authenticates sessions with (the room's key file)
+        self.key = key or ensure_key_file(run_dir / "room.key")
         self.broker = broker
         self._log = log
         self.clock = Clock.for_running_loop()
@@ -139,6 +143,7 @@ class SimServer:
             name=role,
             handler=service.handle,
             clock=self.clock,
+            key=self.key,
             on_host_lost=service.safe_state,
         )
         service.bind(endpoint)
@@ -248,14 +253,20 @@ async def serve_room(
     faults: Sequence[str] = (),
     on_ready: ReadyCallback,
     log: Callable[[str], None] = lambda _msg: None,
+    key_file: Path | None = None,
 ) -> None:
     """Entry point ``fluoroctl.sim: serve``; runs until cancelled.
+
+    ``key_file`` is the room's key (created, mode 0600, if it does not exist yet: a simulated
+    room is provisioned at its first start); default ``run_dir/room.key``.
 
     A bad ``faults`` spec raises :class:`~hardware_sim.faults.FaultSpecError` (a ValueError)
     before anything is created, started or served.
     """
     specs = parse_faults(list(faults))
-    server = SimServer(links, options, base_dir, run_dir, broker, log)
+    key = ensure_key_file(key_file or run_dir / "room.key")
+    log(f"wire sessions authenticated with {key}")
+    server = SimServer(links, options, base_dir, run_dir, broker, log, key)
     armed: FaultInjector | None = None
     try:
         published, broker_url = await server.start()

@@ -36,6 +36,7 @@ from hardware_sim.serve.devices import InjectorService
 from hardware_sim.wire import DeviceEndpoint
 from scheduler.policy import FaultPolicy
 from tests.e2e.conftest import SimServe, cli, start_sim_serve, stop_sim_serve
+from tests.keys import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = InjectionProgram((InjectionPhase(4.0, 40.0),), pressure_limit_kpa=2069.0)
@@ -63,12 +64,13 @@ async def wired_injector() -> AsyncIterator[tuple[SimRoom, RemoteInjector]]:
         name="injector",
         handler=service.handle,
         clock=clock,
+        key=TEST_KEY,
         on_host_lost=service.safe_state,
     )
     service.bind(endpoint)
     sim.injector.subscribe(service.on_device_event)
     tasks = [asyncio.create_task(endpoint.serve()), asyncio.create_task(service.forward_events())]
-    client = WireClient(cable.host_link, device_id=3, name="injector", clock=clock)
+    client = WireClient(cable.host_link, device_id=3, name="injector", clock=clock, key=TEST_KEY)
     await client.connect()
     remote = RemoteInjector("injector", client)
     try:

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_roundtrip import build_firmware  # noqa: E402
 
+from tests.keys import TEST_KEY  # noqa: E402
+
 DEV = 7
 
 
@@ -91,6 +93,7 @@ async def test_the_driver_stack_runs_against_it(fw_pty: tuple[int, str]) -> None
         device_id=DEV,
         name="fw",
         clock=Clock.for_running_loop(),
+        key=TEST_KEY,
     )
     await client.connect(timeout_s=2.0)
     try:

@@ -35,6 +35,7 @@ from drivers.wire import (
     heartbeat,
 )
 from drivers.wire.client import LOOP_SHARE_S
+from tests.keys import TEST_KEY
 
 DEV = 3
 
@@ -113,7 +114,9 @@ async def _connected(url: str) -> AsyncIterator[tuple[WireClient, Link]]:
         links.append(link)
         return link
 
-    client = WireClient(factory, device_id=DEV, name="dev", clock=Clock.for_running_loop())
+    client = WireClient(
+        factory, device_id=DEV, name="dev", clock=Clock.for_running_loop(), key=TEST_KEY
+    )
     await client.connect(timeout_s=2.0)
     try:
         yield client, links[-1]

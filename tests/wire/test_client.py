@@ -46,10 +46,11 @@ from drivers.wire import (
     encode_frame,
     encode_reply,
     encode_request,
-    heartbeat,
 )
 from hardware_sim.wire import DeviceEndpoint, FdLink
+from tests.keys import TEST_KEY
 from tests.virtual_time import virtual_time
+from tests.wire.raw import RawDevice
 
 
 class FakeDevice:
@@ -126,6 +127,7 @@ async def rig(
         name="injector",
         handler=device.handle,
         clock=device_clock or clock,
+        key=TEST_KEY,
         on_host_lost=host_lost,
         **(endpoint_kw or {}),
     )
@@ -134,6 +136,7 @@ async def rig(
         device_id=3,
         name="injector",
         clock=clock,
+        key=TEST_KEY,
         **(client_kw or {}),
     )
     r = Rig(client, endpoint, device)
@@ -180,21 +183,27 @@ async def test_replies_out_of_order_reach_the_right_caller() -> None:
     dev = cable.device_link
     await dev.open()
     clock = Clock.for_running_loop()
-    client = WireClient(cable.host_link, device_id=3, name="inj", clock=clock, sync_clock=False)
+    client = WireClient(
+        cable.host_link, device_id=3, name="inj", clock=clock, key=TEST_KEY, sync_clock=False
+    )
 
     async def device() -> None:
         decoder = FrameDecoder()
+        raw = RawDevice(dev, 3, TEST_KEY)
         requests: list[Frame] = []
         while len(requests) < 2:
-            data = await dev.read()  # the host's heartbeat comes first: answer it with ours
-            await dev.write(encode_frame(heartbeat(1, 3)))
+            data = await dev.read()
             for item in decoder.feed(data):
-                if isinstance(item, Frame) and isinstance(item.message, Request):
+                if (
+                    isinstance(item, Frame)
+                    and isinstance(item.message, Request)
+                    and not await raw.handshake(item)
+                ):
                     requests.append(item)
         for req in reversed(requests):
             assert isinstance(req.message, Request)
             out = {"got": req.message.args["n"]}
-            await dev.write(encode_frame(Frame(req.seq, 3, Reply(Status.OK, out))))
+            await raw.send(Frame(req.seq, 3, Reply(Status.OK, out)))
 
     task = asyncio.create_task(device())
     try:
@@ -381,7 +390,10 @@ async def test_silence_is_detected_in_about_a_second_and_device_goes_safe() -> N
         await asyncio.sleep(0.3)
         assert r.host_lost == 1 and r.endpoint.state is NodeState.SAFE
         cable.blackhole = False
-        await asyncio.sleep(0.3)
+        for _ in range(200):  # a new session, once the handshake gets through
+            await asyncio.sleep(0.01)
+            if c.is_up:
+                break
         assert c.is_up and c.device_state is NodeState.SAFE  # SAFE until cleared
         await c.call("link.clear_safe")
         await asyncio.sleep(0.25)
@@ -449,13 +461,19 @@ async def test_device_restart_is_detected_from_uptime() -> None:
             name="injector",
             handler=r.device.handle,
             clock=Clock.for_running_loop(),
+            key=TEST_KEY,
         )
         task = asyncio.create_task(fresh.serve())
         try:
-            await asyncio.sleep(0.3)
+            # The fresh device knows no session: silence, then a new session, whose first
+            # heartbeat shows the uptime went back.
+            for _ in range(300):
+                await asyncio.sleep(0.01)
+                if r.client.stats.restarts:
+                    break
             assert r.client.stats.restarts == 1
-            downs = [s for s in r.states if "restarted" in s[2]]
-            assert [s[1] for s in downs] == [False, True]
+            assert "heartbeat lost" in [s for s in r.states if not s[1]][-1][2]
+            assert r.states[-1][1] is True and "restarted" in r.states[-1][2]
             assert r.client.is_up
         finally:
             task.cancel()
@@ -478,6 +496,7 @@ async def test_restart_during_an_outage_is_told_with_the_link_coming_back() -> N
             name="injector",
             handler=r.device.handle,
             clock=Clock.for_running_loop(),
+            key=TEST_KEY,
         )
         task = asyncio.create_task(fresh.serve())
         try:
@@ -496,7 +515,9 @@ async def test_restart_during_an_outage_is_told_with_the_link_coming_back() -> N
 async def test_connect_fails_with_the_reason() -> None:
     cable = MemoryCable()
     cable.refuse_open = True
-    client = WireClient(cable.host_link, device_id=2, name="table", clock=Clock.for_running_loop())
+    client = WireClient(
+        cable.host_link, device_id=2, name="table", clock=Clock.for_running_loop(), key=TEST_KEY
+    )
     with pytest.raises(DeviceLost, match="cannot open link"):
         await client.connect(timeout_s=0.2)
     with pytest.raises(DeviceLost):

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from drivers.wire import (
     MAX_BULK_DATA,
+    PROTOCOL_VERSION,
     Ack,
     BulkAssembler,
     BulkChunk,
@@ -135,7 +136,8 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(Heartbeat, st.sampled_from(NodeState), u16, u32),
     bulk_messages(),
 )
-frames = st.builds(Frame, u16, u8, messages, u8)
+# Bit 1 (AUTH) is set only by sealing a frame with a session (tests/wire/test_session.py).
+frames = st.builds(Frame, u16, u8, messages, u8.map(lambda f: f & ~int(Flags.AUTH)))
 
 json_texts = st.recursive(
     st.one_of(scalars, st.just(float("nan")), st.just(float("inf"))),
@@ -244,15 +246,15 @@ def test_crc_matches_bitwise_reference_and_residue_is_zero(data: bytes) -> None:
 
 def _doc_example() -> bytes:
     text = DOC.read_text()
-    block = text.split("On the wire (35 bytes):", 1)[1].split("```")[1]
+    block = text.split("On the wire (34 bytes):", 1)[1].split("```")[1]
     hex_parts = [m.group(1) for m in re.finditer(r"^((?:[0-9a-f]{2} ?)+)", block, re.M)]
     return bytes.fromhex(" ".join(hex_parts))
 
 
 def test_doc_example_bytes() -> None:
     expected = bytes.fromhex(
-        "7e 01 01 00 02 00 7d 5e 00 14 03 61 72 6d 7b 22 76 6f 6c 75 6d 65 5f 6d 6c 22"
-        " 3a 35 30 7d 5d c0 ab 7f"
+        "7e 02 01 00 02 00 7d 5e 00 14 03 61 72 6d 7b 22 76 6f 6c 75 6d 65 5f 6d 6c 22"
+        " 3a 35 30 7d 5d ad 17 7f"
     )
     assert _doc_example() == expected
     frame = request(126, 2, "arm", volume_ml=50)
@@ -262,7 +264,7 @@ def test_doc_example_bytes() -> None:
 
 def test_heartbeat_layout() -> None:
     wire = encode_frame(heartbeat(42, 0, NodeState.READY, 200, 1234))
-    raw = bytes.fromhex("01 06 00 00 00 2a 00 07 01 00 c8 00 00 04 d2")
+    raw = bytes.fromhex("02 06 00 00 00 2a 00 07 01 00 c8 00 00 04 d2")
     assert wire == b"\x7e" + stuff(raw + crc16_bitwise(raw).to_bytes(2, "big")) + b"\x7f"
 
 
@@ -308,6 +310,7 @@ def test_seq_arithmetic_wraps() -> None:
         request(0x10000, 1, "x"),
         request(1, 256, "x"),
         Frame(1, 1, Request("x"), flags=256),
+        Frame(1, 1, Request("x"), flags=Flags.AUTH),  # only a session's seal sets it
         Frame(1, 1, Heartbeat(NodeState.READY, 0x10000, 0)),
         Frame(1, 1, BulkChunk(1, 1, 1, 0, 0, 0, b"")),
         Frame(1, 1, BulkChunk(1, 0, 1, 0, 1, 0, b"xx")),
@@ -351,7 +354,8 @@ def test_error_kinds() -> None:
     assert _kind(b"\x7e\x01\x7d\x7f") is FrameError.BAD_ESCAPE
     assert _kind(b"\x7e" + b"\x7d\x41" * 20 + b"\x7f") is FrameError.BAD_ESCAPE  # dense path
     assert _kind(b"\x7e" + b"a" * 100 + b"\x7d\x41\x7f") is FrameError.BAD_ESCAPE  # sparse path
-    assert _kind(encode_raw(1, 1, 1, b"\x01x{}", version=2)) is FrameError.BAD_VERSION
+    assert _kind(encode_raw(1, 1, 1, b"\x01x{}", version=1)) is FrameError.BAD_VERSION
+    assert _kind(encode_raw(1, 1, 1, b"\x01x{}", version=3)) is FrameError.BAD_VERSION
     assert _kind(encode_raw(0x42, 1, 1, b"")) is FrameError.UNKNOWN_TYPE
     assert _kind(b"junk") is FrameError.GARBAGE
     small = FrameDecoder(max_payload=4)
@@ -359,7 +363,7 @@ def test_error_kinds() -> None:
 
 
 def test_length_field_mismatch_is_bad_length() -> None:
-    raw = bytes([1, 1, 0, 1, 0, 1, 0, 9]) + b"\x01x{}"  # length says 9, payload is 4
+    raw = bytes([PROTOCOL_VERSION, 1, 0, 1, 0, 1, 0, 9]) + b"\x01x{}"  # length 9, payload 4
     raw += crc16_bitwise(raw).to_bytes(2, "big")
     result = _one(b"\x7e" + stuff(raw) + b"\x7f")
     assert isinstance(result, DecodeError)

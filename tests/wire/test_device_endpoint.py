@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
@@ -26,7 +26,6 @@ from drivers.wire import (
     Event,
     Flags,
     Frame,
-    FrameDecoder,
     FrameError,
     Heartbeat,
     MsgType,
@@ -44,66 +43,11 @@ from drivers.wire import (
 )
 from hardware_sim.wire import DeviceEndpoint
 from hardware_sim.wire import endpoint as endpoint_module
+from tests.keys import TEST_KEY
 from tests.virtual_time import virtual_time
+from tests.wire.raw import RawHost
 
 DEV = 4
-
-
-class RawHost:
-    """A host written with the codec alone: sends frames, records every frame received."""
-
-    def __init__(self, cable: MemoryCable) -> None:
-        self.link = cable.host_link()
-        self.frames: list[tuple[float, Frame]] = []
-        self._decoder = FrameDecoder()
-        self._arrived = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def open(self) -> None:
-        await self.link.open()
-        self._task = asyncio.create_task(self._pump())
-
-    async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self.link.close()
-
-    async def _pump(self) -> None:
-        while True:
-            data = await self.link.read()
-            for item in self._decoder.feed(data):
-                if isinstance(item, Frame):
-                    self.frames.append((asyncio.get_running_loop().time(), item))
-            self._arrived.set()
-
-    async def send(self, data: Frame | bytes) -> None:
-        await self.link.write(data if isinstance(data, bytes) else encode_frame(data))
-
-    def of(self, kind: type) -> list[Frame]:
-        return [f for _, f in self.frames if isinstance(f.message, kind)]
-
-    async def wait_for(self, pred: Callable[[], Any], within: float = 1.0) -> Any:
-        async with asyncio.timeout(within):
-            while not (result := pred()):
-                self._arrived.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._arrived.wait(), 0.005)
-            return result
-
-    async def call(self, seq: int, command: str, **args: Scalar) -> Reply:
-        before = len(self.of(Reply))
-        await self.send(request(seq, DEV, command, **args))
-
-        def got() -> Reply | None:
-            for f in self.of(Reply)[before:]:
-                if f.seq == seq:
-                    assert isinstance(f.message, Reply)
-                    return f.message
-            return None
-
-        reply: Reply = await self.wait_for(got)
-        return reply
 
 
 class Device:
@@ -126,7 +70,9 @@ class Device:
 
 
 @contextlib.asynccontextmanager
-async def endpoint(**kw: Any) -> AsyncIterator[tuple[DeviceEndpoint, RawHost, Device, MemoryCable]]:
+async def endpoint(
+    session: bool = True, **kw: Any
+) -> AsyncIterator[tuple[DeviceEndpoint, RawHost, Device, MemoryCable]]:
     cable = MemoryCable()
     device = Device()
     ep = DeviceEndpoint(
@@ -135,13 +81,17 @@ async def endpoint(**kw: Any) -> AsyncIterator[tuple[DeviceEndpoint, RawHost, De
         name="detector",
         handler=device.handle,
         clock=Clock.for_running_loop(),
+        key=TEST_KEY,
         on_host_lost=device.lost,
         **kw,
     )
     serve = asyncio.create_task(ep.serve())
-    host = RawHost(cable)
+    host = RawHost(cable.host_link(), DEV, TEST_KEY)
     await host.open()
     await asyncio.sleep(0.01)  # serve() has opened the device's port
+    if session:
+        reply = await host.open_session()
+        assert reply.status is Status.OK, reply
     try:
         yield ep, host, device, cable
     finally:
@@ -224,16 +174,23 @@ async def test_no_nak_for_garbage_or_damaged_ack_and_nak_frames() -> None:
 
 @virtual_time
 async def test_host_lost_enters_safe_until_cleared() -> None:
-    async with endpoint(host_timeout_s=0.3) as (ep, host, device, _):
+    async with endpoint(session=False, host_timeout_s=0.3) as (ep, host, device, _):
+        await host.send(heartbeat(1, 0))  # plain frames make nobody the controller
         await asyncio.sleep(0.4)
         assert device.host_lost == 0 and not ep.safe  # no host yet: nothing to lose
-        assert not ep.host_connected
+        assert not ep.host_connected and ep.stats.unauthenticated == 1
+        await host.open_session()
         sent = asyncio.get_running_loop().time()
         await host.send(heartbeat(1, 0))
-        assert await host.wait_for(lambda: ep.host_connected)  # the host is now known
+        assert await host.wait_for(lambda: ep.host_connected)  # the controller is now known
         await host.wait_for(lambda: device.host_lost == 1, within=1.0)
         assert device.lost_at[0] - sent == pytest.approx(0.3, abs=1e-9)  # silent for 0.3 s
         assert not ep.host_connected and ep.state is NodeState.SAFE
+        beats = len(host.of(Heartbeat))
+        await asyncio.sleep(0.25)
+        assert len(host.of(Heartbeat)) == beats  # the lost host's session ended with it
+        reply = await host.open_session()  # the host comes back: a new session
+        assert reply.fields["state"] == "SAFE"
         await asyncio.sleep(0.25)
         last = host.of(Heartbeat)[-1].message
         assert isinstance(last, Heartbeat) and last.state is NodeState.SAFE
@@ -251,7 +208,7 @@ async def test_critical_event_is_resent_every_100_ms_until_acked() -> None:
         assert len({f.seq for f in copies}) == 1 and all(
             f.flags & Flags.ACK_REQUESTED for f in copies
         )
-        times = [t for t, f in host.frames if isinstance(f.message, Event)]
+        times = [t for t, f, _ in host.frames if isinstance(f.message, Event)]
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert gaps == pytest.approx([0.1] * len(gaps), abs=1e-9)  # every 100 ms
         assert copies[0].message == copies[-1].message  # same t_s: the same event
@@ -296,7 +253,7 @@ async def test_bulk_resend_after_the_reply_and_expiry(monkeypatch: pytest.Monkey
         assert reply.status is Status.OK and reply.fields["chunks"] == 1
         await host.wait_for(lambda: len(host.of(BulkChunk)) == 4)
         after = [
-            f for _, f in host.frames[n_before:] if f.msg_type in (MsgType.REPLY, MsgType.BULK)
+            f for _, f, _ in host.frames[n_before:] if f.msg_type in (MsgType.REPLY, MsgType.BULK)
         ]
         assert [f.msg_type for f in after] == [MsgType.REPLY, MsgType.BULK]  # reply first
         asm = BulkAssembler()
@@ -316,12 +273,16 @@ async def test_device_keeps_serving_after_the_host_drops_the_link() -> None:
     async with endpoint() as (ep, host, device, cable):
         await host.call(1, "status")
         cable.cut()
-        again = RawHost(cable)
+        again = RawHost(cable.host_link(), DEV, TEST_KEY)
+        again.host_id = host.host_id  # the same host, back: it takes its own lease over
         await again.open()
         try:
-            reply = await again.call(2, "status")
+            assert (await again.open_session()).status is Status.OK
+            reply = await again.call(12, "link.clear_safe")
             assert reply.status is Status.OK
-            assert ep.stats.link_drops == 1 and device.calls["status"] == 2
+            assert ep.stats.link_drops == 1 and device.calls["status"] == 1
+            assert (await again.call(13, "status")).status is Status.OK
+            assert device.calls["status"] == 2
         finally:
             await again.close()
 
@@ -341,7 +302,7 @@ async def test_stall_freezes_the_device() -> None:
         await host.wait_for(
             lambda: (
                 len(host.of(Heartbeat))
-                > len([1 for _, f in host.frames[:n] if isinstance(f.message, Heartbeat)])
+                > len([1 for _, f, _ in host.frames[:n] if isinstance(f.message, Heartbeat)])
             )
         )
 
@@ -358,8 +319,9 @@ async def test_handler_exception_becomes_a_fault_reply() -> None:
 @virtual_time
 async def test_ack_of_unknown_event_and_requests_for_other_devices_are_ignored() -> None:
     async with endpoint() as (_ep, host, device, _):
+        replies = len(host.of(Reply))
         await host.send(Frame(3, DEV, Ack(MsgType.EVENT)))
         await host.send(request(4, DEV + 1, "status"))
         await asyncio.sleep(0.02)
-        assert device.calls["status"] == 0 and host.of(Reply) == []
+        assert device.calls["status"] == 0 and len(host.of(Reply)) == replies
         assert isinstance((await host.call(5, "status")), Reply)

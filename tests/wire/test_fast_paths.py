@@ -32,6 +32,7 @@ from drivers.wire._fast import _encode_json, decode_whole, parse_reply
 from drivers.wire.codec import _encode_fields
 from hardware_sim.links import PtyServer
 from hardware_sim.wire import DeviceEndpoint
+from tests.keys import TEST_KEY
 
 _SETTINGS = settings(
     max_examples=300,
@@ -75,7 +76,14 @@ def test_parse_reply_and_decode_whole_match_the_codec_on_replies(
     whole = decode_whole(data)
     # Valid frames always take the shortcut (the whole point) and give the codec's values.
     assert parsed is not None and whole is not None
-    assert parsed == (ref.seq, ref.device, ref.flags, ref.message.status, ref.message.fields)
+    assert parsed == (
+        ref.seq,
+        ref.device,
+        ref.flags,
+        ref.message.status,
+        ref.message.fields,
+        ref.auth,
+    )
     assert whole == ref
     assert type(parsed[3]) is Status
 
@@ -126,7 +134,14 @@ def test_damaged_frames_never_pass_the_shortcuts_differently(
     parsed = parse_reply(frame)
     if parsed is not None:
         assert isinstance(ref, Frame) and isinstance(ref.message, Reply)
-        assert parsed == (ref.seq, ref.device, ref.flags, ref.message.status, ref.message.fields)
+        assert parsed == (
+            ref.seq,
+            ref.device,
+            ref.flags,
+            ref.message.status,
+            ref.message.fields,
+            ref.auth,
+        )
 
 
 @pytest.mark.parametrize(
@@ -156,7 +171,7 @@ def test_odd_reply_payloads_match_the_codec(payload: bytes) -> None:
         assert parsed is None
     elif parsed is not None:
         assert isinstance(ref.message, Reply)
-        assert parsed[3:] == (ref.message.status, ref.message.fields)
+        assert parsed[3:5] == (ref.message.status, ref.message.fields)
 
 
 @_SETTINGS
@@ -213,9 +228,13 @@ async def test_client_over_serial_pty_resolves_replies_in_the_reader_callback(
             await slow.wait()
         return (Status.OK, {"echo": command}) if command != "bad" else (Status.BAD_ARG, {})
 
-    endpoint = DeviceEndpoint(pty, device_id=4, name="dev", handler=handler, clock=clock)
+    endpoint = DeviceEndpoint(
+        pty, device_id=4, name="dev", handler=handler, clock=clock, key=TEST_KEY
+    )
     serve = asyncio.create_task(endpoint.serve())
-    client = WireClient(lambda: open_link(pty.host_url), device_id=4, name="dev", clock=clock)
+    client = WireClient(
+        lambda: open_link(pty.host_url), device_id=4, name="dev", clock=clock, key=TEST_KEY
+    )
     taken: list[bool] = []
     fast = client._fast_receive
 

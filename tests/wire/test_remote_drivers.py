@@ -33,6 +33,7 @@ from hardware_sim.room import SimRoom
 from hardware_sim.serve._detector import DetectorService
 from hardware_sim.serve.devices import CArmService, InjectorService, TableService
 from hardware_sim.wire import DeviceEndpoint
+from tests.keys import TEST_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 PROGRAM = InjectionProgram((InjectionPhase(4.0, 20.0),), pressure_limit_kpa=2069.0)
@@ -79,6 +80,7 @@ async def wired_room() -> AsyncIterator[Wired]:
             name=role,
             handler=service.handle,
             clock=clock,
+            key=TEST_KEY,
             on_host_lost=service.safe_state,
         )
         service.bind(ep)
@@ -93,7 +95,9 @@ async def wired_room() -> AsyncIterator[Wired]:
     sim.table.subscribe(services["table"].on_device_event)
     sim.injector.subscribe(services["injector"].on_device_event)
     clients = {
-        role: WireClient(cables[role].host_link, device_id=ids[role], name=role, clock=clock)
+        role: WireClient(
+            cables[role].host_link, device_id=ids[role], name=role, clock=clock, key=TEST_KEY
+        )
         for role in ids
     }
     for client in clients.values():
