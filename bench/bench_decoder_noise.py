@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--kib", type=int, default=256)
     args = parser.parse_args()
     pats = patterns(args.kib * 1024)
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, float] = {}
     for label, make in (("frame", FrameDecoder), ("fast", FastDecoder)):
         base = time_feed(make, pats["random"], args.rounds)
         print(f"\n{label} decoder ({READ}-byte reads)")

@@ -582,7 +582,7 @@ class FrameDecoder:
         pos = 0  # first unconsumed byte; when in a frame, the first byte after its SOF
         n = len(buf)
         end = -1  # the first EOF at or after ``_scan`` (n when none), reused while valid
-        classes = b""  # buf as SOF/EOF/data classes, built once per read when debris shows up
+        classes = bytearray()  # buf as SOF/EOF/data classes, built once per read if debris
         while pos < n:
             if not self._in_frame:
                 start = buf.find(_SOF_B, pos)
@@ -662,7 +662,7 @@ _CLASSES: Final = bytes(0x53 if b == SOF else 0x45 if b == EOF else 0x64 for b i
 _MAYBE_FRAME: Final = b"S" + b"d" * _MIN_BODY
 
 
-def _debris_end(buf: bytearray, classes: bytes, start: int) -> int:
+def _debris_end(buf: bytearray, classes: bytearray, start: int) -> int:
     """Where the debris from ``start`` ends: the first SOF with at least ``_MIN_BODY`` data
     bytes after it (a frame that may be valid, or a long one a later SOF abandons), else the
     SOF of an unfinished frame at the end of ``buf``, else ``len(buf)``. Every frame before
