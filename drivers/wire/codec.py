@@ -602,9 +602,10 @@ class FrameDecoder:
             raise ValueError(f"max_payload must be 0..{MAX_PAYLOAD}")
         self._max_payload = max_payload
         self._max_body = 2 * (HEADER_SIZE + max_payload + CRC_SIZE)
+        # The body (after its SOF) of the unfinished frame, when ``_in_frame``; else nothing.
         self._buf = bytearray()
         self._in_frame = False
-        # Where the EOF search resumes, so a frame fed in small pieces is scanned once.
+        # Where the marker searches resume, so a frame fed in small pieces is scanned once.
         self._scan = 0
 
     @property
@@ -612,11 +613,20 @@ class FrameDecoder:
         return len(self._buf)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | DecodeError]:
+        """Decode what ``data`` completes; at most one report per run of debris (§5).
+
+        Work per read is a handful of C-speed searches plus one step per frame that could be
+        valid (10 or more bytes between SOF and EOF) and per report, so no byte pattern costs
+        much more per byte than random noise: frames abandoned by a new SOF, frames too short
+        to hold a header and CRC, and the bytes outside frames between them are one report.
+        """
         buf = self._buf
         buf += data
         out: list[Frame | DecodeError] = []
-        pos = 0
+        pos = 0  # first unconsumed byte; when in a frame, the first byte after its SOF
         n = len(buf)
+        end = -1  # the first EOF at or after ``_scan`` (n when none), reused while valid
+        classes = bytearray()  # buf as SOF/EOF/data classes, built once per read if debris
         while pos < n:
             if not self._in_frame:
                 start = buf.find(_SOF_B, pos)
@@ -628,13 +638,35 @@ class FrameDecoder:
                     out.append(_garbage(start - pos))
                 pos = self._scan = start + 1
                 self._in_frame = True
-            end = buf.find(_EOF_B, self._scan)
-            restart = buf.find(_SOF_B, self._scan, n if end < 0 else end)
-            if restart >= 0:
-                out.append(DecodeError(FrameError.TRUNCATED, "SOF before EOF", restart - pos + 1))
-                pos = self._scan = restart + 1
+            scan = self._scan
+            if end < scan:
+                end = buf.find(_EOF_B, scan)
+                if end < 0:
+                    end = n
+            # Every SOF before the EOF abandons the frame before it; the body [pos, scan)
+            # has no SOF (scan only advances past searched bytes).
+            last = buf.rfind(_SOF_B, scan, end)
+            body = pos if last < 0 else last + 1
+            if end < n and end - body < _MIN_BODY:
+                # The frame EOF closes is too short to be valid: debris that may go on.
+                if not classes:
+                    classes = buf.translate(_CLASSES)
+                stop = _debris_end(buf, classes, end + 1)
+                units = buf.count(_SOF_B, pos - 1, stop)
+                if units > 1:
+                    detail = f"{units} frames abandoned or under {_MIN_BODY} bytes"
+                    out.append(DecodeError(FrameError.TRUNCATED, detail, stop - pos + 1))
+                    pos = stop
+                    self._in_frame = False
+                    continue
+                # One short frame alone: decode_body says what is wrong with it.
+            elif last >= 0:
+                units = buf.count(_SOF_B, scan, last) + 1
+                detail = "SOF before EOF" if units == 1 else f"{units} frames abandoned by SOF"
+                out.append(DecodeError(FrameError.TRUNCATED, detail, last - pos + 1))
+                pos = self._scan = last + 1
                 continue
-            if end < 0:
+            if end == n:
                 if n - pos > self._max_body:
                     out.append(DecodeError(FrameError.TOO_LARGE, "no EOF in time", n - pos + 1))
                     self._in_frame = False
@@ -643,8 +675,8 @@ class FrameDecoder:
                     self._scan = n
                 break
             with memoryview(buf) as view:
-                body = bytes(view[pos:end])
-            out.append(decode_body(body, self._max_payload))
+                frame_body = bytes(view[pos:end])
+            out.append(decode_body(frame_body, self._max_payload))
             pos = end + 1
             self._in_frame = False
         del buf[:pos]
@@ -665,6 +697,27 @@ class FrameDecoder:
 
 def _garbage(size: int) -> DecodeError:
     return DecodeError(FrameError.GARBAGE, f"{size} bytes outside frames", size)
+
+
+# Debris search (FrameDecoder.feed): buf translated to one class letter per byte, so the
+# start of the next frame that could be valid is one C-speed search for a fixed needle.
+_MIN_BODY: Final = HEADER_SIZE + CRC_SIZE
+_CLASSES: Final = bytes(0x53 if b == SOF else 0x45 if b == EOF else 0x64 for b in range(256))
+_MAYBE_FRAME: Final = b"S" + b"d" * _MIN_BODY
+
+
+def _debris_end(buf: bytearray, classes: bytearray, start: int) -> int:
+    """Where the debris from ``start`` ends: the first SOF with at least ``_MIN_BODY`` data
+    bytes after it (a frame that may be valid, or a long one a later SOF abandons), else the
+    SOF of an unfinished frame at the end of ``buf``, else ``len(buf)``. Every frame before
+    that point is closed by a marker within ``_MIN_BODY`` bytes: abandoned or too short."""
+    stop = classes.find(_MAYBE_FRAME, start)
+    if stop >= 0:
+        return stop
+    tail = buf.rfind(_SOF_B, start)
+    if tail >= 0 and buf.find(_EOF_B, tail) < 0:
+        return tail
+    return len(buf)
 
 
 # --- bulk reassembly --------------------------------------------------------------------
