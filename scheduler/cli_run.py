@@ -112,7 +112,9 @@ def _drive_exam(
         return EXIT_INTERRUPTED
     except DeviceError as exc:
         # Raised only before the exam starts (opening the room); later errors end the exam.
-        console.print(f"error: cannot open the room's devices: {exc}", highlight=False)
+        console.print(
+            f"error: cannot open the room's devices: {exc}", highlight=False, soft_wrap=True
+        )
         return EXIT_FAILED
     finally:
         loop.close()

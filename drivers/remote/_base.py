@@ -34,6 +34,9 @@ class RemoteDevice:
             channel.subscribe(self._on_wire_event),
             channel.on_link_state(self._on_link_state),
         ]
+        on_security = getattr(channel, "on_security", None)  # optional for vendor channels
+        if on_security is not None:
+            self._detach.append(on_security(self._on_security))
 
     def _on_wire_event(self, name: str, fields: Mapping[str, Scalar], host_time_s: float) -> None:
         if self._ops.on_event(name, fields):
@@ -74,6 +77,14 @@ class RemoteDevice:
         self._publish(
             DeviceEvent(self.name, kind, now, {"link": self._channel.link_url, "detail": detail})
         )
+
+    def _on_security(self, kind: str, count: int, detail: str) -> None:
+        """Frames the session layer dropped (forged, replayed, unauthenticated): published as
+        ``security`` events, so the exam journals them (docs/security.md)."""
+        assert isinstance(self, EventSource)
+        now = asyncio.get_running_loop().time()
+        data = {"link": self._channel.link_url, "what": kind, "count": count, "detail": detail}
+        self._publish(DeviceEvent(self.name, "security", now, data))
 
     async def aclose(self) -> None:
         for detach in self._detach:
