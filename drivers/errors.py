@@ -76,6 +76,56 @@ class DeviceFault(DeviceError):
         self.fault = fault
 
 
+#: the ``fault`` of a :class:`DeviceLimitExceeded` (and of the wire INTERLOCK reply for it)
+LIMIT_FAULT = "device_limit"
+
+
+class DeviceLimitExceeded(DeviceFault):
+    """The device refused a command beyond its own hard limits (defence in depth: whatever
+    the host asked). Nothing was done: no program armed, no contrast, no exposure.
+
+    ``limit`` names the device's limit (``max_volume_ml``, ``max_kv``, ...); ``value`` is what
+    was asked and ``bound`` the limit, in ``unit``. Over a wire link the refusal is an
+    INTERLOCK reply whose ``fault`` is :data:`LIMIT_FAULT`; :meth:`from_fault` rebuilds it.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        operation: str,
+        limit: str,
+        value: float | None = None,
+        bound: float | None = None,
+        unit: str = "",
+        *,
+        below: bool = False,
+        detail: str = "",
+        link: str = "",
+    ) -> None:
+        if not detail:
+            side = "below the minimum" if below else "beyond the limit"
+            asked = "" if value is None else f" {value:g} {unit}".rstrip()
+            of = "" if bound is None else f" of {bound:g} {unit}".rstrip()
+            detail = f"{limit}:{asked} is {side}{of} the device allows"
+        super().__init__(device, operation, LIMIT_FAULT, detail, link=link)
+        #: the refusal in words, without the ``fault device_limit:`` prefix (the wire message)
+        self.reason = detail
+        self.limit = limit
+        self.value = value
+        self.bound = bound
+        self.unit = unit
+
+    @classmethod
+    def from_fault(cls, exc: DeviceFault) -> DeviceLimitExceeded:
+        """The refusal a wire reply carried (its message begins with the limit's name)."""
+        reason = exc.detail
+        prefix = f"fault {LIMIT_FAULT}: "
+        while reason.startswith(prefix):
+            reason = reason[len(prefix) :]
+        limit = reason.split(":", 1)[0].strip() or "unknown"
+        return cls(exc.device, exc.operation, limit, detail=reason, link=exc.link)
+
+
 class DeviceStateError(DeviceError):
     """The command is not valid in the device's current state (e.g. start while not armed)."""
 

@@ -83,6 +83,11 @@ class InjectorFault(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class InjectorStatus:
+    """What the injector reports. ``delivered_ml`` is the current arm's (since it was armed:
+    the program now loaded); the two counters, when the injector keeps them, run since the
+    device was reset (powered on) over every arm, so the host can tell an injection it did
+    not command (a local start, a second arm) from its own."""
+
     state: InjectorState
     delivered_ml: float
     flow_ml_s: float
@@ -92,6 +97,10 @@ class InjectorStatus:
     started_at_s: float | None
     ended_at_s: float | None = None
     faults: tuple[InjectorFault, ...] = ()
+    #: contrast delivered since the device was reset, over every arm (None: not reported)
+    delivered_total_ml: float | None = None
+    #: injections started since the device was reset, host-commanded or not (None: not reported)
+    injections_started: int | None = None
 
     @property
     def pressure_psi(self) -> float:

@@ -1,4 +1,9 @@
-"""Simulated C-arm: frames are projections of the simulated patient at the moment of exposure."""
+"""Simulated C-arm: frames are projections of the simulated patient at the moment of exposure.
+
+The generator holds its own hard limits (:mod:`hardware_sim.limits`): a technique, a
+fluoroscopy run or a sweep beyond them is refused (:class:`DeviceLimitExceeded`) before
+anything is set or the beam comes on, whatever the host says.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from drivers import (
     TomoSeries,
 )
 
+from .limits import GeneratorLimits, check_fluoro, check_technique
 from .patient import SimPatient
 from .physics import DetectorModel, ImagingChain, RenderedImage, TechniqueParams, ViewGeometry
 from .table import SimTable
@@ -46,9 +52,17 @@ class SimCArm(CArm):
     rotation_speed_deg_s = 10.0
 
     def __init__(
-        self, name: str, clock: Clock, patient: SimPatient, table: SimTable, seed: int = 0
+        self,
+        name: str,
+        clock: Clock,
+        patient: SimPatient,
+        table: SimTable,
+        seed: int = 0,
+        limits: GeneratorLimits | None = None,
     ) -> None:
         super().__init__(name)
+        #: the generator's own hard limits (its configuration, not the host's)
+        self.limits = limits or GeneratorLimits()
         self._clock = clock
         self._patient = patient
         self._table = table
@@ -105,12 +119,28 @@ class SimCArm(CArm):
             self._emit("generator_fault", operation=operation)
             raise DeviceFault(self.name, operation, "generator", "exposure aborted before beam-on")
 
+    def check_request(
+        self, operation: str, request: Technique | FluoroRequest | TomoRequest
+    ) -> None:
+        """Raise :class:`DeviceLimitExceeded` if ``request`` is beyond the generator's limits.
+
+        What the device checks before it accepts an irradiation; a wire service calls it to
+        refuse at once (an INTERLOCK reply) instead of failing the operation later.
+        """
+        if isinstance(request, FluoroRequest):
+            check_fluoro(self.limits, request, self.name)
+        elif isinstance(request, TomoRequest):
+            check_technique(self.limits, request.technique, self.name, operation)
+        else:
+            check_technique(self.limits, request, self.name, operation)
+
     def _acquired(self, kind: str, result: object) -> None:
         if self.on_acquired is not None:
             self.on_acquired(kind, result)
 
     # -- contract --------------------------------------------------------------------------
     async def _set_technique(self, technique: Technique) -> None:
+        self.check_request("set_technique", technique)
         self._technique = technique
         self._emit("technique_set", kv=technique.kv, mas=technique.mas)
 
@@ -140,6 +170,7 @@ class SimCArm(CArm):
 
     async def _expose(self) -> Frame:
         technique = self._ready_technique("expose")
+        self.check_request("expose", technique)
         await asyncio.sleep(EXPOSURE_LATENCY_S)
         self._generator_check("expose")
         self._beam_on = True
@@ -170,6 +201,7 @@ class SimCArm(CArm):
 
     async def _fluoro(self, request: FluoroRequest) -> FluoroRun:
         self._ready_technique("fluoro")
+        self.check_request("fluoro", request)
         self._generator_check("fluoro")
         technique = request.technique
         period = 1.0 / request.pulse_rate_hz
@@ -205,6 +237,7 @@ class SimCArm(CArm):
         from .physics.tomo import SweepSpec, tomosynthesis
 
         self._ready_technique("tomosynthesis")  # interlocks; the sweep brings its own technique
+        self.check_request("tomosynthesis", request)
         self._generator_check("tomosynthesis")
         technique = request.technique
         started = self._clock.now() + EXPOSURE_LATENCY_S

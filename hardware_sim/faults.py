@@ -8,7 +8,8 @@ Grammar (docs/faults.md)::
     DURATION := 20s | 5min | 1min30s | 1h | 300 | 2.5   (plain numbers are seconds)
 
 Examples: ``injector.occlusion@T+20s``, ``generator@300``, ``generator*3@T+1min``,
-``table.stall@2min``, ``detector.dropped_frames@T+4min``, ``carm.link_lost@T+6min``.
+``table.stall@2min``, ``detector.dropped_frames@T+4min``, ``carm.link_lost@T+6min``,
+``injector.local_start@T+2min``.
 
 :func:`parse_fault` turns one spec into a :class:`FaultSpec` (or raises
 :class:`FaultSpecError` naming what is wrong); :class:`FaultInjector` arms a list of specs on a
@@ -38,6 +39,8 @@ KINDS: dict[str, str] = {
     "injector.air": "the injector's air detector trips; the injector halts",
     "injector.occlusion": "the line occludes; the injector halts",
     "injector.stall": "the injector's motor stalls; the injector halts",
+    "injector.local_start": "someone presses start at the injector itself: its loaded program "
+    "runs (loaded again if its injection had ended), an injection the host did not command",
     "generator": "the next COUNT acquisitions fail in the generator before beam-on (no dose)",
     "detector.dropped_frames": "the detector loses the next COUNT frames after exposure",
     "table.stall": "the table drive stalls (a move in progress stops, else the next move does)",
@@ -69,6 +72,7 @@ ALIASES: dict[str, str] = {
     "generator.fault": "generator",
     "detector": "detector.dropped_frames",
     "detector.dropped_frame": "detector.dropped_frames",
+    "injector.local": "injector.local_start",
 }
 _INJECTOR_FAULTS = {
     "injector.over_pressure": InjectorFault.OVER_PRESSURE,
@@ -306,6 +310,9 @@ class FaultInjector:
                 self.log(f"fault {spec}: {self.link_faults(kind)}")
             except Exception as exc:  # a fault that cannot fire is reported, never fatal
                 self.log(f"fault {spec}: not applied: {exc}")
+            return
+        if kind == "injector.local_start":
+            self.log(f"fault {spec}: fired: {room.injector.local_start()}")
             return
         self.log(f"fault {spec}: fired")
         if kind in _INJECTOR_FAULTS:

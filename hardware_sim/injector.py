@@ -5,6 +5,12 @@ resume); delivered volume is its exact integral, so the patient receives exactly
 status reports. Pressure is flow × line resistance (Hagen–Poiseuille, see patient.py) with a
 first-order lag for tubing compliance. Like a MEDRAD Salient [S91], the injector halts with
 an over-pressure fault above 120 % of the programmed limit.
+
+The injector holds its own hard limits (:mod:`hardware_sim.limits`): a program beyond them is
+refused at ``arm`` whatever the host says. It counts what it delivered and how many
+injections it started since it was reset, over every arm (``delivered_total_ml``,
+``injections_started`` in its status and events), so the host can tell an injection it did
+not command: :meth:`SimInjector.local_start` is someone pressing start at the injector.
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from drivers import (
     InjectorState,
     InjectorStatus,
 )
+from drivers.errors import DeviceLimitExceeded
+
+from .limits import InjectorDeviceLimits, check_program
 
 if TYPE_CHECKING:
     from .patient import SimPatient
@@ -111,10 +120,25 @@ def plan_profile(
 
 
 class SimInjector(Injector):
-    def __init__(self, name: str, clock: Clock, patient: SimPatient) -> None:
+    def __init__(
+        self,
+        name: str,
+        clock: Clock,
+        patient: SimPatient,
+        limits: InjectorDeviceLimits | None = None,
+    ) -> None:
         super().__init__(name)
         self._clock = clock
         self._patient = patient
+        #: the injector's own hard limits (its configuration, not the host's)
+        self.limits = limits or InjectorDeviceLimits()
+        #: delivered by, and injections started in, earlier arms since the device was reset
+        self._total_before_ml = 0.0
+        self._starts_before = 0
+        #: this arm's program was started (by the host or at the injector)
+        self._arm_started = False
+        #: the program last loaded: what a local start runs again after an injection ended
+        self._last_program: InjectionProgram | None = None
         self._state = InjectorState.IDLE
         self._program: InjectionProgram | None = None
         self._segments: list[_Segment] = []
@@ -141,6 +165,50 @@ class SimInjector(Injector):
     def injection_started_at(self) -> float | None:
         """Loop time contrast began to flow, once it has."""
         return self._started_at
+
+    @property
+    def delivered_total_ml(self) -> float:
+        """Contrast delivered since the device was reset, over every arm."""
+        return self._total_before_ml + self._delivered_ml
+
+    @property
+    def injections_started(self) -> int:
+        """Injections started since the device was reset (commanded or local)."""
+        return self._starts_before + (1 if self._arm_started or self._started_at else 0)
+
+    def local_start(self) -> str:
+        """Someone presses start on the injector itself (fault injection: an injection the
+        host did not command). Returns what happened, in words.
+
+        Armed: the loaded program starts. Holding: flow resumes. After an injection ended:
+        the last program is loaded again and started (a new arm; the counters go on). Idle
+        with nothing loaded, faulted before a start, or already injecting: nothing happens.
+        The injector's own limits still hold: a start beyond them is refused.
+        """
+        if self._state is InjectorState.INJECTING:
+            return "already injecting: nothing happens"
+        if self._state is InjectorState.HOLDING:
+            self._state = InjectorState.INJECTING
+            self._plan(self._clock.now())
+            self._emit("resumed", delivered_ml=self._delivered_ml, local=True)
+            return "held injection resumed at the injector"
+        if self._state is InjectorState.FAULTED and self._started_at is None:
+            return "faulted: the injector refuses to start"
+        program = self._program if self._state is InjectorState.ARMED else self._last_program
+        if program is None:
+            return "no program loaded: nothing happens"
+        try:
+            check_program(self.limits, program, self.name, "local_start", self._total_before())
+        except DeviceLimitExceeded as exc:
+            self._emit("local_start_refused", reason=exc.reason)
+            return f"refused by the injector's limits: {exc.reason}"
+        if self._state is not InjectorState.ARMED:
+            if self._state in _ENDED:
+                self._new_injection()
+            self._load(program)
+        self._begin()
+        self._emit("local_start", volume_ml=program.volume_ml, **self._counters())
+        return f"{program.volume_ml:g} mL started at the injector"
 
     def trip(self, fault: InjectorFault) -> None:
         """The injector detects ``fault`` now (fault injection).
@@ -172,10 +240,16 @@ class SimInjector(Injector):
             raise DeviceStateError(
                 self.name, "arm", f"the previous injection has ended ({self._state}); disarm first"
             )
+        # The device's own limits, whatever the host checked: refused before anything changes.
+        check_program(self.limits, program, self.name, "arm", self._total_before())
+        self._load(program)
+        self._emit("armed", volume_ml=program.volume_ml, max_flow_ml_s=program.max_flow_ml_s)
+
+    def _load(self, program: InjectionProgram) -> None:
         self._program = program
+        self._last_program = program
         self._delivered_per_phase = [0.0] * len(program.phases)
         self._state = InjectorState.ARMED
-        self._emit("armed", volume_ml=program.volume_ml, max_flow_ml_s=program.max_flow_ml_s)
 
     async def _disarm(self) -> None:
         """Back to IDLE. After an injection ended (completed, stopped, faulted) this is a new
@@ -195,13 +269,18 @@ class SimInjector(Injector):
         self._refuse_if_faulted("start")
         if self._state is not InjectorState.ARMED or self._program is None:
             raise DeviceStateError(self.name, "start", f"not armed (state {self._state})")
+        self._begin()
+        self._emit("start_acknowledged", **self._counters())
+        return self._snapshot()
+
+    def _begin(self) -> None:
+        """The armed program starts: flow after the motor's take-up."""
         self._state = InjectorState.INJECTING
+        self._arm_started = True
         flow_start = self._clock.now() + START_LATENCY_S
         self._plan(flow_start)
         self._last_tick = flow_start
         self._task = asyncio.create_task(self._run(flow_start))
-        self._emit("start_acknowledged")
-        return self._snapshot()
 
     async def _wait_started(self) -> InjectorStatus:
         await self._started.wait()
@@ -242,7 +321,11 @@ class SimInjector(Injector):
 
     # -- internals ----------------------------------------------------------------------
     def _new_injection(self) -> None:
-        """Forget the ended injection: nothing delivered, no times, no faults, no program."""
+        """Forget the ended injection: nothing delivered, no times, no faults, no program.
+        The since-reset counters keep what it delivered and that it started."""
+        self._total_before_ml += self._delivered_ml
+        self._starts_before += 1 if self._arm_started or self._started_at else 0
+        self._arm_started = False
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._task = None
@@ -261,6 +344,16 @@ class SimInjector(Injector):
         self._started.clear()
         self._finished.clear()
         self._last_tick = self._clock.now()
+
+    def _total_before(self) -> float:
+        """Delivered since the reset by arms other than the one now loaded."""
+        return self._total_before_ml
+
+    def _counters(self) -> dict[str, object]:
+        return {
+            "delivered_total_ml": round(self.delivered_total_ml, 3),
+            "injections_started": self.injections_started,
+        }
 
     def _refuse_if_faulted(self, operation: str) -> None:
         if self._state is InjectorState.FAULTED and self._started_at is None:
@@ -312,7 +405,7 @@ class SimInjector(Injector):
         if self._started_at is None and self._flow > 0:
             self._started_at = self._first_flow_time()
             self._started.set()
-            self._emit("injection_started", started_at_s=self._started_at)
+            self._emit("injection_started", started_at_s=self._started_at, **self._counters())
         target_p = self._flow * self._patient.line_resistance_kpa_s_ml
         alpha = 1.0 - math.exp(-(t - self._last_tick) / COMPLIANCE_TAU_S)
         self._pressure_kpa += (target_p - self._pressure_kpa) * alpha
@@ -357,6 +450,7 @@ class SimInjector(Injector):
             state.value,
             delivered_ml=self._delivered_ml,
             faults=tuple(f.value for f in self._faults),
+            **self._counters(),
         )
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
@@ -371,6 +465,8 @@ class SimInjector(Injector):
             started_at_s=self._started_at,
             ended_at_s=self._ended_at,
             faults=self._faults,
+            delivered_total_ml=self.delivered_total_ml,
+            injections_started=self.injections_started,
         )
 
     def _status_data(self) -> dict[str, object]:
@@ -380,7 +476,7 @@ class SimInjector(Injector):
             "flow_ml_s": round(self._flow, 3),
             "pressure_kpa": round(self._pressure_kpa, 1),
             "phase": self._phase,
-        }
+        } | self._counters()
 
     def _emit(self, kind: str, **data: object) -> None:
         self._publish(DeviceEvent(self.name, kind, self._clock.now(), data))

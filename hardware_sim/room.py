@@ -15,6 +15,7 @@ from .carm import SimCArm
 from .faults import FaultInjector, FaultSpecError, parse_faults
 from .follow import InjectorFollower
 from .injector import SimInjector
+from .limits import device_limits
 from .patient import SimPatient
 from .persist import STATE_FILE, RoomPersistence, restore_room
 from .scenario import load_scenario, resolve_scenario_path
@@ -53,13 +54,22 @@ class SimRoom:
         self.scenario = load_scenario(path)
         self.scenario_path = path
         self.patient = SimPatient(self.scenario, self.clock)
+        #: the devices' own hard limits (the ``device_limits`` option; defaults without it)
+        self.limits = device_limits(request.options, request.base_dir)
         names = {role: urlsplit(link).netloc or role for role, link in request.links.items()}
         for role in ("carm", "table", "injector"):
             names.setdefault(role, role)
         self.table = SimTable(names["table"], self.clock)
-        self.injector = SimInjector(names["injector"], self.clock, self.patient)
+        self.injector = SimInjector(
+            names["injector"], self.clock, self.patient, self.limits.injector
+        )
         self.carm = SimCArm(
-            names["carm"], self.clock, self.patient, self.table, seed=self.scenario.seed
+            names["carm"],
+            self.clock,
+            self.patient,
+            self.table,
+            seed=self.scenario.seed,
+            limits=self.limits.carm,
         )
         self.persistence = RoomPersistence(self)
         #: set when another backend serves the injector: the patient follows it instead

@@ -20,6 +20,9 @@ def _injector_defaults() -> dict[str, Decision]:
         "occlusion": "continue",
         "motor_stall": "continue",
         "volume_limit": "continue",
+        # contrast the scheduler did not command (a start at the injector, a second
+        # injection): a patient-safety event, so the exam ends unless the room says otherwise
+        "uncommanded_injection": "abort",
     }
 
 

@@ -82,6 +82,10 @@ def build_summary(
             "tomo_layers": sum(1 for r in result.records if r.kind == "tomo"),
             "fluoro_time_s": round(fluoro_s, 3),
             "contrast_delivered_ml": round(delivered, 2),
+            "contrast_commanded_ml": round(result.contrast_commanded_ml, 2),
+            "contrast_uncommanded_ml": None
+            if result.contrast_uncommanded_ml is None
+            else round(result.contrast_uncommanded_ml, 2),
             "iodine_delivered_g": None
             if concentration is None
             else round(delivered * concentration / 1000, 2),

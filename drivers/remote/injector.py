@@ -4,21 +4,30 @@
 reply, NAK, link drop) the driver asks the device for its state and reports the injection as
 started only if the device says so; otherwise it raises :class:`AmbiguousCommand` and the
 scheduler decides. Status arrives as 10 Hz ``status`` events; start, end and faults as critical
-events.
+events. The device's since-reset counters (``delivered_total_ml``, ``injections_started``)
+travel beside the status fields and land in :class:`InjectorStatus`; a program beyond the
+device's own limits is refused (INTERLOCK) and raised as :class:`DeviceLimitExceeded`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping
 
-from ..errors import AmbiguousCommand, DeviceStateError
+from ..errors import (
+    LIMIT_FAULT,
+    AmbiguousCommand,
+    DeviceFault,
+    DeviceLimitExceeded,
+    DeviceStateError,
+)
 from ..injector import InjectionProgram, Injector, InjectorState, InjectorStatus
 from ..wire import Scalar
 from ._base import RemoteDevice
 from ._channel import Channel
-from ._fields import injector_status_from, program_fields
+from ._fields import injector_status_from, opt_num, program_fields
 
 _ENDED = ("completed", "stopped", "faulted")
 _Predicate = Callable[[InjectorStatus], bool]
@@ -42,7 +51,12 @@ class RemoteInjector(RemoteDevice, Injector):
     async def _arm(self, program: InjectionProgram) -> None:
         self._started.clear()
         self._finished.clear()
-        await self._channel.call("arm", program_fields(program))
+        try:
+            await self._channel.call("arm", program_fields(program))
+        except DeviceFault as exc:
+            if exc.fault == LIMIT_FAULT and not isinstance(exc, DeviceLimitExceeded):
+                raise DeviceLimitExceeded.from_fault(exc) from None
+            raise
 
     async def _disarm(self) -> None:
         """The device refuses (DeviceStateError) while injecting or holding; after an ended
@@ -61,7 +75,7 @@ class RemoteInjector(RemoteDevice, Injector):
             ):
                 return status  # the start took effect; its reported time anchors the exam
             raise
-        return injector_status_from(reply, self._channel.to_host_time)
+        return self._status_from(reply)
 
     async def _wait_started(self) -> InjectorStatus:
         return await self._wait_for(self._started, lambda s: s.started_at_s is not None)
@@ -95,4 +109,17 @@ class RemoteInjector(RemoteDevice, Injector):
         await self._channel.call("stop")
 
     async def _status(self) -> InjectorStatus:
-        return injector_status_from(await self._channel.call("status"), self._channel.to_host_time)
+        return self._status_from(await self._channel.call("status"))
+
+    def _status_from(self, fields: Mapping[str, Scalar]) -> InjectorStatus:
+        """A status reply, with the since-reset counters when the device keeps them."""
+        status = injector_status_from(fields, self._channel.to_host_time)
+        total = opt_num(fields, "delivered_total_ml")
+        starts = fields.get("injections_started")
+        return dataclasses.replace(
+            status,
+            delivered_total_ml=total,
+            injections_started=starts
+            if isinstance(starts, int) and not isinstance(starts, bool)
+            else None,
+        )

@@ -1,14 +1,31 @@
-"""Wire services for the simulated C-arm, detector, table, injector and patient effects."""
+"""Wire services for the simulated C-arm, detector, table, injector and patient effects.
+
+A command beyond a device's own hard limits (:mod:`hardware_sim.limits`) is refused with an
+INTERLOCK reply (``fault: device_limit``, ``limit``, ``value``, ``bound``, ``unit`` and a
+``message`` naming the limit) before anything is accepted; the host's client turns it into a
+:class:`~drivers.errors.DeviceFault` whose ``fault`` is ``device_limit``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from drivers import CArm, FluoroRequest, Frame, Injector, Table, TablePosition, TomoRequest
+from drivers import (
+    CArm,
+    FluoroRequest,
+    Frame,
+    Injector,
+    InjectorStatus,
+    Table,
+    TablePosition,
+    Technique,
+    TomoRequest,
+)
 from drivers.backends import OperatorEffects
+from drivers.errors import DeviceLimitExceeded
 from drivers.remote._fields import (
     Fields,
     carm_status_fields,
@@ -28,16 +45,63 @@ from drivers.remote._fields import (
     text,
     tomo_from,
 )
-from drivers.wire import Scalar
+from drivers.wire import Scalar, Status
 
-from ._service import Service
+from ._service import Service, error_fields
 
 
 class BulkSender(Protocol):
     async def send_bulk(self, data: bytes) -> int: ...
 
 
-class CArmService(Service):
+@runtime_checkable
+class SelfLimiting(Protocol):
+    """A C-arm that can say, before accepting it, whether an irradiation is within its
+    own limits (the simulated one does; a contract-only C-arm is checked when it runs)."""
+
+    def check_request(
+        self, operation: str, request: Technique | FluoroRequest | TomoRequest
+    ) -> None: ...
+
+
+def limit_fields(exc: DeviceLimitExceeded) -> Fields:
+    """The INTERLOCK reply's fields for a refusal beyond the device's limits."""
+    return {
+        "error": "interlock",
+        "fault": exc.fault,
+        "limit": exc.limit,
+        "value": exc.value,
+        "bound": exc.bound,
+        "unit": exc.unit,
+        "message": exc.reason,
+    }
+
+
+class _RefusingService(Service):
+    """A service whose device refuses commands beyond its own limits with INTERLOCK."""
+
+    async def handle(self, command: str, fields: Mapping[str, Scalar]) -> tuple[Status, Fields]:
+        method = getattr(self, "cmd_" + command.replace(".", "_"), None)
+        if method is None:
+            return await super().handle(command, fields)
+        try:
+            result: Fields = await method(fields)
+        except DeviceLimitExceeded as exc:
+            return Status.INTERLOCK, limit_fields(exc)
+        except Exception as exc:  # every failure becomes a typed reply; the device stays up
+            return error_fields(exc)
+        return Status.OK, result
+
+
+def injector_counters(status: InjectorStatus) -> Fields:
+    """The injector's since-reset counters (flat scalars; null when it keeps none)."""
+    return {
+        "delivered_total_ml": status.delivered_total_ml,
+        "injections_started": status.injections_started,
+    }
+
+
+class CArmService(_RefusingService):
     """Generator, positioner and collimator; frames leave through the detector's bulk link."""
 
     def __init__(self, carm: CArm, detector: BulkSender, now: Callable[[], float]) -> None:
@@ -65,18 +129,23 @@ class CArmService(Service):
         return {}
 
     async def cmd_expose(self, f: Mapping[str, Scalar]) -> Fields:
+        technique = (await self._carm.status()).technique
+        if technique is not None:
+            self._check("expose", technique)
         self._accept(f)
         self.operation(f, self._expose(integer(f, "op_id")))
         return {}
 
     async def cmd_fluoro(self, f: Mapping[str, Scalar]) -> Fields:
         request = fluoro_from(f)
+        self._check("fluoro", request)
         self._accept(f)
         self.operation(f, self._fluoro(integer(f, "op_id"), request))
         return {}
 
     async def cmd_tomo(self, f: Mapping[str, Scalar]) -> Fields:
         request = tomo_from(f)
+        self._check("tomosynthesis", request)
         self._accept(f)
         self.operation(f, self._tomo(integer(f, "op_id"), request))
         return {}
@@ -89,6 +158,11 @@ class CArmService(Service):
         await self._carm.beam_off()
 
     # -- internals ---------------------------------------------------------------------------
+    def _check(self, operation: str, request: Technique | FluoroRequest | TomoRequest) -> None:
+        """Refuse now (INTERLOCK) what the C-arm would refuse once the operation ran."""
+        if isinstance(self._carm, SelfLimiting):
+            self._carm.check_request(operation, request)
+
     def _accept(self, f: Mapping[str, Scalar]) -> None:
         self._last_op_id = integer(f, "op_id")
 
@@ -171,7 +245,7 @@ class TableService(Service):
         await self._table.stop()
 
 
-class InjectorService(Service):
+class InjectorService(_RefusingService):
     periodic_events = frozenset({"status"})
 
     def __init__(self, injector: Injector, now: Callable[[], float]) -> None:
@@ -179,7 +253,8 @@ class InjectorService(Service):
         self._injector = injector
 
     async def cmd_status(self, f: Mapping[str, Scalar]) -> Fields:
-        return injector_status_fields(await self._injector.status())
+        status = await self._injector.status()
+        return injector_status_fields(status) | injector_counters(status)
 
     async def cmd_arm(self, f: Mapping[str, Scalar]) -> Fields:
         await self._injector.arm(program_from(f))
@@ -190,7 +265,8 @@ class InjectorService(Service):
         return {}
 
     async def cmd_start(self, f: Mapping[str, Scalar]) -> Fields:
-        return injector_status_fields(await self._injector.start())
+        status = await self._injector.start()
+        return injector_status_fields(status) | injector_counters(status)
 
     async def cmd_hold(self, f: Mapping[str, Scalar]) -> Fields:
         await self._injector.hold()

@@ -17,6 +17,7 @@ from drivers import DeviceError
 from ..safety import ABORT_STEP_TIMEOUT_S, abort_all, abort_step_bound_s
 from .context import ExamContext
 from .events import Aborted, AbortInterruptIgnored
+from .faults import uncommanded_injection
 
 
 async def abort(ctx: ExamContext, reason: str) -> tuple[dict[str, str], bool]:
@@ -65,8 +66,9 @@ async def _abort_devices(ctx: ExamContext, reason: str) -> dict[str, str]:
 
 
 async def _final_injector_report(ctx: ExamContext) -> None:
-    """The injector's own account of what it delivered, after it was stopped."""
-    if ctx.anchor is None and ctx.contrast_ml <= 0:
+    """The injector's own account of what it delivered, after it was stopped (and of
+    contrast the scheduler never commanded, which the record then says)."""
+    if ctx.anchor is None and ctx.contrast_ml <= 0 and ctx.contrast.evidence is None:
         return  # nothing was started: nothing to account for
     scale = ctx.clock.time_scale
     bound = abort_step_bound_s(ctx.devices.injector, scale)
@@ -76,4 +78,8 @@ async def _final_injector_report(ctx: ExamContext) -> None:
                 timeout_s=ABORT_STEP_TIMEOUT_S * scale
             )
     except (TimeoutError, DeviceError):
-        pass  # its last report stands
+        return  # its last report stands
+    evidence = ctx.contrast.observe_status(ctx.injector_status)
+    if evidence is not None:
+        with contextlib.suppress(OSError):  # a full disk must not cut the abort short
+            uncommanded_injection(ctx, evidence, stop=False)

@@ -26,6 +26,7 @@ from ..safety import DoseMonitor
 from ..state import RunState
 from ..storage import DEFAULT_FRAME_BYTES
 from .bus import EventBus
+from .contrast import ContrastLedger
 from .events import AnyEvent
 from .results import StepResult
 from .room_info import RoomInfo
@@ -99,6 +100,8 @@ class ExamContext:
     contrast_ml: float = 0.0
     #: the injector's own final (or stop) report, once it gave one
     injector_status: InjectorStatus | None = None
+    #: what the scheduler commanded against what the injector's counters report
+    contrast: ContrastLedger = field(default_factory=ContrastLedger)
     #: steps taken late inside their late window (their status stays "done")
     taken_late: set[str] = field(default_factory=set)
     #: loop time this process took over the exam (resumed exams)
@@ -129,10 +132,15 @@ class ExamContext:
         task.add_done_callback(self.side_tasks.discard)
 
     def delivered_ml(self) -> float:
-        """Contrast given: the injector's final report, else its last."""
+        """Contrast given: the injector's final report, else its last; when the injector
+        counts what it delivered over every arm, that count for this exam wins (it includes
+        an injection the scheduler did not command)."""
         if self.injector_status is not None:
-            return max(self.injector_status.delivered_ml, 0.0)
-        return self.contrast_ml
+            arm = max(self.injector_status.delivered_ml, 0.0)
+        else:
+            arm = self.contrast_ml
+        device = self.contrast.device_ml
+        return arm if device is None else max(arm, device)
 
     @property
     def images(self) -> int:

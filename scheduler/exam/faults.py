@@ -16,7 +16,7 @@ from drivers import DeviceError, DeviceEvent, DeviceFault, DeviceLost, DeviceTim
 from ..safety import ABORT_STEP_TIMEOUT_S
 from ..state import RunState
 from .context import ExamContext
-from .events import DeviceLostEvent, FaultNoted, InjectionStopConfirmed
+from .events import DeviceLostEvent, FaultNoted, InjectionStopConfirmed, UncommandedInjection
 from .results import ExamFaulted, StepResult
 
 
@@ -38,10 +38,14 @@ def end_exam(ctx: ExamContext, state: RunState, reason: str) -> None:
 
 
 def on_injector_event(ctx: ExamContext, event: DeviceEvent) -> None:
-    """Track the contrast delivered; react to a fault the injector reports."""
+    """Track the contrast delivered; react to a fault the injector reports and to contrast
+    the scheduler did not command."""
     delivered = event.data.get("delivered_ml")
     if isinstance(delivered, int | float):
         ctx.contrast_ml = float(delivered)
+    evidence = ctx.contrast.observe_event(event.kind, event.data)
+    if evidence is not None:
+        uncommanded_injection(ctx, evidence)
     if event.kind in ("faulted", "fault_reported"):
         faults = event.data.get("faults") or [event.data.get("fault")]
         for fault in faults:
@@ -66,6 +70,58 @@ def _injector_fault(ctx: ExamContext, fault: str) -> None:
     ctx.spawn(_confirm_injector_stopped(ctx))
     if decision == "abort":
         end_exam(ctx, RunState.FAULTED, f"injector fault {fault} (policy: abort)")
+
+
+UNCOMMANDED = "uncommanded_injection"
+
+
+def uncommanded_injection(ctx: ExamContext, evidence: str, *, stop: bool = True) -> None:
+    """The injector delivered contrast the scheduler did not command: journal it (a
+    ``safety`` line), alert the operator (the progress display shows it), stop the injector
+    and end the exam as ``faults.injector.uncommanded_injection`` says (default: abort; before
+    the scheduler's own start the exam always ends: its films would have no true anchor).
+
+    ``stop=False`` from the abort itself, which has already stopped every device.
+    """
+    ledger = ctx.contrast
+    decision = ctx.policy.injector.get(UNCOMMANDED, "abort")
+    if ctx.anchor is None:
+        decision = "abort"
+    ctx.emit(
+        UncommandedInjection(
+            step=ctx.current_step,
+            evidence=evidence,
+            device_ml=None if ledger.device_ml is None else round(ledger.device_ml, 3),
+            device_starts=ledger.device_starts,
+            commanded_ml=round(ledger.commanded_ml, 3),
+            commanded_starts=ledger.commanded_starts,
+            decision=decision,
+        )
+    )
+    note_fault(
+        ctx,
+        "injector",
+        UNCOMMANDED,
+        "injector stopped; imaging continues" if decision == "continue" else "exam ends",
+    )
+    if stop:
+        ctx.spawn(_confirm_injector_stopped(ctx))
+    if decision == "abort":
+        end_exam(ctx, RunState.FAULTED, f"uncommanded injection: {evidence} (policy: abort)")
+
+
+async def reconcile_contrast(ctx: ExamContext) -> None:
+    """At the end of the steps: ask the injector once more what it delivered, so an
+    injection made after its last event (or whose events were lost) still shows."""
+    if ctx.contrast.evidence is not None:
+        return
+    try:
+        status = await ctx.devices.injector.status()
+    except DeviceError:
+        return  # its last report stands
+    evidence = ctx.contrast.observe_status(status)
+    if evidence is not None:
+        uncommanded_injection(ctx, evidence)
 
 
 async def _confirm_injector_stopped(ctx: ExamContext) -> None:

@@ -1,9 +1,11 @@
-"""Before the first command: room on disk, and no device left in a previous exam's state."""
+"""Before the first command: room on disk, no device left in a previous exam's state, and
+the injector's counters taken as the baseline of this exam's contrast."""
 
 from __future__ import annotations
 
-from drivers import InjectorState, InjectorStatus
+from drivers import DeviceError, InjectorState, InjectorStatus
 
+from ..protocol import InjectStep
 from ..storage import check_space, exam_bytes
 from .context import ExamContext
 from .events import InjectorReset
@@ -14,6 +16,28 @@ async def prepare(ctx: ExamContext) -> None:
     if ctx.recovered is None:
         check_space(ctx.out_dir, exam_bytes(ctx.protocol), "this exam's images")
         await reset_injector(ctx)
+    await baseline_contrast(ctx)
+
+
+async def baseline_contrast(ctx: ExamContext) -> None:
+    """What the injector has counted before this exam (its current arm excepted), so that
+    any injection from here on that the scheduler did not command shows.
+
+    A resumed exam whose journal says the start was sent owns the current arm's injection.
+    An injector that cannot be read now is not an error here (the steps meet it): the
+    ledger then judges by what the injector reports later.
+    """
+    try:
+        status = await ctx.devices.injector.status()
+    except DeviceError:
+        return
+    ctx.contrast.baseline(status)
+    rec = ctx.recovered
+    if rec is not None and rec.injection_commanded and ctx.protocol.contrast is not None:
+        for step in ctx.protocol.steps:
+            if isinstance(step, InjectStep):
+                ctx.contrast.command(sum(p.volume_ml for p in step.phases))
+                break
 
 
 async def reset_injector(ctx: ExamContext) -> None:

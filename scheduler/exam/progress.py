@@ -20,6 +20,7 @@ from .events import (
     StateChanged,
     StepDone,
     StepStarted,
+    UncommandedInjection,
     Waiting,
     WaitOver,
 )
@@ -93,6 +94,8 @@ class ExamProgress:
                 self.message = ""
             case DoseNoticed():
                 self.message = event.message
+            case UncommandedInjection():
+                self.message = f"ALERT: injection not commanded by the scheduler: {event.evidence}"
             case ProgressRestored():
                 self.steps_total = event.steps_total
                 for step in event.steps_done:

@@ -87,8 +87,13 @@ class ExamResult:
     prior: list[PriorCapture] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)
     fluoro_time_s: float = 0.0
-    #: contrast the injector reported delivering (its final or stop report; else its last)
+    #: contrast the injector reported delivering (its final or stop report; else its last;
+    #: its since-reset counter for this exam when it keeps one, which wins)
     contrast_delivered_ml: float = 0.0
+    #: the volume of the programs the scheduler started
+    contrast_commanded_ml: float = 0.0
+    #: what the injector's counter reports beyond that (None: it keeps no counter)
+    contrast_uncommanded_ml: float | None = None
     #: the run was interrupted (Ctrl-C, a cancelled task): it aborted, then re-raised
     interrupted: bool = False
 

@@ -43,7 +43,7 @@ from .events import (
     StepDone,
     StepStarted,
 )
-from .faults import device_lost, on_injector_event
+from .faults import device_lost, on_injector_event, reconcile_contrast
 from .handlers import handler_for
 from .handlers.inject import watch_injection
 from .identity import resume_context
@@ -216,6 +216,9 @@ class ExamRunner:
             await self._finish_injection()
             # Paused after the last step: the exam completes once the operator resumes.
             await ctx.gate.wait()
+            await reconcile_contrast(ctx)
+            if ctx.end is not None:  # a reaction after the last step ends the exam
+                state, reason = ctx.end
         except ExamFaulted as exc:
             state, reason = RunState.FAULTED, str(exc)
         except StorageFull as exc:
@@ -240,6 +243,8 @@ class ExamRunner:
             confirmations, again = await abort(ctx, reason)
             interrupted = interrupted or again
         self.result = self._close(state, reason, started, confirmations, unsubscribe)
+        self.result.contrast_commanded_ml = ctx.contrast.commanded_ml
+        self.result.contrast_uncommanded_ml = ctx.contrast.uncommanded_ml
         self.result.interrupted = interrupted
         if bug is not None:
             raise bug

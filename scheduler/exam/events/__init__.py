@@ -32,6 +32,7 @@ from ._exam import (
     StateChanged,
     StepDone,
     StepStarted,
+    UncommandedInjection,
     Waiting,
     WaitOver,
 )
@@ -117,6 +118,7 @@ __all__ = [
     "StateChanged",
     "StepDone",
     "StepStarted",
+    "UncommandedInjection",
     "ViewCommanded",
     "WaitOver",
     "Waiting",

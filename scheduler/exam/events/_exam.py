@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ._kinds import Event, Kind
+from ._kinds import Event, Kind, Source
 
 
 # -- the exam as a whole ----------------------------------------------------------------------
@@ -110,6 +110,26 @@ class FaultNoted(Event):
     device: str
     fault: str
     reaction: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UncommandedInjection(Event):
+    """The injector delivered contrast the scheduler did not command (a start at the
+    injector itself, a second injection, more than the program): a patient-safety event.
+
+    ``device_ml``/``device_starts`` are what the injector reports for this exam (since its
+    baseline at the exam's start); ``commanded_ml``/``commanded_starts`` what the scheduler
+    sent. ``decision`` is the fault policy's (``faults.injector.uncommanded_injection``).
+    """
+
+    KIND = Kind.UNCOMMANDED_INJECTION
+    SOURCE = Source.SAFETY
+    evidence: str
+    device_ml: float | None
+    device_starts: int | None
+    commanded_ml: float
+    commanded_starts: int
+    decision: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

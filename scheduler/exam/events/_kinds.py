@@ -49,6 +49,7 @@ class Kind(enum.StrEnum):
     CONFIRMED = "confirmed"
     DECLINED = "declined"
     FAULT = "fault"
+    UNCOMMANDED_INJECTION = "uncommanded_injection"
     DEVICE_LOST = "device_lost"
     ABORT_INTERRUPT_IGNORED = "abort_interrupt_ignored"
     ABORT = "abort"
@@ -81,6 +82,7 @@ DURABLE_KINDS: frozenset[str] = frozenset(
         Kind.CONFIRMED,
         Kind.DECLINED,
         Kind.FAULT,
+        Kind.UNCOMMANDED_INJECTION,
         Kind.DEVICE_LOST,
         Kind.ABORT,
         Kind.EXAM_FINISHED,

@@ -21,7 +21,7 @@ from ..events import (
     InjectionUnconfirmed,
     InterlockRefusal,
 )
-from ..faults import injector_fault_before_start
+from ..faults import injector_fault_before_start, uncommanded_injection
 from ..recovery import recover_injection
 from ..results import ExamAborted, StepResult
 from .prompt import ask
@@ -83,6 +83,7 @@ async def handle(ctx: ExamContext, step: object, result: StepResult) -> None:
         raise
     result.commanded_s = ctx.clock.now()
     ctx.emit(InjectionCommanded(step=step.id))  # on disk before the start is sent
+    ctx.contrast.command(program.volume_ml)  # counted before the device can report it
     try:
         await injector.start()
         status = await injector.wait_started()
@@ -133,6 +134,9 @@ async def watch_injection(ctx: ExamContext, timeout_s: float) -> None:
         ctx.emit(InjectionUnconfirmed(reason=str(exc)))
         return
     ctx.injector_status = status
+    evidence = ctx.contrast.observe_status(status)
+    if evidence is not None:
+        uncommanded_injection(ctx, evidence)
     ctx.emit(
         InjectionFinished(
             state=status.state.value,
