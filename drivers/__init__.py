@@ -20,14 +20,20 @@ from .carm import (
 )
 from .clock import Clock, ScaledTimeEventLoop, VirtualTimeEventLoop, new_event_loop
 from .errors import (
+    LIMIT_FAULT,
     AmbiguousCommand,
+    AuthenticationFailed,
     CommandRejected,
+    ControlRefused,
     DeviceBusy,
     DeviceError,
     DeviceFault,
+    DeviceLimitExceeded,
     DeviceLost,
     DeviceStateError,
     DeviceTimeout,
+    LinkSecurityError,
+    ProtocolMismatch,
 )
 from .events import DeviceEvent, EventListener, EventSource
 from .injector import (
@@ -44,16 +50,20 @@ from .table import Table, TablePosition, TableStatus
 __all__ = [
     "FOCAL_SPOT_MM",
     "KPA_PER_PSI",
+    "LIMIT_FAULT",
     "AmbiguousCommand",
+    "AuthenticationFailed",
     "CArm",
     "CArmStatus",
     "Clock",
     "CollimationField",
     "CommandRejected",
+    "ControlRefused",
     "DeviceBusy",
     "DeviceError",
     "DeviceEvent",
     "DeviceFault",
+    "DeviceLimitExceeded",
     "DeviceLost",
     "DeviceStateError",
     "DeviceTimeout",
@@ -70,7 +80,9 @@ __all__ = [
     "InjectorFault",
     "InjectorState",
     "InjectorStatus",
+    "LinkSecurityError",
     "PositionerPose",
+    "ProtocolMismatch",
     "ScaledTimeEventLoop",
     "Table",
     "TablePosition",

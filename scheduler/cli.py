@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from drivers.config import ConfigError
+from drivers.wire.keys import KeyFileError
 
+from .cli_keys import add_keys_parser
 from .cli_run import _cmd_resume, _cmd_run, run_links, with_faults
 from .cli_tools import _cmd_plan, _cmd_schema, _cmd_sim_render, _cmd_sim_serve, _cmd_validate
 from .exam_dir import ExamFolderError
@@ -41,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.debug("arguments: %s", {k: v for k, v in vars(args).items() if k != "func"})
     try:
         return int(args.func(args))
-    except (ConfigError, LinkConfigError, ExamFolderError) as exc:
+    except (ConfigError, LinkConfigError, ExamFolderError, KeyFileError) as exc:
         # Bad input is one line (file:line: field: cause) and exit 2, never a traceback;
         # anything else is a bug and keeps its traceback.
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -257,6 +259,8 @@ def _parser() -> argparse.ArgumentParser:
         help="room to check protocols against (default: the built-in simulator)",
     )
     val.set_defaults(func=_cmd_validate)
+
+    add_keys_parser(sub)
     return p
 
 

@@ -113,4 +113,8 @@ def _describe(event: ExamEvent) -> str:
             return f"ABORT: {d.get('reason')}; devices: {d.get('confirmed')}"
         case "exam_finished":
             return f"exam {d.get('state')}: {d.get('images')} images"
+        case "uncommanded_injection":
+            return f"SAFETY: injection not commanded: {d.get('evidence')}"
+        case "security":
+            return f"SECURITY: {d.get('count')} frame(s) dropped: {d.get('detail')}"
     return event.kind

@@ -14,6 +14,8 @@ from .policy import DoseLimits, FaultPolicy
 
 #: Backends whose devices live in this process and wait only on the event loop.
 IN_PROCESS_SCHEMES = ("sim", "mock")
+#: schemes the reference wire backend serves: its sessions need the room key (docs/security.md)
+WIRE_SCHEMES = ("serial", "tcp", "mqtt", "usb")
 #: Device roles a room file may give links for (the last two only with wire links).
 ROLES = ("carm", "table", "injector", "detector", "effects")
 #: Longest scripted operator action (voiding takes minutes; an hour is a typo).
@@ -120,6 +122,18 @@ class Room(_Model):
                         ("clock",),
                         f"virtual time needs in-process simulated devices; {role} is "
                         f"{getattr(self.devices, role)}",
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _wire_links_need_a_key(self) -> Room:
+        if self.key_file is None:
+            for role, link in self.links.items():
+                if scheme_of(link).split("+", 1)[0] in WIRE_SCHEMES:
+                    raise LocatedValueError(
+                        ("devices", role),
+                        f"{link} is a wire link: the room needs key_file, the secret its "
+                        "sessions are authenticated with (create one: fluoroctl keys new ROOM)",
                     )
         return self
 

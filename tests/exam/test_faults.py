@@ -106,6 +106,7 @@ TERMINAL = [
     *[(f"{d}.link_lost", p) for d in ("carm", "table") for p in PHASES],
     *[(f"{d}.hang", p) for d in ("carm", "table") for p in ("before-injection", "timed-films")],
     *[(f"{d}.hang", "post-void") for d in ("carm", "table")],
+    ("injector.local_start", "timed-films"),
 ]
 
 

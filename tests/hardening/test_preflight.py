@@ -226,10 +226,20 @@ def test_malformed_wire_url(tmp_path):
     for role in ("carm", "table", "injector"):
         text = text.replace(f"    {role}: sim://{role}", f"    {role}: tcp://127.0.0.1:7001")
     text = text.replace("    carm: tcp://127.0.0.1:7001", "    carm: tcp://127.0.0.1")
-    text = text.replace("  clock: virtual", "  clock: real")
+    text = text.replace("  clock: virtual", "  clock: real\n  key_file: room.key")
     found = check_room(load_room(write(tmp_path, text, "r.yaml")))
     assert [f.field for f in found] == ["room.devices.carm"]
     assert "no port" in found[0].message
+
+
+def test_wire_links_without_a_room_key_are_refused_at_load(tmp_path):
+    text = (ROOT / "configs/rooms/simulator.yaml").read_text()
+    text = text.replace("    injector: sim://injector", "    injector: tcp://127.0.0.1:7001")
+    text = text.replace("  clock: virtual", "  clock: real")
+    with pytest.raises(ConfigError) as err:
+        load_room(write(tmp_path, text, "r.yaml"))
+    assert "devices.injector" in str(err.value) and "key_file" in str(err.value)
+    assert "fluoroctl keys new" in str(err.value)
 
 
 def test_shipped_rooms_are_servable(root):

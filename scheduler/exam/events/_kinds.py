@@ -99,6 +99,7 @@ DURABLE_KINDS: frozenset[str] = frozenset(
         "tomo_started",
         "tomo_ended",
         "frames_dropped",
+        "security",  # frames the wire session layer dropped (forged, replayed, unauthenticated)
     }
 )
 
