@@ -29,7 +29,6 @@ import contextlib
 import logging
 import random
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -49,6 +48,7 @@ from ..errors import (
     LinkSecurityError,
 )
 from ..links._base import Link, LinkError
+from ._bulkrx import BULK_IDLE_S, BulkReceiver
 from ._fast import FastDecoder, encode_request, parse_reply
 from ._hostsession import HostSecurity, SecurityCallback, SecurityStats
 from ._seqwindow import SeqWindow
@@ -57,11 +57,7 @@ from .codec import (
     HEARTBEAT_PERIOD_S,
     HEARTBEAT_TIMEOUT_S,
     MAX_PAYLOAD,
-    BulkAssembler,
     BulkChunk,
-    BulkComplete,
-    BulkError,
-    BulkProblem,
     DecodeError,
     Event,
     Fields,
@@ -99,10 +95,6 @@ RECONNECT_MIN_S: Final = 0.05
 RECONNECT_MAX_S: Final = 1.0
 NAK_INTERVAL_S: Final = 0.02  # §2.2: at most one NAK per 20 ms
 HANDSHAKE_TIMEOUT_S: Final = 0.5  # each handshake reply (two short frames: ms on any link)
-BULK_IDLE_S: Final = 0.25  # no chunk for this long with chunks missing: ask for them again
-BULK_KEEP: Final = 16  # finished transfers kept for a bulk() call that comes after the data
-BULK_TIMEOUT_S: Final = 2.0  # §2.6: an idle transfer is dropped after 2 s
-MAX_RESEND_RUNS: Final = 32  # link.bulk_resend requests per round
 RESTART_SLACK_MS: Final = 250  # uptime may lag the host's view of elapsed time by this much
 # Replies taken by ``Link.wait_reply`` never pass through the event loop: a driver calling
 # back to back would keep every other task (heartbeats, watchdogs, the scheduler) waiting.
@@ -193,7 +185,6 @@ class WireClient:
         self._reply_timeout_s = reply_timeout_s
         self._tries = 1 + retries
         self._reconnect = (reconnect_min_s, reconnect_max_s)
-        self._bulk_idle_s = bulk_idle_s
         self._max_payload = max_payload
         self._sync_on_connect = sync_clock
 
@@ -242,10 +233,9 @@ class WireClient:
         self._events = SeqWindow()
         self._sync = OffsetEstimator()
 
-        self._assembler = BulkAssembler(timeout_s=BULK_TIMEOUT_S * self._scale)
-        self._bulk_waiters: dict[int, asyncio.Future[bytes]] = {}
-        self._bulk_done: OrderedDict[int, BulkComplete | BulkError] = OrderedDict()
-        self._bulk_seen: dict[int, float] = {}
+        self._bulkrx = BulkReceiver(
+            name, device_id, self._scale, bulk_idle_s, self.call, self._count_resend
+        )
 
         self._event_cbs: list[EventCallback] = []
         self._state_cbs: list[LinkStateCallback] = []
@@ -564,96 +554,12 @@ class WireClient:
         """
         if not 0 <= transfer_id <= 0xFFFF:
             raise ValueError(f"transfer id must be 0-65535, got {transfer_id}")
-        tid = transfer_id
-        done = self._bulk_done.pop(tid, None)
-        if done is not None:
-            return self._bulk_result(done)
         loop = self._loop
         if loop is None or self._closed:
-            raise DeviceLost(self.name, f"bulk {tid}", self._down_detail, link=self._link_url)
-        if tid in self._bulk_waiters:
-            raise ValueError(f"{self.name}: already waiting for bulk transfer {tid}")
-        fut: asyncio.Future[bytes] = loop.create_future()
-        self._bulk_waiters[tid] = fut
-        start = loop.time()
-        deadline = start + timeout_s * self._scale
-        idle = self._bulk_idle_s * self._scale
-        asked = start
-        try:
-            while True:
-                activity = max(self._bulk_seen.get(tid, start), asked)
-                wake = min(deadline, activity + idle)
-                now = loop.time()
-                if wake > now:
-                    await asyncio.wait((fut,), timeout=wake - now)
-                if fut.done():
-                    return fut.result()
-                now = loop.time()
-                if now >= deadline:
-                    missing = self._assembler.missing(self.device_id, tid)
-                    detail = (
-                        "no chunk received"
-                        if missing is None
-                        else f"{len(missing)} chunks missing (first {missing[:8]})"
-                    )
-                    raise DeviceTimeout(
-                        self.name, f"bulk {tid}", timeout_s, detail=detail, link=self._link_url
-                    )
-                if now - max(self._bulk_seen.get(tid, start), asked) >= idle:
-                    asked = now
-                    await self._ask_resend(tid)
-        finally:
-            if self._bulk_waiters.get(tid) is fut:
-                del self._bulk_waiters[tid]
-
-    async def _ask_resend(self, tid: int) -> None:
-        missing = self._assembler.missing(self.device_id, tid)
-        # Nothing received (or the transfer expired): ask for everything from chunk 0.
-        runs = [(0, 0xFFFFFFFF)] if missing is None else _runs(missing)[:MAX_RESEND_RUNS]
-        for first, count in runs:
-            self.stats.bulk_resend_requests += 1
-            try:
-                await self.call(
-                    "link.bulk_resend", {"transfer_id": tid, "first": first, "count": count}
-                )
-            except DeviceLost:
-                raise
-            except DeviceError as exc:
-                # Not sent yet, or already forgotten: keep waiting until the deadline.
-                log.debug("%s: bulk_resend %d refused: %s", self.name, tid, exc)
-
-    def _bulk_result(self, result: BulkComplete | BulkError) -> bytes:
-        if isinstance(result, BulkComplete):
-            return result.data
-        raise DeviceError(
-            self.name,
-            f"bulk {result.transfer_id}",
-            f"{result.problem.name}: {result.detail}",
-            link=self._link_url,
-        )
-
-    def _on_bulk(self, frame: Frame, chunk: BulkChunk, now: float) -> None:
-        tid = chunk.transfer_id
-        self._bulk_seen[tid] = now
-        result = self._assembler.add(frame, now)
-        if result is None:
-            return
-        if isinstance(result, BulkError) and result.problem is BulkProblem.INCONSISTENT:
-            # One bad chunk was dropped; the transfer goes on (or never started).
-            log.warning("%s: bulk %d: %s", self.name, tid, result.detail)
-            return
-        self._bulk_seen.pop(tid, None)
-        fut = self._bulk_waiters.pop(tid, None)
-        if fut is None:
-            self._bulk_done[tid] = result
-            self._bulk_done.move_to_end(tid)
-            while len(self._bulk_done) > BULK_KEEP:
-                self._bulk_done.popitem(last=False)
-        elif not fut.done():
-            try:
-                fut.set_result(self._bulk_result(result))
-            except DeviceError as exc:
-                fut.set_exception(exc)
+            detail = self._down_detail
+            raise DeviceLost(self.name, f"bulk {transfer_id}", detail, link=self._link_url)
+        self._bulkrx.link_url = self._link_url
+        return await self._bulkrx.fetch(transfer_id, timeout_s, loop)
 
     # --- link supervision -------------------------------------------------------------------
 
@@ -821,12 +727,8 @@ class WireClient:
         for fut in self._pending.values():
             if not fut.done():
                 fut.set_result(why)
-        waiters, self._bulk_waiters = self._bulk_waiters, {}
-        for tid, bfut in waiters.items():
-            if not bfut.done():
-                bfut.set_exception(
-                    DeviceLost(self.name, f"bulk {tid}", self._down_detail, link=self._link_url)
-                )
+        self._bulkrx.link_url = self._link_url
+        self._bulkrx.fail_waiting(self._down_detail)
 
     async def _beat(self, now: float) -> None:
         link, session = self._link, self._sec.session
@@ -847,16 +749,12 @@ class WireClient:
             self._drop_detail = detail
             reader.cancel()
 
-    def _on_period(self, now: float) -> None:
-        self._expire_bulk(now)
-        self._sec.flush(time.monotonic())
+    def _count_resend(self) -> None:
+        self.stats.bulk_resend_requests += 1
 
-    def _expire_bulk(self, now: float) -> None:
-        self._assembler.expire(now)  # a waiter asks for the whole transfer again
-        horizon = now - BULK_TIMEOUT_S * self._scale
-        for tid in [t for t, at in self._bulk_seen.items() if at < horizon]:
-            if tid not in self._bulk_waiters:
-                del self._bulk_seen[tid]
+    def _on_period(self, now: float) -> None:
+        self._bulkrx.expire(now)
+        self._sec.flush(time.monotonic())
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -955,7 +853,7 @@ class WireClient:
         elif isinstance(msg, Nak):
             self._on_nak(frame.seq, msg)
         elif isinstance(msg, BulkChunk):
-            self._on_bulk(frame, msg, now)
+            self._bulkrx.on_chunk(frame, msg, now)
         # ACK (we request none) and REQUEST (devices send none) are ignored.
 
     async def _on_decode_error(self, link: Link, error: DecodeError, now: float) -> None:
@@ -1077,17 +975,6 @@ def _safe_call(cb: Callable[..., None], *args: Any) -> None:
     except Exception:
         # A listener's bug must not stop the reader (and with it every reply).
         log.exception("wire listener %r failed", cb)
-
-
-def _runs(indices: tuple[int, ...]) -> list[tuple[int, int]]:
-    """Sorted indices as ``(first, count)`` runs of consecutive values."""
-    runs: list[tuple[int, int]] = []
-    for i in indices:
-        if runs and runs[-1][0] + runs[-1][1] == i:
-            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
-        else:
-            runs.append((i, 1))
-    return runs
 
 
 def _describe(exc: BaseException) -> str:
