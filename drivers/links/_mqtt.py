@@ -91,7 +91,7 @@ class MqttLink(Link):
             tls_context=context,
             logger=heard.logger,
         )
-        _fail_fast_before_connack(client, heard)
+        _harden(client, heard)
         try:
             await client.__aenter__()
         except aiomqtt.MqttError as exc:
@@ -199,21 +199,41 @@ class _LastWarning(logging.Handler):
         self.last = record.getMessage()
 
 
-def _fail_fast_before_connack(client: aiomqtt.Client, heard: _LastWarning) -> None:
-    """Make a disconnect before CONNACK fail the connect at once.
+def _harden(client: aiomqtt.Client, heard: _LastWarning) -> None:
+    """Two fixes to aiomqtt's handling of a broker that hangs up during connect (a TLS alert
+    for a refused client certificate, a plaintext client on a TLS port):
 
-    aiomqtt ignores such a disconnect and waits out its whole timeout; a broker that refuses
-    the TLS client certificate (or a plaintext client) is then reported as "not answering".
+    - a disconnect before CONNACK fails the connect at once, with paho's reason; aiomqtt
+      ignores it and waits out its whole timeout, then reports the broker as not answering;
+    - paho asks, from the connecting thread, to watch the socket for writing; when the broker
+      has already closed it, aiomqtt's ``add_writer`` fails on a closed descriptor (an error
+      reported to the event loop). Here the check and the registration are one step.
     """
     paho = client._client
-    original = paho.on_disconnect
+    on_disconnect = paho.on_disconnect
+    loop = asyncio.get_running_loop()
 
-    def on_disconnect(*args: Any) -> None:
+    def disconnected(*args: Any) -> None:
         connected = client._connected
         if not connected.done():
-            why = heard.last or "connection closed"
-            connected.set_exception(_ClosedBeforeConnack(why))
-        if original is not None:
-            original(*args)
+            connected.set_exception(_ClosedBeforeConnack(heard.last or "connection closed"))
+        if on_disconnect is not None:
+            on_disconnect(*args)
 
-    paho.on_disconnect = on_disconnect
+    def want_write(paho_client: Any, _userdata: Any, sock: Any) -> None:
+        def write_ready() -> None:  # as aiomqtt's own: a failed write is a disconnect
+            try:
+                paho_client.loop_write()
+            except Exception as exc:
+                if not client._disconnected.done():
+                    client._disconnected.set_exception(exc)
+
+        def on_loop() -> None:
+            # Checked and registered in one step on the loop thread, where paho closes it.
+            if sock.fileno() >= 0:
+                loop.add_writer(sock.fileno(), write_ready)
+
+        loop.call_soon_threadsafe(on_loop)
+
+    paho.on_disconnect = disconnected
+    paho.on_socket_register_write = want_write

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ._base import LinkError
 from ._stream import StreamLink
-from ._tls import HANDSHAKE_TIMEOUT_S, TLS_OPTIONS, TlsFiles, describe_tls_error
+from ._tls import TLS_OPTIONS, TlsFiles, describe_tls_error
 from ._url import TCP_FORM, bad_url, host_port, query, reject_unknown, split
 
 CONNECT_TIMEOUT_S = 5.0
@@ -82,12 +82,12 @@ class TcpLink(StreamLink):
         tls = self.target.tls
         context = tls.client_context(self.url) if tls is not None else None
         try:
-            async with asyncio.timeout(self._connect_timeout_s + HANDSHAKE_TIMEOUT_S):
+            async with asyncio.timeout(self._connect_timeout_s * (2 if context else 1)):
                 reader, writer = await asyncio.open_connection(
                     self.host,
                     self.port,
                     ssl=context,
-                    ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if context else None,
+                    ssl_handshake_timeout=self._connect_timeout_s if context else None,
                 )
         except (OSError, TimeoutError, ConnectionError) as exc:
             raise LinkError(self.url, self._open_error(exc)) from exc
@@ -106,10 +106,22 @@ class TcpLink(StreamLink):
             if isinstance(exc, ConnectionResetError | ConnectionAbortedError | EOFError):
                 # A device that does not speak TLS, or refused us, hangs up mid-handshake.
                 return f"TLS: {self._where} closed the connection during the handshake"
+            if isinstance(exc, TimeoutError):
+                return f"TLS: {self._where} did not complete a handshake (not a TLS service?)"
         return describe_socket_error(exc, self._where)
 
     def _describe(self, exc: BaseException) -> str:
-        return describe_socket_error(exc, self._where)
+        tls = self.target.tls
+        about_tls = describe_tls_error(exc, self._where, tls.ca) if tls is not None else None
+        # TLS 1.3 reports a refused client certificate on the first read, not in the handshake.
+        return about_tls or describe_socket_error(exc, self._where)
 
     def _eof_detail(self) -> str:
+        tls = self.target.tls
+        if tls is not None and tls.cert is None:
+            # asyncio's TLS server drops a client without a certificate without an alert.
+            return (
+                f"{self._where} closed the TLS connection (EOF; a device that requires a "
+                "client certificate does this: give cert= and key=)"
+            )
         return f"{self._where} closed the connection (EOF)"

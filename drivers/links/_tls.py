@@ -23,7 +23,6 @@ from ._base import LinkError
 from ._url import bad_url
 
 TLS_OPTIONS = frozenset({"ca", "cert", "key"})
-HANDSHAKE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
