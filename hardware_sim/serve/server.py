@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,7 @@ class SimServer:
             await pty.open()
             return pty, {role: str(pty.path)}
         if scheme == "tcp":
-            context = None
+            context: ssl.SSLContext | None = None
             published: dict[str, str] = {}
             if parts.scheme == "tcp+tls":
                 # A host URL with a client certificate means the device requires one.
@@ -199,7 +200,7 @@ class SimServer:
             return mqtt, {}
         raise ValueError(f"{role} link {template}: sim serve cannot serve {parts.scheme}:// links")
 
-    def _tls_server(self, *, client_certs: bool) -> tuple[Any, dict[str, str]]:
+    def _tls_server(self, *, client_certs: bool) -> tuple[ssl.SSLContext, dict[str, str]]:
         """A TLS context from the room's CA, and what the host's URL needs of it:
         ``${tls_ca}``, and its own certificate ``${tls_cert}``/``${tls_key}``."""
         pki = self.pki.ensure([HOST_IDENTITY])
