@@ -1,12 +1,21 @@
 """A private Mosquitto broker for the simulated room and the tests.
 
 ``Mosquitto()`` starts ``mosquitto`` (on PATH or ``/usr/sbin/mosquitto``) on a free loopback
-port with a generated config in a temporary directory (anonymous, no persistence), and waits
-until it accepts TCP connections. ``restart()`` stops it and starts it again on the same port
-(the "broker restarted" fault). Blocking calls, each bounded by ``start_timeout_s``::
+port with a generated config in a temporary directory (no persistence), and waits until it
+accepts TCP connections. ``restart()`` stops it and starts it again on the same port (the
+"broker restarted" fault). Blocking calls, each bounded by ``start_timeout_s``.
+
+Without ``security`` the broker is plain and anonymous (link tests of the transport itself).
+With a :class:`~hardware_sim.broker_auth.BrokerSecurity` (what ``sim serve`` uses) its only
+listener is TLS on loopback, requiring a client certificate from the CA, a password and the
+ACL; anonymous access is off::
 
     with Mosquitto() as broker:
         url = broker.url("room1/injector")    # mqtt://127.0.0.1:PORT/room1/injector
+
+    secured = secure_broker_files(run_dir / "broker", {"injector": "room1/injector"})
+    with Mosquitto(security=secured.security) as broker:
+        url = broker.url("room1/injector", secured.query("host"))  # mqtt+tls://...?ca=...
 """
 
 from __future__ import annotations
@@ -20,6 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .broker_auth import BrokerSecurity
 
 FALLBACK_PATH = "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
@@ -58,9 +71,15 @@ def _accepts(host: str, port: int) -> bool:
 
 class Mosquitto:
     def __init__(
-        self, port: int | None = None, *, binary: str | None = None, start_timeout_s: float = 5.0
+        self,
+        port: int | None = None,
+        *,
+        binary: str | None = None,
+        start_timeout_s: float = 5.0,
+        security: BrokerSecurity | None = None,
     ) -> None:
         self.binary = binary or find_mosquitto()
+        self.security = security
         self.host = HOST
         self._fixed_port = port
         self.port = port or 0
@@ -77,9 +96,16 @@ class Mosquitto:
     def log_path(self) -> Path:
         return self._dir / "mosquitto.log"
 
-    def url(self, prefix: str) -> str:
-        """``mqtt://127.0.0.1:PORT/prefix`` for ``drivers.links.open_link``."""
-        return f"mqtt://{self.host}:{self.port}/{prefix.strip('/')}"
+    @property
+    def address(self) -> str:
+        """``mqtt://127.0.0.1:PORT``, or ``mqtt+tls://`` when secured (no credentials)."""
+        scheme = "mqtt" if self.security is None else "mqtt+tls"
+        return f"{scheme}://{self.host}:{self.port}"
+
+    def url(self, prefix: str, query: str = "") -> str:
+        """The link URL of ``prefix`` for ``drivers.links.open_link``; ``query`` carries a
+        secured broker's client options (``SecuredBroker.query(identity)``)."""
+        return f"{self.address}/{prefix.strip('/')}" + (f"?{query}" if query else "")
 
     def start(self) -> None:
         if self.running:
@@ -100,10 +126,11 @@ class Mosquitto:
 
     def _launch(self) -> None:
         conf = self._dir / "mosquitto.conf"
+        access = (
+            "allow_anonymous true\n" if self.security is None else self.security.mosquitto_conf()
+        )
         conf.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
+            f"listener {self.port} {self.host}\n" + access + "persistence false\n"
             # As root mosquitto would switch to user "mosquitto", who cannot write our log.
             f"user {getpass.getuser()}\n"
             f"log_dest file {self.log_path}\n"

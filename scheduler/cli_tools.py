@@ -171,7 +171,8 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
         for role, where in sorted(links.items()):
             console.print(f"{role:9} {where}", highlight=False)
         if broker:
-            console.print(f"{'broker':9} {broker}", highlight=False)
+            # The address only: the options are file paths, in the endpoints file for the run.
+            console.print(f"{'broker':9} {broker.split('?', 1)[0]}", highlight=False)
         console.print(f"endpoints written to {endpoints_path}; Ctrl-C stops", highlight=False)
 
     loop = new_event_loop("scaled" if scale != 1.0 else "real", time_scale=scale)

@@ -1,6 +1,10 @@
 """Link URLs as a run sees them: ``${name}`` filled in from ``sim serve``'s endpoints file and
 host-less ``mqtt://`` links pointed at the broker (``--broker``, else the room's, else the one
 ``sim serve`` started).
+
+A broker URL may be ``mqtt+tls://HOST:PORT?ca=..&cert=..&key=..&username=..&password_file=..``
+(``sim serve``'s own broker always is): a host-less link then takes its scheme and options too.
+The endpoints file holds paths to credentials, never a password.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
+
+from drivers.links._mqtt_url import link_on_broker
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 ENDPOINTS_VERSION = 1
@@ -124,19 +130,20 @@ def substitute(role: str, url: str, values: dict[str, str], source: str) -> str:
 
 
 def with_broker(role: str, url: str, broker: str | None) -> str:
-    """Give a host-less ``mqtt:///prefix`` link the broker's host and port."""
+    """Give a host-less ``mqtt:///prefix`` link the broker's scheme, host, port and options
+    (TLS files, user, password file); LinkConfigError, one line, for a bad broker URL."""
     parts = urlsplit(url)
-    if parts.scheme != "mqtt" or parts.netloc:
+    if parts.scheme.split("+", 1)[0] != "mqtt" or parts.netloc:
         return url
     if broker is None:
         raise LinkConfigError(
             f"{role} link {url} names no broker: give one with --broker mqtt://HOST:PORT, the "
             "room file's `broker`, or run `fluoroctl sim serve`, which starts one"
         )
-    b = urlsplit(broker if "://" in broker else f"mqtt://{broker}")
-    if b.scheme != "mqtt" or not b.hostname:
-        raise LinkConfigError(f"broker {broker!r} is not of the form mqtt://HOST[:PORT]")
-    return urlunsplit(parts._replace(netloc=b.netloc))
+    try:
+        return link_on_broker(url, broker)
+    except ValueError as exc:
+        raise LinkConfigError(f"{role} link: {exc}") from None
 
 
 def resolve_links(

@@ -5,8 +5,15 @@ from __future__ import annotations
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 SERIAL_FORMS = "serial:///dev/PATH?baudrate=N or serial+SCHEME://... (any pyserial URL)"
-TCP_FORM = "tcp://HOST:PORT"
-MQTT_FORM = "mqtt://HOST[:PORT]/TOPIC-PREFIX[?role=host|device]"
+TCP_FORM = "tcp://HOST:PORT or tcp+tls://HOST:PORT[?ca=PATH][&cert=PATH&key=PATH]"
+MQTT_FORM = (
+    "mqtt://HOST[:PORT]/TOPIC-PREFIX[?role=host|device] or mqtt+tls://HOST[:PORT]/TOPIC-PREFIX"
+    "[?ca=PATH][&cert=PATH&key=PATH][&username=NAME[&password_file=PATH]][&role=...]"
+)
+BROKER_FORM = (
+    "mqtt://HOST[:PORT] or "
+    "mqtt+tls://HOST[:PORT][?ca=PATH][&cert=PATH&key=PATH][&username=NAME[&password_file=PATH]]"
+)
 USB_FORM = "usb://VVVV:PPPP?backend=NAME&OPTION=VALUE...&interface=0&out=0x01&in=0x81"
 
 

@@ -9,7 +9,8 @@ unplugged) and the symlink is repointed atomically at the new slave, where the h
 Writes never block the device for long: when nobody drains the port (host not reading, or not
 connected) for ``stall_s``, the unread input of the slave is discarded, like a UART without
 flow control overrunning. Bytes still in the slave when the host opens the port are stale;
-the host link discards them on open.
+the host link discards them on open. The slave device is mode 0600: only the user running the
+simulator (and root) can open it; the wire protocol's session layer guards the rest.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class PtyServer(Link):
 
     def _new_pair(self) -> None:
         master, slave = os.openpty()
+        # Only this user may open the port (devpts makes it 0620, writable by group tty): a
+        # device port is a control channel, not a terminal others may write messages to.
+        os.fchmod(slave, 0o600)
         tty.setraw(slave)  # no echo, no line discipline: bytes pass unchanged both ways
         os.set_blocking(master, False)
         self._master, self._slave = master, slave

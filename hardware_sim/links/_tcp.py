@@ -10,6 +10,10 @@ Semantics (a networked device whose firmware keeps running whatever the host doe
   nobody), and a write to a host that vanished mid-write is dropped too.
 - Only :meth:`close` makes ``read``/``write`` raise :class:`LinkDown`.
 Fault hook: :meth:`drop_peer` resets the current connection (RST), as a crashed switch would.
+
+With an ``ssl_context`` (``drivers.links._tls.server_context``) every connection is TLS
+(``host_url``: ``tcp+tls://``); a client that fails the handshake (plaintext, untrusted or
+missing client certificate) never reaches the device, nor supersedes the current host.
 """
 
 from __future__ import annotations
@@ -17,17 +21,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 
 from drivers.links import Link, LinkDown
 
+HANDSHAKE_TIMEOUT_S = 5.0
 READ_SIZE = 256 * 1024
 QUEUE_CHUNKS = 64  # reads buffered for the device before the socket stops being read
 
 
 class TcpServerLink(Link):
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.host, self.port = host, port
+        self._ssl = ssl_context
         super().__init__(f"tcp-listen://{host}:{port}")
         self._server: asyncio.Server | None = None
         self._peer: asyncio.StreamWriter | None = None
@@ -39,7 +48,9 @@ class TcpServerLink(Link):
 
     @property
     def host_url(self) -> str:
-        return f"tcp://{self.host}:{self.port}"
+        """The URL the host opens; a ``tcp+tls://`` one still needs the host's ``ca=``."""
+        scheme = "tcp" if self._ssl is None else "tcp+tls"
+        return f"{scheme}://{self.host}:{self.port}"
 
     @property
     def is_open(self) -> bool:
@@ -72,7 +83,13 @@ class TcpServerLink(Link):
             return
         self._closed = False
         self._incoming = asyncio.Queue(QUEUE_CHUNKS)  # a reopen starts clean, past the "closed"
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.start_server(
+            self._serve,
+            self.host,
+            self.port,
+            ssl=self._ssl,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT_S if self._ssl else None,
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         self.url = f"tcp-listen://{self.host}:{self.port}"
 

@@ -1,30 +1,42 @@
 """``fluoroctl sim serve``: a simulated room in its own process, its devices on real links.
 
 The room file says which kind of link each device has (the scheme of its URL); the simulator
-serves the device end of each: a pty (at a stable symlink) for ``serial``, a TCP listener for
-``tcp``, the device role on a broker for ``mqtt``, a USB gadget reached through the simulator's
-pyusb backend for ``usb``. What a run needs to reach them (pty paths, ports, the broker) goes to
-``on_ready``, which the CLI writes to the endpoints file.
+serves the device end of each: a pty (at a stable symlink, mode 0600) for ``serial``, a TCP
+listener for ``tcp`` (TLS for ``tcp+tls``), the device role on a broker for ``mqtt``, a USB
+gadget reached through the simulator's pyusb backend for ``usb``. What a run needs to reach
+them (pty paths, ports, the broker) goes to ``on_ready``, which the CLI writes to the
+endpoints file.
+
+The broker it starts itself (no ``--broker``, no room ``broker:``) is secured: TLS only, on
+loopback, client certificates from the room's local CA, a password per identity and an ACL
+(:mod:`hardware_sim.broker_auth`); its URL for the host carries the host identity's file
+paths, never a secret. Certificates live in ``<run dir>/pki``, broker files in
+``<run dir>/broker``, both created at first start and reused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from drivers import Clock, Technique
 from drivers.backends import RoomRequest
 from drivers.links import Link
+from drivers.links._mqtt_url import link_on_broker
+from drivers.links._tls import server_context
 from drivers.remote import DEFAULT_DEVICE_IDS, split_device_id
 from drivers.wire.keys import RoomKey, ensure_key_file
 
+from ..broker_auth import HOST_IDENTITY, SecuredBroker, secure_broker_files
 from ..faults import FaultInjector, FaultSpec, parse_fault, parse_faults
 from ..links import MqttDeviceLink, PtyServer, TcpServerLink, UsbGadget
+from ..pki import LocalPki
 from ..room import SimEffects, SimRoom
 from ..wire import DeviceEndpoint
 from ._detector import DetectorService
@@ -80,19 +92,16 @@ class SimServer:
             )
         )
         self.mosquitto: Any = None  # hardware_sim.broker.Mosquitto when we started one
+        self.secured: SecuredBroker | None = None  # its TLS files, passwords and ACL
+        self.pki = LocalPki(run_dir / "pki")  # created only when a TLS link needs it
         self.devices: dict[str, ServedDevice] = {}
         self._fault_tasks: set[asyncio.Future[None]] = set()
 
     # -- set-up ------------------------------------------------------------------------------
     async def start(self) -> tuple[dict[str, str], str | None]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if any(urlsplit(u).scheme == "mqtt" for u in self.links.values()) and not self.broker:
-            from ..broker import Mosquitto
-
-            self.mosquitto = Mosquitto()
-            self.mosquitto.start()
-            self.broker = f"mqtt://{self.mosquitto.host}:{self.mosquitto.port}"
-            self._log(f"started Mosquitto on {self.broker}")
+        if _mqtt_prefixes(self.links) and not self.broker:
+            self._start_broker()
         now = self.clock.now
         room = self.room
         detector = DetectorService("detector", now)
@@ -133,6 +142,20 @@ class SimServer:
             published |= served.published
         return published, self.broker
 
+    def _start_broker(self) -> None:
+        from ..broker import Mosquitto
+
+        self.secured = secure_broker_files(
+            self.run_dir / "broker", _mqtt_prefixes(self.links), self.pki
+        )
+        self.mosquitto = Mosquitto(security=self.secured.security)
+        self.mosquitto.start()
+        self.broker = f"{self.mosquitto.address}?{self.secured.query(HOST_IDENTITY)}"
+        self._log(
+            f"started Mosquitto on {self.mosquitto.address} (TLS, passwords, ACL; "
+            f"credentials in {self.run_dir / 'broker'})"
+        )
+
     async def _serve(self, role: str, service: Service) -> None:
         template = self.links[role]
         _, device_id = split_device_id(role, _placeholder_free(template))
@@ -157,9 +180,15 @@ class SimServer:
             await pty.open()
             return pty, {role: str(pty.path)}
         if scheme == "tcp":
-            tcp = TcpServerLink("127.0.0.1", 0)
+            context: ssl.SSLContext | None = None
+            published: dict[str, str] = {}
+            if parts.scheme == "tcp+tls":
+                # A host URL with a client certificate means the device requires one.
+                wants_cert = "cert" in parse_qs(parts.query)
+                context, published = self._tls_server(client_certs=wants_cert)
+            tcp = TcpServerLink("127.0.0.1", 0, ssl_context=context)
             await tcp.open()
-            return tcp, {role: f"{tcp.host}:{tcp.port}"}
+            return tcp, published | {role: f"{tcp.host}:{tcp.port}"}
         if scheme == "usb":
             vid, _, pid = parts.netloc.partition(":")
             gadget = UsbGadget(int(vid, 16), int(pid, 16))
@@ -167,12 +196,27 @@ class SimServer:
             return gadget, {f"{role}_port": str(gadget.port), f"{role}_host": gadget.host}
         if scheme == "mqtt":
             assert self.broker is not None
-            netloc = urlsplit(self.broker if "://" in self.broker else f"mqtt://{self.broker}")
-            url = f"mqtt://{netloc.netloc}{parts.path}"
+            if self.secured is not None:  # our broker: the device logs in as itself
+                url = f"{self.mosquitto.address}{parts.path}?{self.secured.query(role)}"
+            else:  # the room's broker, with the options its URL gives
+                url = link_on_broker(f"{parts.scheme}://{parts.path}", self.broker)
             mqtt = MqttDeviceLink(url)
             await mqtt.open()
             return mqtt, {}
         raise ValueError(f"{role} link {template}: sim serve cannot serve {parts.scheme}:// links")
+
+    def _tls_server(self, *, client_certs: bool) -> tuple[ssl.SSLContext, dict[str, str]]:
+        """A TLS context from the room's CA, and what the host's URL needs of it:
+        ``${tls_ca}``, and its own certificate ``${tls_cert}``/``${tls_key}``."""
+        pki = self.pki.ensure([HOST_IDENTITY])
+        host = pki.credential(HOST_IDENTITY)
+        context = server_context(pki.server.cert, pki.server.key, pki.ca if client_certs else None)
+        published = {
+            "tls_ca": str(pki.ca.absolute()),
+            "tls_cert": str(host.cert.absolute()),
+            "tls_key": str(host.key.absolute()),
+        }
+        return context, published
 
     # -- running -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -234,6 +278,16 @@ class SimServer:
         task = asyncio.ensure_future(link.write(data))
         self._fault_tasks.add(task)
         task.add_done_callback(self._fault_tasks.discard)
+
+
+def _mqtt_prefixes(links: Mapping[str, str]) -> dict[str, str]:
+    """Role -> topic prefix of each MQTT link (the identities of a secured broker)."""
+    out: dict[str, str] = {}
+    for role, url in links.items():
+        parts = urlsplit(_placeholder_free(url))
+        if parts.scheme.split("+", 1)[0] == "mqtt":
+            out[role] = parts.path.strip("/")
+    return out
 
 
 def _placeholder_free(url: str) -> str:
