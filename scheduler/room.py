@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drivers.backends import scheme_of
 from drivers.config import LocatedValueError, load_model
@@ -99,7 +99,9 @@ class Room(_Model):
     options: dict[str, str | float | int | bool] = {}
     broker: str | None = Field(
         default=None,
-        description="MQTT broker for mqtt:// links without a host, e.g. mqtt://10.0.0.5:1883",
+        description="MQTT broker for mqtt:/// links without a host: mqtt://HOST[:PORT], or "
+        "mqtt+tls://HOST[:PORT]?ca=PATH&cert=PATH&key=PATH&username=NAME&password_file=PATH "
+        "(paths, never a password)",
     )
     key_file: str | None = Field(
         default=None,
@@ -124,6 +126,15 @@ class Room(_Model):
                         f"{getattr(self.devices, role)}",
                     )
         return self
+
+    @field_validator("broker")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from drivers.links._mqtt_url import parse_broker_url  # no aiomqtt import
+
+            parse_broker_url(value)  # a ValueError names the problem
+        return value
 
     @model_validator(mode="after")
     def _wire_links_need_a_key(self) -> Room:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from drivers.backends import scheme_of
 from drivers.config import ConfigError, find_file_loader, line_of, load_yaml
@@ -82,7 +83,7 @@ def check_room(room: Room) -> list[Finding]:
         scheme = scheme_of(link)
         if scheme.split("+", 1)[0] not in _WIRE_SCHEMES or "${" in link:
             continue
-        if scheme == "mqtt" and link.startswith("mqtt:///"):
+        if scheme.split("+", 1)[0] == "mqtt" and not urlsplit(link).netloc:
             continue  # the broker is filled in at run time
         from drivers.links import open_link  # after the import check above: needs the extras
 

@@ -19,6 +19,7 @@ REAL_TIME_LINKS = (
     "tests/hardening/test_abort_over_links.py",
     "tests/hardening/test_injector_faults_over_links.py",
     "tests/hardening/test_injector_state_from_previous_exam.py",
+    "tests/wire/test_fast_paths.py",
 )
 
 

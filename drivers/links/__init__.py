@@ -4,9 +4,10 @@
 
 - ``serial:///dev/ttyUSB0?baudrate=115200``, ``serial+socket://host:port``, ``serial+loop://``,
   ``serial+rfc2217://host:port`` (any pyserial URL behind ``serial+``)
-- ``tcp://host:port``
+- ``tcp://host:port``, ``tcp+tls://host:port?ca=PATH[&cert=PATH&key=PATH]``
 - ``mqtt://host:port/<topic-prefix>[?role=device]`` (host writes ``<prefix>/down``, reads
-  ``<prefix>/up``)
+  ``<prefix>/up``); ``mqtt+tls://host:port/<prefix>?ca=PATH&cert=PATH&key=PATH&username=NAME&
+  password_file=PATH`` for a secured broker (docs/links.md, docs/security.md)
 - ``usb://VVVV:PPPP?backend=<name>&<backend options>&interface=0&out=0x01&in=0x81`` (backend
   from entry-point group ``fluoroctl.usb_backends``; default pyusb/libusb)
 - any scheme a package registers in the entry-point group ``fluoroctl.links``

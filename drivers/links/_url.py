@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 SERIAL_FORMS = "serial:///dev/PATH?baudrate=N or serial+SCHEME://... (any pyserial URL)"
@@ -17,8 +18,19 @@ BROKER_FORM = (
 USB_FORM = "usb://VVVV:PPPP?backend=NAME&OPTION=VALUE...&interface=0&out=0x01&in=0x81"
 
 
+_SECRET_QUERY = re.compile(r"(?i)(pass(?:word)?|secret|token|key_?hex)=[^&#]*")
+_SECRET_USERINFO = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
+def redact(url: str) -> str:
+    """``url`` with anything that looks like a secret (``password=...``, ``user:pass@``)
+    replaced by ``***``: URLs end up in error messages, logs and journals."""
+    url = _SECRET_QUERY.sub(lambda m: f"{m.group(1)}=***", url)
+    return _SECRET_USERINFO.sub(r"\1***@", url)
+
+
 def bad_url(url: str, problem: str, expected: str) -> ValueError:
-    return ValueError(f"bad link URL {url!r}: {problem}; expected {expected}")
+    return ValueError(f"bad link URL {redact(url)!r}: {problem}; expected {expected}")
 
 
 def split(url: str, expected: str) -> SplitResult:

@@ -749,12 +749,18 @@ class WireClient:
             self._drop_detail = detail
             reader.cancel()
 
+    def _wall(self, now: float | None = None) -> float:
+        """Loop time in wall seconds (the loop may run scaled or virtual)."""
+        if now is None:
+            now = self._loop.time() if self._loop is not None else 0.0
+        return now / self._scale
+
     def _count_resend(self) -> None:
         self.stats.bulk_resend_requests += 1
 
     def _on_period(self, now: float) -> None:
         self._bulkrx.expire(now)
-        self._sec.flush(time.monotonic())
+        self._sec.flush(self._wall(now))
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -788,7 +794,7 @@ class WireClient:
                             continue
                         verdict = session.check(auth)
                         if verdict is not _OK:
-                            sec.dropped(verdict, _what(item), time.monotonic())
+                            sec.dropped(verdict, _what(item), self._wall(now))
                             continue
                         live.last_rx = now
                         if type(msg) is Reply:
@@ -818,7 +824,7 @@ class WireClient:
                 hs.set_result((msg.status, msg.fields, False))
                 return
         if self._sec.session is not None:
-            self._sec.dropped(Verdict.UNAUTHENTICATED, _what(frame), time.monotonic())
+            self._sec.dropped(Verdict.UNAUTHENTICATED, _what(frame), self._wall())
 
     def _fast_receive(self, data: bytes) -> bool:
         """The link's reader callback offers fresh bytes: take them if they are exactly one

@@ -45,7 +45,7 @@ def check_safe_at_end(events: list[dict[str, Any]]) -> None:
 def test_standard_exam_over_links_matches_in_process_run(sim_serve, tmp_path):
     serve = sim_serve()
     info = serve.info
-    assert info["time_scale"] == 60.0 and info["broker"].startswith("mqtt://127.0.0.1:")
+    assert info["time_scale"] == 60.0 and info["broker"].startswith("mqtt+tls://127.0.0.1:")
     assert Path(info["links"]["carm"]).is_symlink()
 
     linked = cli("run", str(STANDARD), *serve.run_args(), "--out", str(tmp_path / "links"))

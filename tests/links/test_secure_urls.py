@@ -10,6 +10,7 @@ import pytest
 from drivers.links import LinkError, MqttLink, TcpLink, open_link
 from drivers.links._mqtt_url import broker_url, link_on_broker, parse_broker_url
 from drivers.links._tls import TlsFiles
+from drivers.links._url import redact
 from scheduler.links import Endpoints, LinkConfigError, resolve_links
 
 BROKER = "mqtt+tls://broker.example:8884?ca=/etc/pki/ca.pem&cert=/etc/pki/host.pem&key=/etc/pki/host.key&username=fluoro1&password_file=/etc/fluoro/mqtt.pw"
@@ -65,7 +66,14 @@ def test_bad_secured_urls_are_one_line(url: str, problem: str) -> None:
     with pytest.raises(ValueError) as info:
         open_link(url)
     message = str(info.value)
-    assert problem in message and url in message and "\n" not in message
+    assert problem in message and redact(url) in message and "\n" not in message
+    assert "secret" not in message  # a password typed into a URL is never echoed
+
+
+def test_secrets_in_urls_are_redacted() -> None:
+    assert redact("mqtt+tls://h:1/p?password=s3&ca=x") == "mqtt+tls://h:1/p?password=***&ca=x"
+    assert redact("mqtt://user:s3@h:1/p") == "mqtt://user:***@h:1/p"
+    assert redact("mqtt://h/p?password_file=/etc/pw") == "mqtt://h/p?password_file=/etc/pw"
 
 
 def test_tcp_tls_url() -> None:

@@ -117,3 +117,26 @@ def test_stale_endpoints_file_is_refused(tmp_path: Path) -> None:
     live = Endpoints(tmp_path / "l.json", {"carm": "/a"}, None, 1.0, os.getpid())
     write_endpoints(live)
     assert wait_for_endpoints(live.path, timeout_s=0.5).links == {"carm": "/a"}
+
+
+@pytest.mark.parametrize(
+    ("broker", "says"),
+    [
+        ("mqtt+tls://127.0.0.1:8883?password=hunter2", "password"),
+        ("ftp://127.0.0.1", "mqtt"),
+    ],
+)
+def test_a_bad_broker_in_the_room_file_is_named_at_load(
+    tmp_path: Path, broker: str, says: str
+) -> None:
+    from drivers.config import ConfigError
+
+    text = (ROOT / "configs/rooms/sim-links.yaml").read_text()
+    text = text.replace("  # broker: mqtt://127.0.0.1:1883", f"  broker: {broker}")
+    path = tmp_path / "room.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_room(path)
+    message = str(err.value)
+    assert "broker" in message and says in message and "hunter2" not in message
+    assert str(path) in message

@@ -147,3 +147,65 @@ class RawDevice:
     async def send(self, frame: Frame) -> None:
         assert self.session is not None
         await self.link.write(encode_frame(frame, self.session.seal))
+
+
+class Bus:
+    """A shared medium (as an MQTT topic pair is): every host's writes reach the device, every
+    device write reaches every open host. ``MemoryCable`` is point to point (one host at a
+    time); the session layer must also hold where several hosts hear the same device."""
+
+    def __init__(self) -> None:
+        self._to_device: asyncio.Queue[bytes] = asyncio.Queue()
+        self._hosts: list[_BusHost] = []
+        self.device_link: Link = _BusDevice(self)
+
+    def host_link(self) -> Link:
+        return _BusHost(self)
+
+
+class _BusDevice(Link):
+    def __init__(self, bus: Bus) -> None:
+        super().__init__("bus://device")
+        self._bus = bus
+        self._open = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def read(self) -> bytes:
+        return await self._bus._to_device.get()
+
+    async def write(self, data: bytes) -> None:
+        for host in self._bus._hosts:
+            host.inbox.put_nowait(bytes(data))
+
+    async def close(self) -> None:
+        self._open = False
+
+
+class _BusHost(Link):
+    def __init__(self, bus: Bus) -> None:
+        super().__init__("bus://host")
+        self._bus = bus
+        self.inbox: asyncio.Queue[bytes] = asyncio.Queue()
+
+    @property
+    def is_open(self) -> bool:
+        return self in self._bus._hosts
+
+    async def open(self) -> None:
+        self._bus._hosts.append(self)
+
+    async def read(self) -> bytes:
+        return await self.inbox.get()
+
+    async def write(self, data: bytes) -> None:
+        self._bus._to_device.put_nowait(bytes(data))
+
+    async def close(self) -> None:
+        if self in self._bus._hosts:
+            self._bus._hosts.remove(self)
