@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drivers.backends import scheme_of
 from drivers.config import LocatedValueError, load_model
 
+from .hospital.config import DicomConfig
 from .policy import DoseLimits, FaultPolicy
 
 #: Backends whose devices live in this process and wait only on the event loop.
@@ -102,6 +103,15 @@ class Room(_Model):
         description="MQTT broker for mqtt:/// links without a host: mqtt://HOST[:PORT], or "
         "mqtt+tls://HOST[:PORT]?ca=PATH&cert=PATH&key=PATH&username=NAME&password_file=PATH "
         "(paths, never a password)",
+    )
+    dicom: DicomConfig = Field(
+        default_factory=DicomConfig,
+        description="the room in the hospital's DICOM network: AE title, UID root, PACS "
+        "destinations, worklist, MPPS (docs/dicom.md)",
+    )
+    procedures: dict[str, str] = Field(
+        default_factory=dict,
+        description="requested procedure code (from the worklist) -> protocol to run",
     )
     key_file: str | None = Field(
         default=None,
