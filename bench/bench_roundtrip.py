@@ -48,13 +48,15 @@ import os
 import select
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import tty
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -73,7 +75,15 @@ from drivers.wire import (  # noqa: E402
     heartbeat,
     request,
 )
+from drivers.wire.codec import Auth  # noqa: E402
 from drivers.wire.keys import RoomKey  # noqa: E402
+from drivers.wire.session import (  # noqa: E402
+    TAG_BYTES,
+    DeviceHandshakes,
+    HandshakeError,
+    Session,
+    Verdict,
+)
 from hardware_sim.wire import DeviceEndpoint, FdLink  # noqa: E402
 
 #: Both ends of every measured link share it (the C firmware gets it on its command line).
@@ -122,9 +132,12 @@ def _endpoint(fd: int, ready: mp.synchronize.Event) -> None:
 
 
 def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
-    """Blocking loop: decode, answer REQUESTs with ``OK {"t_s": ...}``, heartbeat when idle."""
+    """Blocking loop: the device side of the handshake (``DeviceHandshakes``), then answer
+    sealed REQUESTs with a sealed ``OK {"t_s": ...}``; sealed heartbeats when idle."""
     os.set_blocking(fd, True)
     decoder = FastDecoder()
+    handshakes = DeviceHandshakes(BENCH_KEY, DEVICE_ID)
+    session: Session | None = None
     t0 = time.monotonic()
     hb_seq = 0
     next_hb = 0.0
@@ -132,9 +145,11 @@ def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
     while True:
         now = time.monotonic()
         if now >= next_hb:
-            hb_seq = (hb_seq + 1) & 0xFFFF
-            uptime_ms = int((now - t0) * 1e3)
-            os.write(fd, encode_frame(heartbeat(hb_seq, DEVICE_ID, uptime_ms=uptime_ms)))
+            if session is not None:
+                hb_seq = (hb_seq + 1) & 0xFFFF
+                uptime_ms = int((now - t0) * 1e3)
+                beat = heartbeat(hb_seq, DEVICE_ID, uptime_ms=uptime_ms)
+                os.write(fd, encode_frame(beat, session.seal))
             next_hb = now + 0.2
         if not select.select([fd], [], [], max(0.0, next_hb - now))[0]:
             continue
@@ -142,13 +157,78 @@ def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
             data = os.read(fd, 65536)
         except OSError:
             return
-        out = [
-            encode_reply(item.seq, DEVICE_ID, Status.OK, {"t_s": time.monotonic()})
-            for item in decoder.feed(data)
-            if isinstance(item, Frame) and isinstance(item.message, Request)
-        ]
+        out = []
+        for item in decoder.feed(data):
+            if not isinstance(item, Frame):
+                continue
+            msg = item.message
+            if item.auth is None:  # only the handshake travels plain
+                if isinstance(msg, Request) and msg.command in ("link.hello", "link.auth"):
+                    hs_reply, session = _handshake(handshakes, item.seq, msg, session, t0)
+                    out.append(hs_reply)
+                continue
+            if session is None or session.check(item.auth) is not Verdict.OK:
+                continue
+            if isinstance(msg, Request):
+                fields = {"t_s": time.monotonic()}
+                out.append(encode_reply(item.seq, DEVICE_ID, Status.OK, fields, session.seal))
         if out:
             os.write(fd, b"".join(out))
+
+
+def _handshake(
+    handshakes: DeviceHandshakes, seq: int, req: Request, session: Session | None, t0: float
+) -> tuple[bytes, Session | None]:
+    """The reply to ``link.hello``/``link.auth`` and the session then open."""
+    now = time.monotonic()
+    extra: dict[str, Scalar] = {"t_s": now, "state": "READY", "uptime_ms": int((now - t0) * 1e3)}
+    try:
+        if req.command == "link.hello":
+            fields = handshakes.hello(req.args, set() if session is None else {session.sid})
+            return encode_reply(seq, DEVICE_ID, Status.OK, {**fields, **extra}), session
+        new = handshakes.auth(req.args)
+    except HandshakeError as exc:
+        refused = {"fault": "auth", "message": f"{req.command}: {exc}", **extra}
+        return encode_reply(seq, DEVICE_ID, Status.BAD_ARG, refused), session
+    opened: dict[str, Scalar] = {"role": new.role.value, "session": new.sid, **extra}
+    return encode_reply(seq, DEVICE_ID, Status.OK, opened, new.seal), new
+
+
+_ZERO_TAG = bytes(TAG_BYTES)
+_SID_CTR = struct.Struct(">II")
+
+
+def _seal_no_mac(self: Session, raw: bytes) -> bytes:
+    """``Session.seal`` without the HMAC: the same trailer with a zero tag."""
+    self.ctr_out = ctr = self.ctr_out + 1
+    return _SID_CTR.pack(self.sid, ctr) + _ZERO_TAG
+
+
+def _check_no_mac(self: Session, auth: Auth | None) -> Verdict:
+    """``Session.check`` without the HMAC: session and replay window still checked."""
+    if auth is None:
+        return Verdict.UNAUTHENTICATED
+    if auth.sid != self.sid:
+        return Verdict.FOREIGN
+    verdict = self.window.check(auth.ctr)
+    if verdict is Verdict.OK:
+        self.window.accept(auth.ctr)
+    return verdict
+
+
+@contextlib.contextmanager
+def no_mac() -> Iterator[None]:
+    """The MAC-cost baseline, in this process only: ``Session.seal`` writes a zero tag and
+    ``Session.check`` skips the HMAC (the handshake's proofs stay real). Restored on exit.
+    Pair it with the ``nomac`` firmware, which does the same on the device side."""
+    seal, check = Session.seal, Session.check
+    Session.seal = _seal_no_mac  # type: ignore[method-assign]
+    Session.check = _check_no_mac  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Session.seal = seal  # type: ignore[method-assign]
+        Session.check = check  # type: ignore[method-assign]
 
 
 FIRMWARE: str | None = None  # path of the compiled bench/fw_device.c
@@ -167,15 +247,20 @@ def build_firmware(out_dir: str) -> tuple[str | None, str]:
     return exe, ""
 
 
-def _firmware(fd: int, ready: mp.synchronize.Event) -> None:
+def _firmware(fd: int, ready: mp.synchronize.Event, *mode: str) -> None:
     assert FIRMWARE is not None
     os.set_inheritable(fd, True)
     ready.set()
-    os.execv(FIRMWARE, [FIRMWARE, str(fd), str(DEVICE_ID)])
+    os.execv(FIRMWARE, [FIRMWARE, str(fd), str(DEVICE_ID), BENCH_KEY.secret.hex(), *mode])
+
+
+def _firmware_nomac(fd: int, ready: mp.synchronize.Event) -> None:
+    _firmware(fd, ready, "nomac")
 
 
 DEVICES: dict[str, Callable[[int, mp.synchronize.Event], None]] = {
     "firmware": _firmware,
+    "firmware_nomac": _firmware_nomac,
     "endpoint": _endpoint,
     "minimal": _minimal,
 }
@@ -185,6 +270,11 @@ PIN = False  # --pin: host on CPU 0, device on CPU 1
 GOAL_P99_US = 100.0
 REPLY_WAIT = "?reply_wait_ms=2"
 HEADLINE = "stack+wait -> firmware (C)"
+FIRMWARE_CASE = "stack -> firmware (C)"
+NOMAC_WAIT = "stack+wait -> firmware, no MAC"
+NOMAC = "stack -> firmware, no MAC"
+#: Issue 12: the MAC may cost at most 10 % of the firmware-speed round trip.
+GOAL_MAC_RATIO = 1.10
 
 
 class _Peer:
@@ -316,7 +406,9 @@ def asyncio_floor(calls: int, size: int) -> dict[str, float]:
         peer.close()
 
 
-def wire_roundtrip(calls: int, device: str, options: str) -> dict[str, float]:
+def wire_roundtrip(calls: int, device: str, options: str, *, mac: bool = True) -> dict[str, float]:
+    """``calls`` timed ``WireClient.call``s to ``device``; ``mac=False``: under :func:`no_mac`
+    (for the ``firmware_nomac`` device)."""
     peer = _Peer(DEVICES[device])
     links: list[Link] = []
 
@@ -352,14 +444,46 @@ def wire_roundtrip(calls: int, device: str, options: str) -> dict[str, float]:
                     samples.append(perf() - t0)
                 total = time.perf_counter() - t_all
             assert client.stats.retries == 0 and client.stats.timeouts == 0
+            dropped = client.security
+            assert dropped.bad_tags == dropped.replays == dropped.unauthenticated == 0
             return {**percentiles(samples), "per_s": calls / total, "gcs": collections.n}
         finally:
             await client.close()
 
     try:
-        return asyncio.run(main())
+        with contextlib.nullcontext() if mac else no_mac():
+            return asyncio.run(main())
     finally:
         peer.close()
+
+
+class MacCost(TypedDict):
+    p50_ratio: float
+    p99_ratio: float
+    p50_delta_us: float
+    p50_mac_us: float
+    p50_nomac_us: float
+    p50_ratio_per_round: list[float]
+
+
+def mac_cost(runs: Mapping[str, list[dict[str, float]]], with_mac: str, without: str) -> MacCost:
+    """With-MAC over no-MAC round trip: ratios of the median-of-rounds p50 and p99, the p50
+    difference, and the p50 ratio of each round (the pair ran back to back in it)."""
+    med = {
+        name: {k: statistics.median(r[k] for r in runs[name]) for k in ("p50_us", "p99_us")}
+        for name in (with_mac, without)
+    }
+    return {
+        "p50_ratio": round(med[with_mac]["p50_us"] / med[without]["p50_us"], 3),
+        "p99_ratio": round(med[with_mac]["p99_us"] / med[without]["p99_us"], 3),
+        "p50_delta_us": round(med[with_mac]["p50_us"] - med[without]["p50_us"], 2),
+        "p50_mac_us": round(med[with_mac]["p50_us"], 1),
+        "p50_nomac_us": round(med[without]["p50_us"], 1),
+        "p50_ratio_per_round": [
+            round(a["p50_us"] / b["p50_us"], 3)
+            for a, b in zip(runs[with_mac], runs[without], strict=True)
+        ],
+    }
 
 
 def main() -> None:
@@ -381,8 +505,13 @@ def main() -> None:
         "asyncio + FdLink (echo)": lambda: asyncio_floor(args.calls, req_size),
     }
     if FIRMWARE is not None:
+        # Each MAC case is followed by its no-MAC baseline, so the pair sees the same moment.
         cases[HEADLINE] = lambda: wire_roundtrip(args.calls, "firmware", REPLY_WAIT)
-        cases["stack -> firmware (C)"] = lambda: wire_roundtrip(args.calls, "firmware", "")
+        cases[NOMAC_WAIT] = lambda: wire_roundtrip(
+            args.calls, "firmware_nomac", REPLY_WAIT, mac=False
+        )
+        cases[FIRMWARE_CASE] = lambda: wire_roundtrip(args.calls, "firmware", "")
+        cases[NOMAC] = lambda: wire_roundtrip(args.calls, "firmware_nomac", "", mac=False)
     else:
         print(f"firmware device not built: {why}; headline falls back to DeviceEndpoint")
     cases["stack+wait -> DeviceEndpoint"] = lambda: wire_roundtrip(
@@ -461,9 +590,34 @@ def main() -> None:
         "asyncio_p50_us": round(results["asyncio + FdLink (echo)"]["p50_us"], 1),
         "asyncio_p99_us": round(results["asyncio + FdLink (echo)"]["p99_us"], 1),
     }
+    if FIRMWARE is not None:
+        costs = {
+            "firmware_wait": mac_cost(runs, HEADLINE, NOMAC_WAIT),
+            "firmware": mac_cost(runs, FIRMWARE_CASE, NOMAC),
+        }
+        mac_met = all(c["p50_ratio"] <= GOAL_MAC_RATIO for c in costs.values())
+        print(
+            "MAC cost (HMAC-SHA256 seal + verify at both ends, against the same stack and "
+            "firmware writing zero tags and skipping the check; median p50 of rounds):"
+        )
+        for key, name in (("firmware_wait", "with reply_wait"), ("firmware", "without")):
+            c = costs[key]
+            print(
+                f"  firmware path {name}: p50 {c['p50_mac_us']} µs vs {c['p50_nomac_us']} µs = "
+                f"{c['p50_ratio']:.3f}× ({c['p50_delta_us']:+.1f} µs), p99 ratio "
+                f"{c['p99_ratio']:.3f}×; p50 ratio per round: "
+                f"{', '.join(f'{x:.3f}' for x in c['p50_ratio_per_round'])}"
+            )
+        print(
+            f"  goal: p50 ratio <= {GOAL_MAC_RATIO:.2f}× on the firmware path "
+            f"{'met' if mac_met else 'NOT met'}"
+        )
+        summary["mac_cost"] = {**costs, "goal_ratio": GOAL_MAC_RATIO, "goal_met": mac_met}
     keys = {
         "firmware_wait": HEADLINE,
-        "firmware": "stack -> firmware (C)",
+        "firmware_wait_nomac": NOMAC_WAIT,
+        "firmware": FIRMWARE_CASE,
+        "firmware_nomac": NOMAC,
         "endpoint_wait": "stack+wait -> DeviceEndpoint",
         "endpoint": "stack -> DeviceEndpoint",
         "minimal_wait": "stack+wait -> minimal (Python)",
