@@ -39,6 +39,7 @@ from drivers.wire.session import HandshakeError, HostHandshake, Role, Session, V
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
+import bench_roundtrip  # noqa: E402
 from bench_roundtrip import build_firmware, no_mac  # noqa: E402
 
 from tests.keys import TEST_KEY  # noqa: E402
@@ -330,25 +331,6 @@ def test_nomac_mode_sends_zero_tags_and_takes_any(nomac_pty: tuple[int, str]) ->
     assert reply.auth.sid == session.sid
 
 
-async def _stack_calls(path: str, calls: int) -> WireClient:
-    client = WireClient(
-        lambda: open_link(f"serial://{path}?reply_wait_ms=2"),
-        device_id=DEV,
-        name="fw",
-        clock=Clock.for_running_loop(),
-        key=TEST_KEY,
-    )
-    await client.connect(timeout_s=2.0)
-    try:
-        stamps = [(await client.call("status"))["t_s"] for _ in range(calls)]
-        assert all(isinstance(t, float) for t in stamps)
-        assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-        assert client.stats.timeouts == 0 and client.stats.retries == 0
-        return client
-    finally:
-        await client.close()
-
-
 @pytest.mark.asyncio
 async def test_the_driver_stack_runs_against_it(fw_pty: tuple[int, str]) -> None:
     _, path = fw_pty
@@ -376,11 +358,36 @@ async def test_the_driver_stack_runs_against_it(fw_pty: tuple[int, str]) -> None
         await client.close()
 
 
-@pytest.mark.asyncio
-async def test_the_benchmark_baseline_runs_without_macs(nomac_pty: tuple[int, str]) -> None:
-    # The bench's no_mac() host and the nomac firmware agree (zero tags both ways) ...
-    with no_mac():
-        await _stack_calls(nomac_pty[1], 50)
-    # ... and no_mac() undoes itself: real tags again afterwards.
+def test_no_mac_drops_the_hmac_only_for_its_host_and_only_inside() -> None:
+    def session(host: str) -> Session:
+        return Session(1, Role.CONTROL, host, bytes(32), bytes(32))
+
     raw = bytes(8)
-    assert Session(1, Role.CONTROL, "h", bytes(32), bytes(32)).seal(raw)[8:] != bytes(16)
+    with no_mac("baseline"):
+        zero, real = session("baseline").seal(raw), session("other").seal(raw)
+        forged = FastDecoder().feed(encode_request(1, DEV, "status", {}, session("x").seal))
+    assert zero[:8] == real[:8] == bytes([0, 0, 0, 1, 0, 0, 0, 1])
+    assert zero[8:] == bytes(16) and real[8:] != bytes(16)
+    assert session("baseline").seal(raw) == real  # restored on exit
+    (frame,) = forged
+    assert isinstance(frame, Frame) and frame.auth is not None
+    # A tag made under another key passes the baseline's check, and only there.
+    stranger = Session(1, Role.CONTROL, "baseline", bytes(32), bytes(range(32)))
+    with no_mac("baseline"):
+        assert stranger.check(frame.auth) is Verdict.OK
+    stranger = Session(1, Role.CONTROL, "baseline", bytes(32), bytes(range(32)))
+    assert stranger.check(frame.auth) is Verdict.BAD_TAG
+
+
+def test_the_benchmark_mac_pair_runs_both_ways(
+    firmware: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What the bench's MAC-cost rows run: a MAC and a nomac firmware, a client for each, live
+    # at once. mac_pair itself asserts no timeouts, retries or dropped frames on either side.
+    monkeypatch.setattr(bench_roundtrip, "FIRMWARE", firmware)
+    both = bench_roundtrip.mac_pair(2 * bench_roundtrip.MAC_BLOCK, bench_roundtrip.REPLY_WAIT)
+    assert set(both) == {"mac", "nomac"}
+    assert all(r["per_s"] > 0 for r in both.values())
+    assert Session(1, Role.CONTROL, bench_roundtrip.NOMAC_HOST, bytes(32), bytes(32)).seal(
+        bytes(8)
+    )[8:] != bytes(16)  # the patch is gone again
