@@ -12,19 +12,33 @@ the machine hits every case alike:
 * **the driver stack**: ``open_link("serial:///dev/pts/N?reply_wait_ms=2")``, the drivers' own
   link (pyserial opens and configures the port; ``SerialLink`` then reads and writes its
   descriptor directly, which the run checks), ``WireClient.call("status")`` (idempotent, 250 ms
-  reply timeout armed, heartbeats running both ways), one call at a time. With
-  ``reply_wait_ms`` the call waits for its reply in ``poll(2)`` (decision 0009); the same
-  without it (the reply awaited in the event loop) is measured beside it. The devices:
+  reply timeout armed, heartbeats running both ways), one call at a time, in an authenticated
+  session (wire protocol v2: every frame both ways carries an HMAC-SHA256 tag; both ends share
+  ``BENCH_KEY``). With ``reply_wait_ms`` the call waits for its reply in ``poll(2)`` (decision
+  0009); the same without it (the reply awaited in the event loop) is measured beside it. The
+  devices:
 
   - ``firmware``: ``bench/fw_device.c``, compiled here with ``cc``: parses frames, checks the
-    CRC and answers OK with ``{"t_s": ...}``, as device firmware would, in about a
-    microsecond. The headline: with a peer that does next to no work, as the echo floor's
-    does, the difference to the floor is the driver stack's own cost.
+    CRC, opens the session (``link.hello``/``link.auth``), verifies each request's tag and
+    seals an OK reply with ``{"t_s": ...}``, as device firmware would, in a few microseconds.
+    The headline: with a peer that does next to no work, as the echo floor's does, the
+    difference to the floor is the driver stack's own cost.
   - ``DeviceEndpoint``: ``hardware_sim.wire.DeviceEndpoint`` on an ``FdLink`` in an asyncio
     loop, handler returning at once: what ``fluoroctl sim serve`` runs. Its own Python work
-    (decode, handler, encode, write: about 25-30 µs here) is in these figures.
+    (decode, verify, handler, encode, seal, write) is in these figures.
   - ``minimal``: a blocking ``select``/``read``/``write`` loop in Python that decodes with
-    ``FastDecoder`` and answers with ``encode_reply(OK, {"t_s": now})``.
+    ``FastDecoder``, opens the session with ``DeviceHandshakes``, checks each request with
+    ``Session.check`` and answers with ``encode_reply(OK, {"t_s": now}, seal=session.seal)``.
+
+* **MAC cost** (the ``pair`` rows): the firmware path with and without the MAC, measured
+  together: two firmware processes, one started with ``nomac`` (zero tags sent, tags not
+  verified; session id and counter still checked), and two clients live at once, taking turns
+  of a few calls, so a busy moment on the shared machine hits both alike. The second client's
+  sessions run under :func:`no_mac` (in this process only, ``Session.seal``/``Session.check``
+  write a zero tag and skip the HMAC for that host id; both clients pay the same dispatch).
+  Reported, with and without ``reply_wait``: the round trip with MAC over the one without, as
+  the median of the rounds' p50 ratios (the headline, judged against issue 12's goal of at
+  most 1.10× on this firmware-speed path), the best rounds' p50 ratio, and the p99 ratio.
 
 Garbage collection stays on (the collections seen during the timed calls are counted and
 printed). ``--pin`` pins the host to CPU 0 and the device to CPU 1 (off by default: on a
@@ -33,7 +47,7 @@ free CPU and usually makes the tail worse). The load average before and after is
 2-core machine the tail (p99) is mostly other processes taking the CPU, the floor's included.
 
 Run: ``python bench/bench_roundtrip.py [--calls N] [--rounds R] [--pin]``. The last line is
-JSON.
+JSON (the MAC cost under ``mac_cost``).
 """
 
 from __future__ import annotations
@@ -41,6 +55,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import json
 import multiprocessing as mp
@@ -48,13 +63,15 @@ import os
 import select
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
 import tty
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -73,7 +90,15 @@ from drivers.wire import (  # noqa: E402
     heartbeat,
     request,
 )
+from drivers.wire.codec import Auth  # noqa: E402
 from drivers.wire.keys import RoomKey  # noqa: E402
+from drivers.wire.session import (  # noqa: E402
+    TAG_BYTES,
+    DeviceHandshakes,
+    HandshakeError,
+    Session,
+    Verdict,
+)
 from hardware_sim.wire import DeviceEndpoint, FdLink  # noqa: E402
 
 #: Both ends of every measured link share it (the C firmware gets it on its command line).
@@ -122,9 +147,12 @@ def _endpoint(fd: int, ready: mp.synchronize.Event) -> None:
 
 
 def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
-    """Blocking loop: decode, answer REQUESTs with ``OK {"t_s": ...}``, heartbeat when idle."""
+    """Blocking loop: the device side of the handshake (``DeviceHandshakes``), then answer
+    sealed REQUESTs with a sealed ``OK {"t_s": ...}``; sealed heartbeats when idle."""
     os.set_blocking(fd, True)
     decoder = FastDecoder()
+    handshakes = DeviceHandshakes(BENCH_KEY, DEVICE_ID)
+    session: Session | None = None
     t0 = time.monotonic()
     hb_seq = 0
     next_hb = 0.0
@@ -132,9 +160,11 @@ def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
     while True:
         now = time.monotonic()
         if now >= next_hb:
-            hb_seq = (hb_seq + 1) & 0xFFFF
-            uptime_ms = int((now - t0) * 1e3)
-            os.write(fd, encode_frame(heartbeat(hb_seq, DEVICE_ID, uptime_ms=uptime_ms)))
+            if session is not None:
+                hb_seq = (hb_seq + 1) & 0xFFFF
+                uptime_ms = int((now - t0) * 1e3)
+                beat = heartbeat(hb_seq, DEVICE_ID, uptime_ms=uptime_ms)
+                os.write(fd, encode_frame(beat, session.seal))
             next_hb = now + 0.2
         if not select.select([fd], [], [], max(0.0, next_hb - now))[0]:
             continue
@@ -142,13 +172,90 @@ def _minimal(fd: int, ready: mp.synchronize.Event) -> None:
             data = os.read(fd, 65536)
         except OSError:
             return
-        out = [
-            encode_reply(item.seq, DEVICE_ID, Status.OK, {"t_s": time.monotonic()})
-            for item in decoder.feed(data)
-            if isinstance(item, Frame) and isinstance(item.message, Request)
-        ]
+        out = []
+        for item in decoder.feed(data):
+            if not isinstance(item, Frame):
+                continue
+            msg = item.message
+            if item.auth is None:  # only the handshake travels plain
+                if isinstance(msg, Request) and msg.command in ("link.hello", "link.auth"):
+                    hs_reply, session = _handshake(handshakes, item.seq, msg, session, t0)
+                    out.append(hs_reply)
+                continue
+            if session is None or session.check(item.auth) is not Verdict.OK:
+                continue
+            if isinstance(msg, Request):
+                fields = {"t_s": time.monotonic()}
+                out.append(encode_reply(item.seq, DEVICE_ID, Status.OK, fields, session.seal))
         if out:
             os.write(fd, b"".join(out))
+
+
+def _handshake(
+    handshakes: DeviceHandshakes, seq: int, req: Request, session: Session | None, t0: float
+) -> tuple[bytes, Session | None]:
+    """The reply to ``link.hello``/``link.auth`` and the session then open."""
+    now = time.monotonic()
+    extra: dict[str, Scalar] = {"t_s": now, "state": "READY", "uptime_ms": int((now - t0) * 1e3)}
+    try:
+        if req.command == "link.hello":
+            fields = handshakes.hello(req.args, set() if session is None else {session.sid})
+            return encode_reply(seq, DEVICE_ID, Status.OK, {**fields, **extra}), session
+        new = handshakes.auth(req.args)
+    except HandshakeError as exc:
+        refused = {"fault": "auth", "message": f"{req.command}: {exc}", **extra}
+        return encode_reply(seq, DEVICE_ID, Status.BAD_ARG, refused), session
+    opened: dict[str, Scalar] = {"role": new.role.value, "session": new.sid, **extra}
+    return encode_reply(seq, DEVICE_ID, Status.OK, opened, new.seal), new
+
+
+_ZERO_TAG = bytes(TAG_BYTES)
+_SID_CTR = struct.Struct(">II")
+
+
+def _seal_no_mac(self: Session, raw: bytes) -> bytes:
+    """``Session.seal`` without the HMAC: the same trailer with a zero tag."""
+    self.ctr_out = ctr = self.ctr_out + 1
+    return _SID_CTR.pack(self.sid, ctr) + _ZERO_TAG
+
+
+def _check_no_mac(self: Session, auth: Auth | None) -> Verdict:
+    """``Session.check`` without the HMAC: session and replay window still checked."""
+    if auth is None:
+        return Verdict.UNAUTHENTICATED
+    if auth.sid != self.sid:
+        return Verdict.FOREIGN
+    verdict = self.window.check(auth.ctr)
+    if verdict is Verdict.OK:
+        self.window.accept(auth.ctr)
+    return verdict
+
+
+@contextlib.contextmanager
+def no_mac(host_id: str | None = None) -> Iterator[None]:
+    """The MAC-cost baseline, in this process only: ``Session.seal`` writes a zero tag and
+    ``Session.check`` skips the HMAC (the handshake's proofs stay real); with ``host_id``, only
+    for the sessions of that host (``WireClient(host_id=...)``), the others keep the MAC and
+    both pay the same dispatch. Restored on exit. Pair it with the ``nomac`` firmware, which
+    does the same on the device side."""
+    seal, check = Session.seal, Session.check
+    new_seal: Callable[[Session, bytes], bytes] = _seal_no_mac
+    new_check: Callable[[Session, Auth | None], Verdict] = _check_no_mac
+    if host_id is not None:
+
+        def new_seal(self: Session, raw: bytes) -> bytes:
+            return _seal_no_mac(self, raw) if self.host == host_id else seal(self, raw)
+
+        def new_check(self: Session, auth: Auth | None) -> Verdict:
+            return _check_no_mac(self, auth) if self.host == host_id else check(self, auth)
+
+    Session.seal = new_seal  # type: ignore[method-assign, assignment]
+    Session.check = new_check  # type: ignore[method-assign, assignment]
+    try:
+        yield
+    finally:
+        Session.seal = seal  # type: ignore[method-assign]
+        Session.check = check  # type: ignore[method-assign]
 
 
 FIRMWARE: str | None = None  # path of the compiled bench/fw_device.c
@@ -167,15 +274,20 @@ def build_firmware(out_dir: str) -> tuple[str | None, str]:
     return exe, ""
 
 
-def _firmware(fd: int, ready: mp.synchronize.Event) -> None:
+def _firmware(fd: int, ready: mp.synchronize.Event, *mode: str) -> None:
     assert FIRMWARE is not None
     os.set_inheritable(fd, True)
     ready.set()
-    os.execv(FIRMWARE, [FIRMWARE, str(fd), str(DEVICE_ID)])
+    os.execv(FIRMWARE, [FIRMWARE, str(fd), str(DEVICE_ID), BENCH_KEY.secret.hex(), *mode])
+
+
+def _firmware_nomac(fd: int, ready: mp.synchronize.Event) -> None:
+    _firmware(fd, ready, "nomac")
 
 
 DEVICES: dict[str, Callable[[int, mp.synchronize.Event], None]] = {
     "firmware": _firmware,
+    "firmware_nomac": _firmware_nomac,
     "endpoint": _endpoint,
     "minimal": _minimal,
 }
@@ -185,6 +297,13 @@ PIN = False  # --pin: host on CPU 0, device on CPU 1
 GOAL_P99_US = 100.0
 REPLY_WAIT = "?reply_wait_ms=2"
 HEADLINE = "stack+wait -> firmware (C)"
+FIRMWARE_CASE = "stack -> firmware (C)"
+PAIRS = {  # MAC-cost pairs: (name of the with-MAC row, of the no-MAC row), link options
+    "firmware_wait": (("pair+wait: firmware, MAC", "pair+wait: firmware, no MAC"), REPLY_WAIT),
+    "firmware": (("pair: firmware, MAC", "pair: firmware, no MAC"), ""),
+}
+#: Issue 12: the MAC may cost at most 10 % of the firmware-speed round trip.
+GOAL_MAC_RATIO = 1.10
 
 
 class _Peer:
@@ -352,6 +471,8 @@ def wire_roundtrip(calls: int, device: str, options: str) -> dict[str, float]:
                     samples.append(perf() - t0)
                 total = time.perf_counter() - t_all
             assert client.stats.retries == 0 and client.stats.timeouts == 0
+            dropped = client.security
+            assert dropped.bad_tags == dropped.replays == dropped.unauthenticated == 0
             return {**percentiles(samples), "per_s": calls / total, "gcs": collections.n}
         finally:
             await client.close()
@@ -360,6 +481,103 @@ def wire_roundtrip(calls: int, device: str, options: str) -> dict[str, float]:
         return asyncio.run(main())
     finally:
         peer.close()
+
+
+NOMAC_HOST = "bench-no-mac"
+MAC_BLOCK = 25  # calls per turn in mac_pair
+
+
+def mac_pair(calls: int, options: str) -> dict[str, dict[str, float]]:
+    """The MAC's cost at a grain finer than a busy moment on a shared machine: two firmware
+    processes (one ``nomac``) and two clients (the second's sessions under :func:`no_mac`)
+    live at once, taking turns of ``MAC_BLOCK`` calls (who goes first alternating), ``calls``
+    each. Keyed ``"mac"`` and ``"nomac"``; ``per_s`` from the timed calls alone."""
+    peers = [_Peer(DEVICES["firmware"]), _Peer(DEVICES["firmware_nomac"])]
+
+    async def main() -> dict[str, dict[str, float]]:
+        clients = [
+            WireClient(
+                functools.partial(open_link, f"serial://{peer.path}{options}"),
+                device_id=DEVICE_ID,
+                name=name,
+                clock=Clock.for_running_loop(),
+                key=BENCH_KEY,
+                host_id=host_id,
+            )
+            for peer, name, host_id in zip(peers, ("mac", "nomac"), (None, NOMAC_HOST), strict=True)
+        ]
+        try:
+            for client in clients:
+                await client.connect(timeout_s=5.0)
+            for _ in range(500):
+                for client in clients:
+                    await client.call(COMMAND)
+            samples: list[list[int]] = [[], []]
+            gc.collect()
+            perf = time.perf_counter_ns
+            with _GcCount() as collections:
+                for turn in range(max(1, calls // MAC_BLOCK)):
+                    for k in (0, 1) if turn % 2 == 0 else (1, 0):
+                        call, out = clients[k].call, samples[k]
+                        for _ in range(MAC_BLOCK):
+                            t0 = perf()
+                            await call(COMMAND)
+                            out.append(perf() - t0)
+            for client in clients:
+                assert client.stats.retries == 0 and client.stats.timeouts == 0
+                dropped = client.security
+                assert dropped.bad_tags == dropped.replays == dropped.unauthenticated == 0
+            return {
+                key: {
+                    **percentiles(ns),
+                    "per_s": len(ns) / (sum(ns) / 1e9),
+                    "gcs": collections.n / 2,
+                }
+                for key, ns in zip(("mac", "nomac"), samples, strict=True)
+            }
+        finally:
+            for client in clients:
+                await client.close()
+
+    try:
+        with no_mac(NOMAC_HOST):
+            return asyncio.run(main())
+    finally:
+        for peer in peers:
+            peer.close()
+
+
+class MacCost(TypedDict):
+    p50_ratio: float
+    p50_ratio_best: float
+    p99_ratio: float
+    p50_delta_us: float
+    p50_mac_us: float
+    p50_nomac_us: float
+    p50_ratio_per_round: list[float]
+
+
+def mac_cost(runs: Mapping[str, list[dict[str, float]]], with_mac: str, without: str) -> MacCost:
+    """The round trip with MAC over the one without. ``p50_ratio``: the median over rounds of
+    each round's p50 ratio (the pair ran back to back in it, so a busy minute on a shared
+    machine slows both: the pairing cancels it, where a ratio of medians taken from different
+    rounds does not); ``p50_ratio_best``: best round's p50 over best round's p50 (noise only
+    adds time); ``p99_ratio``: of the median-of-rounds p99 (a tail: mostly other processes)."""
+    mac, nomac = runs[with_mac], runs[without]
+    per_round = [a["p50_us"] / b["p50_us"] for a, b in zip(mac, nomac, strict=True)]
+    p50_mac = statistics.median(r["p50_us"] for r in mac)
+    p50_nomac = statistics.median(r["p50_us"] for r in nomac)
+    p99 = [statistics.median(r["p99_us"] for r in rs) for rs in (mac, nomac)]
+    best = min(r["p50_us"] for r in mac) / min(r["p50_us"] for r in nomac)
+    return {
+        "p50_ratio": round(statistics.median(per_round), 3),
+        "p50_ratio_best": round(best, 3),
+        "p99_ratio": round(p99[0] / p99[1], 3),
+        "p50_delta_us": round(p50_mac - p50_nomac, 2),
+        "p50_mac_us": round(p50_mac, 1),
+        "p50_nomac_us": round(p50_nomac, 1),
+        "p50_ratio_per_round": [round(x, 3) for x in per_round],
+    }
 
 
 def main() -> None:
@@ -380,9 +598,13 @@ def main() -> None:
         "raw floor (echo)": lambda: raw_floor(args.calls, req_size),
         "asyncio + FdLink (echo)": lambda: asyncio_floor(args.calls, req_size),
     }
+    # Cases measuring two rows at once (the MAC-cost pairs): name -> (run, row names).
+    pairs: dict[str, tuple[Callable[[], dict[str, dict[str, float]]], tuple[str, str]]] = {}
     if FIRMWARE is not None:
         cases[HEADLINE] = lambda: wire_roundtrip(args.calls, "firmware", REPLY_WAIT)
-        cases["stack -> firmware (C)"] = lambda: wire_roundtrip(args.calls, "firmware", "")
+        cases[FIRMWARE_CASE] = lambda: wire_roundtrip(args.calls, "firmware", "")
+        for key, (rows, options) in PAIRS.items():
+            pairs[key] = (functools.partial(mac_pair, args.calls, options), rows)
     else:
         print(f"firmware device not built: {why}; headline falls back to DeviceEndpoint")
     cases["stack+wait -> DeviceEndpoint"] = lambda: wire_roundtrip(
@@ -397,10 +619,16 @@ def main() -> None:
     speed_before = python_speed()
     # Rounds interleave the cases, so a busy moment on the machine hits all of them alike.
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    for _, rows in pairs.values():
+        runs.update({row: [] for row in rows})
     try:
         for _ in range(args.rounds):
             for name, run in cases.items():
                 runs[name].append(run())
+            for pair_run, (with_mac, without) in pairs.values():
+                both = pair_run()
+                runs[with_mac].append(both["mac"])
+                runs[without].append(both["nomac"])
     finally:
         os.sched_setaffinity(0, affinity)
         shutil.rmtree(build_dir, ignore_errors=True)
@@ -434,7 +662,7 @@ def main() -> None:
         )
     main_case = results[headline]
     met = main_case["p99_us"] <= GOAL_P99_US
-    gcs = sum(int(r.get("gcs", 0)) for rounds in runs.values() for r in rounds)
+    gcs = round(sum(r.get("gcs", 0) for rounds in runs.values() for r in rounds))
     print(
         f"headline: {headline} (WireClient over SerialLink{REPLY_WAIT}, reading the pty "
         f"directly): p99 "
@@ -461,9 +689,31 @@ def main() -> None:
         "asyncio_p50_us": round(results["asyncio + FdLink (echo)"]["p50_us"], 1),
         "asyncio_p99_us": round(results["asyncio + FdLink (echo)"]["p99_us"], 1),
     }
+    if FIRMWARE is not None:
+        costs = {key: mac_cost(runs, *rows) for key, (_, rows) in pairs.items()}
+        mac_met = all(c["p50_ratio"] <= GOAL_MAC_RATIO for c in costs.values())
+        print(
+            "MAC cost (pair rows): HMAC-SHA256 seal + verify at both ends, against the same "
+            "stack and firmware writing zero tags and skipping the check, both live at once, "
+            f"taking turns of {MAC_BLOCK} calls:"
+        )
+        for key, name in (("firmware_wait", "with reply_wait"), ("firmware", "without")):
+            c = costs[key]
+            print(
+                f"  firmware path {name}: p50 ratio {c['p50_ratio']:.3f}× (median of rounds' "
+                f"ratios; best rounds {c['p50_ratio_best']:.3f}×), p50 {c['p50_mac_us']} µs vs "
+                f"{c['p50_nomac_us']} µs ({c['p50_delta_us']:+.1f} µs), p99 ratio "
+                f"{c['p99_ratio']:.3f}×; p50 ratio per round: "
+                f"{', '.join(f'{x:.3f}' for x in c['p50_ratio_per_round'])}"
+            )
+        print(
+            f"  goal: p50 ratio <= {GOAL_MAC_RATIO:.2f}× on the firmware path (issue 12) "
+            f"{'met' if mac_met else 'NOT met'}"
+        )
+        summary["mac_cost"] = {**costs, "goal_ratio": GOAL_MAC_RATIO, "goal_met": mac_met}
     keys = {
         "firmware_wait": HEADLINE,
-        "firmware": "stack -> firmware (C)",
+        "firmware": FIRMWARE_CASE,
         "endpoint_wait": "stack+wait -> DeviceEndpoint",
         "endpoint": "stack -> DeviceEndpoint",
         "minimal_wait": "stack+wait -> minimal (Python)",

@@ -1,7 +1,9 @@
 """``serial://...?reply_wait_ms=N``: a command waits for its reply in ``poll(2)`` (decision 0009).
 
 The device is a thread on the master side of a real pty: the host's wait blocks its own event
-loop, so a device on that loop (``PtyServer``) could never answer inside the wait.
+loop, so a device on that loop (``PtyServer``) could never answer inside the wait. It speaks
+wire protocol version 2: the device side of the handshake (``DeviceHandshakes``), then only
+requests sealed in that session, replies and events sealed with it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from drivers.wire import (
     FastDecoder,
     Frame,
     Request,
+    Scalar,
     Status,
     WireClient,
     encode_frame,
@@ -35,6 +38,7 @@ from drivers.wire import (
     heartbeat,
 )
 from drivers.wire.client import LOOP_SHARE_S
+from drivers.wire.session import DeviceHandshakes, HandshakeError, Session, Verdict
 from tests.keys import TEST_KEY
 
 DEV = 3
@@ -43,12 +47,15 @@ DEV = 3
 @dataclass
 class ThreadDevice:
     """Answers ``status`` at once; ``evt``: an EVENT, then the reply 2 ms later; ``mute``:
-    nothing; ``die``: closes the pty master without a reply. Heartbeats every 200 ms."""
+    nothing; ``die``: closes the pty master without a reply. Heartbeats every 200 ms while a
+    session is open. Frames not sealed in the session are dropped (and counted)."""
 
     master: int
     slave_path: str
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    session: Session | None = None
+    dropped: int = 0
 
     def start(self) -> None:
         self.thread = threading.Thread(target=self._run, name="pty-device", daemon=True)
@@ -56,35 +63,71 @@ class ThreadDevice:
 
     def _run(self) -> None:
         fd, decoder = self.master, FastDecoder()
+        handshakes = DeviceHandshakes(TEST_KEY, DEV)
         t0 = time.monotonic()
         hb, next_hb = 0, 0.0
         try:
             while not self.stop.is_set():
                 now = time.monotonic()
                 if now >= next_hb:
-                    hb += 1
-                    up = int((now - t0) * 1e3)
-                    os.write(fd, encode_frame(heartbeat(hb, DEV, uptime_ms=up)))
+                    if self.session is not None:
+                        hb += 1
+                        up = int((now - t0) * 1e3)
+                        beat = heartbeat(hb, DEV, uptime_ms=up)
+                        os.write(fd, encode_frame(beat, self.session.seal))
                     next_hb = now + 0.2
                 if not select.select([fd], [], [], 0.05)[0]:
                     continue
                 for item in decoder.feed(os.read(fd, 65536)):
-                    if not isinstance(item, Frame) or not isinstance(item.message, Request):
+                    if not isinstance(item, Frame):
                         continue
-                    command = item.message.command
+                    msg = item.message
+                    if item.auth is None:  # only the handshake travels plain
+                        if isinstance(msg, Request) and msg.command in ("link.hello", "link.auth"):
+                            self._handshake(handshakes, item.seq, msg, int((now - t0) * 1e3))
+                        else:
+                            self.dropped += 1
+                        continue
+                    session = self.session
+                    if session is None or session.check(item.auth) is not Verdict.OK:
+                        self.dropped += 1
+                        continue
+                    if not isinstance(msg, Request):
+                        continue  # host heartbeats
+                    command = msg.command
                     if command == "mute":
                         continue
                     if command == "die":
                         return
                     if command == "evt":
-                        os.write(fd, encode_frame(event(hb + 1000, DEV, "moved", n=1)))
+                        moved = event(hb + 1000, DEV, "moved", n=1)
+                        os.write(fd, encode_frame(moved, session.seal))
                         time.sleep(0.002)
-                    os.write(fd, encode_reply(item.seq, DEV, Status.OK, {"t_s": now}))
+                    reply = encode_reply(item.seq, DEV, Status.OK, {"t_s": now}, session.seal)
+                    os.write(fd, reply)
         except OSError:
             return
         finally:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _handshake(
+        self, handshakes: DeviceHandshakes, seq: int, req: Request, uptime_ms: int
+    ) -> None:
+        extra: dict[str, Scalar] = {"state": "READY", "uptime_ms": uptime_ms}
+        try:
+            if req.command == "link.hello":
+                fields = handshakes.hello(req.args, set())
+                os.write(self.master, encode_reply(seq, DEV, Status.OK, {**fields, **extra}))
+                return
+            session = handshakes.auth(req.args)
+        except HandshakeError as exc:
+            refused: dict[str, Scalar] = {"fault": "auth", "message": str(exc), **extra}
+            os.write(self.master, encode_reply(seq, DEV, Status.BAD_ARG, refused))
+            return
+        self.session = session  # one session: a new one replaces the old
+        opened: dict[str, Scalar] = {"role": session.role.value, "session": session.sid, **extra}
+        os.write(self.master, encode_reply(seq, DEV, Status.OK, opened, session.seal))
 
     def close(self) -> None:
         self.stop.set()
@@ -186,6 +229,9 @@ async def test_replies_arrive_in_the_wait_and_events_stay_in_order(device: Threa
         # The EVENT was written before the REPLY: the subscriber has it when the call returns.
         assert seen == ["moved"]
         assert client.stats.timeouts == 0 and client.stats.retries == 0
+        # Every frame both ways was sealed in the one session and verified.
+        assert device.session is not None and device.dropped == 0
+        assert client.security.bad_tags == client.security.unauthenticated == 0
 
 
 @pytest.mark.asyncio
