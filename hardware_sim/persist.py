@@ -5,7 +5,9 @@ program, the patient's kidneys go on filtering, the detector keeps its last imag
 in-process simulator lives *inside* that process, so it persists itself instead:
 
 * ``room-state.json`` — the whole simulated room (patient kinetics, bladder, position,
-  compression; injector program, plan and delivered volume; table and C-arm state), written
+  compression; injector program, plan and delivered volume, and its since-reset counters:
+  earlier arms' volume and starts, whether this arm was started, the last program loaded;
+  table and C-arm state), written
   atomically *before* the device announces any fact (armed, injection started, exposure,
   motion complete, …) and after each operator action, so the state on disk is never behind
   the journal's record of device facts;
@@ -189,12 +191,33 @@ def _pos(p: TablePosition) -> dict[str, float]:
     }
 
 
+def _program(p: InjectionProgram | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "phases": [[ph.flow_ml_s, ph.volume_ml, ph.delay_s] for ph in p.phases],
+        "pressure_limit_kpa": p.pressure_limit_kpa,
+        "rise_time_s": p.rise_time_s,
+        "concentration_mg_ml": p.concentration_mg_ml,
+    }
+
+
+def _program_from(p: dict[str, Any] | None) -> InjectionProgram | None:
+    if p is None:
+        return None
+    return InjectionProgram(
+        phases=tuple(InjectionPhase(f, v, d) for f, v, d in p["phases"]),
+        pressure_limit_kpa=p["pressure_limit_kpa"],
+        rise_time_s=p["rise_time_s"],
+        concentration_mg_ml=p["concentration_mg_ml"],
+    )
+
+
 def snapshot_room(room: SimRoom) -> dict[str, Any]:
     now = room.clock.now()
     patient, inj, carm, table = room.patient, room.injector, room.carm, room.table
     if inj._state is InjectorState.INJECTING:
         inj._sync(now)
-    program = inj._program
     return {
         "t_s": now,
         "wall": room.clock.wall_at(now).isoformat(),
@@ -206,14 +229,7 @@ def snapshot_room(room: SimRoom) -> dict[str, Any]:
         },
         "injector": {
             "state": inj._state.value,
-            "program": None
-            if program is None
-            else {
-                "phases": [[p.flow_ml_s, p.volume_ml, p.delay_s] for p in program.phases],
-                "pressure_limit_kpa": program.pressure_limit_kpa,
-                "rise_time_s": program.rise_time_s,
-                "concentration_mg_ml": program.concentration_mg_ml,
-            },
+            "program": _program(inj._program),
             "segments": [[g.t0, g.t1, g.f0, g.f1, g.phase] for g in inj._segments],
             "delivered_before_ml": inj._delivered_before_ml,
             "delivered_per_phase": inj._delivered_per_phase,
@@ -225,6 +241,11 @@ def snapshot_room(room: SimRoom) -> dict[str, Any]:
             "ended_at_s": inj._ended_at,
             "faults": [f.value for f in inj._faults],
             "last_tick_s": inj._last_tick,
+            # the since-reset counters: a restored injector goes on counting earlier arms
+            "total_before_ml": inj._total_before_ml,
+            "starts_before": inj._starts_before,
+            "arm_started": inj._arm_started,
+            "last_program": _program(inj._last_program),
         },
         "carm": {
             "technique": _technique(carm._technique),
@@ -304,14 +325,9 @@ def restore_room(room: SimRoom, state: dict[str, Any], shift_s: float = 0.0) -> 
 
     i = state["injector"]
     inj = room.injector
-    prog = i["program"]
-    if prog is not None:
-        inj._program = InjectionProgram(
-            phases=tuple(InjectionPhase(f, v, d) for f, v, d in prog["phases"]),
-            pressure_limit_kpa=prog["pressure_limit_kpa"],
-            rise_time_s=prog["rise_time_s"],
-            concentration_mg_ml=prog["concentration_mg_ml"],
-        )
+    program = _program_from(i["program"])
+    if program is not None:
+        inj._program = program
     inj._state = InjectorState(i["state"])
     inj._segments = [
         _Segment(float(a) + shift_s, float(b) + shift_s, f0, f1, ph)
@@ -327,6 +343,19 @@ def restore_room(room: SimRoom, state: dict[str, Any], shift_s: float = 0.0) -> 
     inj._ended_at = t(i["ended_at_s"])
     inj._faults = tuple(InjectorFault(f) for f in i["faults"])
     inj._last_tick = float(i["last_tick_s"]) + shift_s
+    # A state saved before the counters were kept: this arm's start is inferred from its
+    # state, and nothing is known of earlier arms.
+    inj._total_before_ml = float(i.get("total_before_ml", 0.0))
+    inj._starts_before = int(i.get("starts_before", 0))
+    inj._arm_started = bool(
+        i.get(
+            "arm_started",
+            inj._started_at is not None
+            or inj._state in (InjectorState.INJECTING, InjectorState.HOLDING),
+        )
+    )
+    last = i.get("last_program", i["program"])
+    inj._last_program = _program_from(last) if last is not None else inj._program
     if inj._started_at is not None:
         inj._started.set()
     ended = (InjectorState.COMPLETED, InjectorState.STOPPED, InjectorState.FAULTED)

@@ -52,6 +52,10 @@ def integer(fields: Mapping[str, Scalar], key: str) -> int:
     return value
 
 
+def opt_integer(fields: Mapping[str, Scalar], key: str) -> int | None:
+    return None if fields.get(key) is None else integer(fields, key)
+
+
 def text(fields: Mapping[str, Scalar], key: str) -> str:
     value = fields.get(key)
     if not isinstance(value, str):
@@ -262,7 +266,10 @@ def program_from(f: Mapping[str, Scalar]) -> InjectionProgram:
 
 
 def injector_status_fields(s: InjectorStatus) -> Fields:
-    """Times are the device's own clock (``*_t_s``); the host maps them onto its clock."""
+    """Times are the device's own clock (``*_t_s``); the host maps them onto its clock.
+
+    The since-reset counters (``delivered_total_ml``, ``injections_started``) are null for an
+    injector that keeps none."""
     return {
         "state": s.state.value,
         "delivered_ml": s.delivered_ml,
@@ -272,12 +279,15 @@ def injector_status_fields(s: InjectorStatus) -> Fields:
         "started_t_s": s.started_at_s,
         "ended_t_s": s.ended_at_s,
         "faults": ",".join(f.value for f in s.faults),
+        "delivered_total_ml": s.delivered_total_ml,
+        "injections_started": s.injections_started,
     }
 
 
 def injector_status_from(
     f: Mapping[str, Scalar], to_host: Callable[[float], float]
 ) -> InjectorStatus:
+    """A status reply or event; device times mapped onto the host clock by ``to_host``."""
     started = opt_num(f, "started_t_s")
     ended = opt_num(f, "ended_t_s")
     phase = f.get("phase")
@@ -290,6 +300,9 @@ def injector_status_from(
         started_at_s=None if started is None else to_host(started),
         ended_at_s=None if ended is None else to_host(ended),
         faults=tuple(InjectorFault(n) for n in names(f.get("faults"))),
+        # absent or null: a device that keeps no counters (the ledger then judges one arm)
+        delivered_total_ml=opt_num(f, "delivered_total_ml"),
+        injections_started=opt_integer(f, "injections_started"),
     )
 
 

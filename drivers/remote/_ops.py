@@ -9,10 +9,18 @@ completion event" keeps a late event of an earlier, abandoned action from finish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
-from ..errors import DeviceError, DeviceFault, DeviceLost, DeviceStateError
+from ..errors import (
+    LIMIT_FAULT,
+    DeviceError,
+    DeviceFault,
+    DeviceLimitExceeded,
+    DeviceLost,
+    DeviceStateError,
+)
 from ..wire import Scalar
 
 OP_DONE = "op.done"
@@ -60,11 +68,64 @@ class Operations:
 
 
 def failure(device: str, operation: str, fields: Mapping[str, Scalar]) -> DeviceError:
-    """The typed error an ``op.failed`` event (or an error REPLY) stands for."""
+    """The typed error an ``op.failed`` event (or an error REPLY) stands for.
+
+    A ``fault`` of ``device_limit`` (the device refused beyond its own hard limits, in an
+    INTERLOCK or a FAULT) is :class:`DeviceLimitExceeded` with the limit's fields; another
+    interlock is a :class:`DeviceFault` naming it (``fault``, else ``interlock``).
+    """
     kind = fields.get("error")
     message = str(fields.get("message") or "")
-    if kind == "fault":
-        return DeviceFault(device, operation, str(fields.get("fault") or "unknown"), message)
+    fault = fields.get("fault")
+    if fault == LIMIT_FAULT:
+        return _limit(device, operation, fields, message)
+    if kind in ("fault", "interlock"):
+        return DeviceFault(device, operation, str(fault or kind), message)
     if kind == "state":
         return DeviceStateError(device, operation, message)
     return DeviceError(device, operation, message or f"failed ({kind})")
+
+
+def typed_fault(exc: DeviceFault) -> DeviceFault:
+    """A fault a wire reply carried, as the contract types it: ``device_limit`` →
+    :class:`DeviceLimitExceeded` (the limit named from the reply's message)."""
+    if exc.fault == LIMIT_FAULT and not isinstance(exc, DeviceLimitExceeded):
+        return DeviceLimitExceeded.from_fault(exc)
+    return exc
+
+
+@contextlib.contextmanager
+def typed_faults() -> Iterator[None]:
+    """Around a wire call: a refusal beyond the device's limits raises
+    :class:`DeviceLimitExceeded`, as the in-process device does."""
+    try:
+        yield
+    except DeviceFault as exc:
+        typed = typed_fault(exc)
+        if typed is exc:
+            raise
+        raise typed from None
+
+
+def _limit(
+    device: str, operation: str, fields: Mapping[str, Scalar], message: str
+) -> DeviceLimitExceeded:
+    limit = fields.get("limit")
+    if not isinstance(limit, str) or not limit:
+        # only the message names it (a device that sends no limit fields)
+        return DeviceLimitExceeded.from_fault(DeviceFault(device, operation, LIMIT_FAULT, message))
+    return DeviceLimitExceeded(
+        device,
+        operation,
+        limit,
+        _number(fields.get("value")),
+        _number(fields.get("bound")),
+        str(fields.get("unit") or ""),
+        detail=message,
+    )
+
+
+def _number(value: Scalar) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

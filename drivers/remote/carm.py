@@ -3,8 +3,11 @@
 Exposure, fluoroscopy and tomosynthesis are fire-once: the request carries an ``op_id`` and is
 never re-sent; if its outcome is unknown the driver asks the C-arm which operation it last
 accepted and either keeps waiting for that operation's end or raises
-:class:`AmbiguousCommand`. Each frame is announced by a ``frame`` event on the control link
-naming a bulk transfer on the detector link; the driver fetches it while the next one is made.
+:class:`AmbiguousCommand`. A command beyond the C-arm's own limits (a wire fault
+``device_limit``, in the reply or the operation's ``op.failed`` event) raises
+:class:`DeviceLimitExceeded` naming the limit, as the in-process C-arm does. Each frame is
+announced by a ``frame`` event on the control link naming a bulk transfer on the detector
+link; the driver fetches it while the next one is made.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from ._fields import (
     technique_from,
     tomo_fields,
 )
+from ._ops import typed_faults
 
 #: A frame's pixels must follow its announcement within this (wall) time on a working link.
 FRAME_FETCH_TIMEOUT_S = 5.0
@@ -87,7 +91,8 @@ class RemoteCArm(RemoteDevice, CArm):
         )
 
     async def _set_technique(self, technique: Technique) -> None:
-        await self._channel.call("set_technique", technique_fields(technique))
+        with typed_faults():
+            await self._channel.call("set_technique", technique_fields(technique))
         self._technique = technique
 
     async def _move_positioner(self, pose: PositionerPose) -> None:
@@ -134,7 +139,8 @@ class RemoteCArm(RemoteDevice, CArm):
         """An idempotent action that ends with an event (positioner, collimator)."""
         op_id, done = self._ops.begin(command)
         try:
-            await self._channel.call(command, {"op_id": op_id, **fields})
+            with typed_faults():
+                await self._channel.call(command, {"op_id": op_id, **fields})
             return await done
         finally:
             self._ops.forget(op_id)
@@ -147,7 +153,8 @@ class RemoteCArm(RemoteDevice, CArm):
         self._fetches[op_id] = []
         try:
             try:
-                await self._channel.call(command, {"op_id": op_id, **fields}, fire_once=True)
+                with typed_faults():
+                    await self._channel.call(command, {"op_id": op_id, **fields}, fire_once=True)
             except AmbiguousCommand:
                 # Did the C-arm accept it? It remembers the last operation it started.
                 last = (await self._channel.call("status")).get("last_op_id")

@@ -13,21 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import Callable, Mapping
 
-from ..errors import (
-    LIMIT_FAULT,
-    AmbiguousCommand,
-    DeviceFault,
-    DeviceLimitExceeded,
-    DeviceStateError,
-)
+from ..errors import AmbiguousCommand, DeviceStateError
 from ..injector import InjectionProgram, Injector, InjectorState, InjectorStatus
 from ..wire import Scalar
 from ._base import RemoteDevice
 from ._channel import Channel
-from ._fields import injector_status_from, opt_num, program_fields
+from ._fields import injector_status_from, program_fields
+from ._ops import typed_faults
 
 _ENDED = ("completed", "stopped", "faulted")
 _Predicate = Callable[[InjectorStatus], bool]
@@ -51,12 +45,8 @@ class RemoteInjector(RemoteDevice, Injector):
     async def _arm(self, program: InjectionProgram) -> None:
         self._started.clear()
         self._finished.clear()
-        try:
+        with typed_faults():
             await self._channel.call("arm", program_fields(program))
-        except DeviceFault as exc:
-            if exc.fault == LIMIT_FAULT and not isinstance(exc, DeviceLimitExceeded):
-                raise DeviceLimitExceeded.from_fault(exc) from None
-            raise
 
     async def _disarm(self) -> None:
         """The device refuses (DeviceStateError) while injecting or holding; after an ended
@@ -112,14 +102,4 @@ class RemoteInjector(RemoteDevice, Injector):
         return self._status_from(await self._channel.call("status"))
 
     def _status_from(self, fields: Mapping[str, Scalar]) -> InjectorStatus:
-        """A status reply, with the since-reset counters when the device keeps them."""
-        status = injector_status_from(fields, self._channel.to_host_time)
-        total = opt_num(fields, "delivered_total_ml")
-        starts = fields.get("injections_started")
-        return dataclasses.replace(
-            status,
-            delivered_total_ml=total,
-            injections_started=starts
-            if isinstance(starts, int) and not isinstance(starts, bool)
-            else None,
-        )
+        return injector_status_from(fields, self._channel.to_host_time)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from drivers import DeviceEvent, DeviceFault, DeviceStateError
-from drivers.errors import DeviceError
+from drivers.errors import DeviceError, DeviceLimitExceeded
 from drivers.remote._fields import FieldError, Fields, integer, scalar
 from drivers.wire import Scalar, Status
 
@@ -39,7 +39,25 @@ def wire_fields(data: Mapping[str, object]) -> Fields:
     return out
 
 
+def limit_fields(exc: DeviceLimitExceeded) -> Fields:
+    """A refusal beyond the device's own limits, as wire fields (docs/faults.md)."""
+    return {
+        "error": "interlock",
+        "fault": exc.fault,
+        "limit": exc.limit,
+        "value": exc.value,
+        "bound": exc.bound,
+        "unit": exc.unit,
+        "message": exc.reason,
+    }
+
+
 def error_fields(exc: BaseException) -> tuple[Status, Fields]:
+    """The reply status and fields a command's failure stands for (also an ``op.failed``
+    event's fields). A command beyond the device's own hard limits is an INTERLOCK naming
+    the limit (:func:`limit_fields`), whichever service refused it."""
+    if isinstance(exc, DeviceLimitExceeded):
+        return Status.INTERLOCK, limit_fields(exc)
     if isinstance(exc, DeviceFault):
         return Status.FAULT, {"error": "fault", "fault": exc.fault, "message": exc.detail}
     if isinstance(exc, DeviceStateError):

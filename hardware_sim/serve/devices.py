@@ -2,8 +2,10 @@
 
 A command beyond a device's own hard limits (:mod:`hardware_sim.limits`) is refused with an
 INTERLOCK reply (``fault: device_limit``, ``limit``, ``value``, ``bound``, ``unit`` and a
-``message`` naming the limit) before anything is accepted; the host's client turns it into a
-:class:`~drivers.errors.DeviceFault` whose ``fault`` is ``device_limit``.
+``message`` naming the limit) before anything is accepted; a limit met while an operation
+runs ends it with an ``op.failed`` event carrying the same fields. Every service refuses this
+way (``_service.error_fields``); the reference drivers raise
+:class:`~drivers.errors.DeviceLimitExceeded`.
 """
 
 from __future__ import annotations
@@ -18,14 +20,12 @@ from drivers import (
     FluoroRequest,
     Frame,
     Injector,
-    InjectorStatus,
     Table,
     TablePosition,
     Technique,
     TomoRequest,
 )
 from drivers.backends import OperatorEffects
-from drivers.errors import DeviceLimitExceeded
 from drivers.remote._fields import (
     Fields,
     carm_status_fields,
@@ -45,9 +45,9 @@ from drivers.remote._fields import (
     text,
     tomo_from,
 )
-from drivers.wire import Scalar, Status
+from drivers.wire import Scalar
 
-from ._service import Service, error_fields
+from ._service import Service
 
 
 class BulkSender(Protocol):
@@ -64,44 +64,7 @@ class SelfLimiting(Protocol):
     ) -> None: ...
 
 
-def limit_fields(exc: DeviceLimitExceeded) -> Fields:
-    """The INTERLOCK reply's fields for a refusal beyond the device's limits."""
-    return {
-        "error": "interlock",
-        "fault": exc.fault,
-        "limit": exc.limit,
-        "value": exc.value,
-        "bound": exc.bound,
-        "unit": exc.unit,
-        "message": exc.reason,
-    }
-
-
-class _RefusingService(Service):
-    """A service whose device refuses commands beyond its own limits with INTERLOCK."""
-
-    async def handle(self, command: str, fields: Mapping[str, Scalar]) -> tuple[Status, Fields]:
-        method = getattr(self, "cmd_" + command.replace(".", "_"), None)
-        if method is None:
-            return await super().handle(command, fields)
-        try:
-            result: Fields = await method(fields)
-        except DeviceLimitExceeded as exc:
-            return Status.INTERLOCK, limit_fields(exc)
-        except Exception as exc:  # every failure becomes a typed reply; the device stays up
-            return error_fields(exc)
-        return Status.OK, result
-
-
-def injector_counters(status: InjectorStatus) -> Fields:
-    """The injector's since-reset counters (flat scalars; null when it keeps none)."""
-    return {
-        "delivered_total_ml": status.delivered_total_ml,
-        "injections_started": status.injections_started,
-    }
-
-
-class CArmService(_RefusingService):
+class CArmService(Service):
     """Generator, positioner and collimator; frames leave through the detector's bulk link."""
 
     def __init__(self, carm: CArm, detector: BulkSender, now: Callable[[], float]) -> None:
@@ -245,7 +208,7 @@ class TableService(Service):
         await self._table.stop()
 
 
-class InjectorService(_RefusingService):
+class InjectorService(Service):
     periodic_events = frozenset({"status"})
 
     def __init__(self, injector: Injector, now: Callable[[], float]) -> None:
@@ -254,7 +217,7 @@ class InjectorService(_RefusingService):
 
     async def cmd_status(self, f: Mapping[str, Scalar]) -> Fields:
         status = await self._injector.status()
-        return injector_status_fields(status) | injector_counters(status)
+        return injector_status_fields(status)
 
     async def cmd_arm(self, f: Mapping[str, Scalar]) -> Fields:
         await self._injector.arm(program_from(f))
@@ -266,7 +229,7 @@ class InjectorService(_RefusingService):
 
     async def cmd_start(self, f: Mapping[str, Scalar]) -> Fields:
         status = await self._injector.start()
-        return injector_status_fields(status) | injector_counters(status)
+        return injector_status_fields(status)
 
     async def cmd_hold(self, f: Mapping[str, Scalar]) -> Fields:
         await self._injector.hold()

@@ -4,7 +4,10 @@ time point, check, fire once, store. Each kind says only how it acquires (its ow
 Exposure is fire-once: an acquisition is sent again only when the device says no exposure
 was made (a fault code in the policy's ``before_beam_faults``) or, by policy, when the
 detector lost a radiograph's frame; an ambiguous outcome (timeout, lost link) is recorded
-failed, never re-sent.
+failed, never re-sent. A refusal beyond the C-arm's own hard limits (fault ``device_limit``,
+of the technique or of the irradiation) made no exposure either, but the same request would
+be refused again: the step is missed with an ``interlock_refused`` line naming the limit,
+and the exam goes on.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from drivers import CArmStatus, DeviceFault, DeviceLost, DeviceTimeout, Technique
+from drivers.errors import LIMIT_FAULT, DeviceLimitExceeded
 
 from ...safety import InterlockRefused, check_exposure
 from ...storage import MARGIN_BYTES, StorageFull, check_space, frames_of
@@ -67,7 +71,13 @@ async def run_acquisition(
     if await recover_in_flight(ctx, step, result, kind.from_detector):
         return
     paused = await ctx.gate.wait()
-    await prepare_view(ctx, step, kind.technique(ctx, step))
+    try:
+        await prepare_view(ctx, step, kind.technique(ctx, step))
+    except DeviceFault as exc:
+        if exc.fault != LIMIT_FAULT:
+            raise
+        refused_by_device(ctx, step, result, exc)
+        return
     await wait_for(ctx, deadline, result.label)
     paused += await ctx.gate.wait()
     window = step.late_window_s if step.late_window_s is not None else step.tolerance_s
@@ -133,6 +143,9 @@ async def _fire(
             note_fault(ctx, "carm", "ambiguous_acquisition", "recorded failed, not retried")
             return None
         except DeviceFault as exc:
+            if exc.fault == LIMIT_FAULT:
+                refused_by_device(ctx, step, result, exc)
+                return None
             attempts += 1
             retry_at = ctx.clock.now() + policy.generator_retry_delay_s
             in_window = retry_in_window(retry_at, deadline, window)
@@ -166,6 +179,21 @@ async def _fire(
             result.status, result.detail = "missed", reason
             ctx.emit(CaptureFailed(step=step.id, reason=reason))
             return None
+
+
+def refused_by_device(
+    ctx: ExamContext, step: Acquisition, result: StepResult, exc: DeviceFault
+) -> None:
+    """The C-arm refused beyond its own hard limits: no exposure was made, and asking again
+    would be refused again, so the step is missed (not retried) and the exam goes on, as for
+    a dose interlock. The journal's ``interlock_refused`` line names the limit."""
+    refusal = exc if isinstance(exc, DeviceLimitExceeded) else DeviceLimitExceeded.from_fault(exc)
+    reason = (
+        f"the C-arm's own limit refused {refusal.operation} ({refusal.reason}); "
+        "no exposure made, not retried"
+    )
+    ctx.emit(InterlockRefusal(step=step.id, command=refusal.operation, reason=reason))
+    result.status, result.detail = "missed", reason
 
 
 async def _check_before_acquisition(
