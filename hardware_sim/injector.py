@@ -198,7 +198,14 @@ class SimInjector(Injector):
         if program is None:
             return "no program loaded: nothing happens"
         try:
-            check_program(self.limits, program, self.name, "local_start", self._total_before())
+            check_program(
+                self.limits,
+                program,
+                self.name,
+                "local_start",
+                # an ended arm's volume is added to the total only when the next arm starts
+                self.delivered_total_ml if self._state in _ENDED else self._total_before(),
+            )
         except DeviceLimitExceeded as exc:
             self._emit("local_start_refused", reason=exc.reason)
             return f"refused by the injector's limits: {exc.reason}"

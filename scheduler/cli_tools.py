@@ -142,7 +142,7 @@ def _cmd_sim_render(args: argparse.Namespace) -> int:
 def _cmd_sim_serve(args: argparse.Namespace) -> int:
     from importlib.metadata import entry_points
 
-    from .compose import config_base_dir
+    from .compose import config_base_dir, room_file_options
 
     room = load_room(args.room)
     if room.clock == "virtual":
@@ -161,7 +161,7 @@ def _cmd_sim_serve(args: argparse.Namespace) -> int:
     scale = 1.0 if args.time_scale is None else args.time_scale
     if not (math.isfinite(scale) and scale > 0):
         raise LinkConfigError(f"--time-scale must be positive, got {scale:g}")
-    options = dict(room.options)
+    options = dict(room.options) | room_file_options(room, args.room)
     if args.patient:
         options["patient"] = args.patient
     console = Console(stderr=True)

@@ -38,6 +38,21 @@ from .summary import build_summary, write_summary
 log = logging.getLogger(__name__)
 
 
+#: simulator options that name a file: relative paths are from the room file's folder
+FILE_OPTIONS = ("device_limits",)
+
+
+def room_file_options(room: Room, room_path: Path) -> dict[str, Any]:
+    """The room's file-valued options as absolute paths (from the room file's folder), so
+    ``run``, ``sim serve`` and a later ``resume`` (which records them) read the same file."""
+    out: dict[str, Any] = {}
+    for key in FILE_OPTIONS:
+        value = room.options.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            out[key] = str((room_path.parent / value).resolve())
+    return out
+
+
 def config_base_dir(room_path: Path) -> Path:
     """Directory that holds configs/ for a room file (for resolving patient names)."""
     for parent in room_path.resolve().parents:
@@ -135,7 +150,9 @@ async def run_exam(
         raise RuntimeError("room asks for virtual time but the loop is not a VirtualTimeEventLoop")
     # One controller per exam folder, taken before any device opens; held to the end.
     with claim_new_exam_folder(out_dir, force_new=force_new):
-        options: dict[str, Any] = {"patient": patient} if patient else {}
+        options: dict[str, Any] = room_file_options(room, room_path)
+        if patient:
+            options["patient"] = patient
         devices = await open_devices(room, clock, config_base_dir(room_path), options, links)
         try:
             # The order names the patient; on the simulator, the room's simulated patient is it.

@@ -56,9 +56,8 @@ def room_with_tight_generator(tmp_path: Path) -> Path:
     room = tmp_path / "room.yaml"
     text = (ROOT / "configs/rooms/simulator.yaml").read_text()
     text = text.replace("patient: normal", f"patient: {ROOT}/configs/patients/normal.yaml")
-    # absolute: the scheduler resolves a relative simulator option from the folder that
-    # holds configs/, and a temporary room file has none
-    room.write_text(text + f"    device_limits: {tmp_path / 'limits.yaml'}\n")
+    # relative: from the room file's folder, as docs/faults.md says
+    room.write_text(text + "    device_limits: limits.yaml\n")
     return room
 
 

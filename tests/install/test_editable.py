@@ -214,6 +214,16 @@ def test_every_readme_command_works_on_a_plain_install(clone: Clone, tmp_path: P
     assert serve.returncode == 0, serve_log.read_text()[-3000:]
     ran.add("sim serve")
 
+    # fluoroctl keys new ROOM: a real room's secret, created private; sim serve made its own.
+    room = clone.root / "out/room1.yaml"
+    room.write_text((clone.root / "configs/rooms/simulator.yaml").read_text())
+    made = ok(clone.fluoroctl("keys", "new", str(room))).stdout
+    assert (clone.root / "out/room1.key").stat().st_mode & 0o777 == 0o600
+    assert "key_file:" in made
+    shown = ok(clone.fluoroctl("keys", "show", LINKS_ROOM)).stdout
+    assert "room key" in shown and (clone.root / "run/sim-serve/room.key").exists()
+    ran.add("keys")
+
     assert ran == readme_commands()
 
     result = json.loads(
