@@ -61,6 +61,10 @@ class RemoteCArm(RemoteDevice, CArm):
         CArm.__init__(self, name)
         self._attach(control)
         self._detector = detector
+        # The image link is the C-arm's too: what its session layer drops is this device's.
+        on_security = getattr(detector, "on_security", None)
+        if on_security is not None:
+            self._detach.append(on_security(self._on_security))
         self._fetches: dict[int, list[asyncio.Task[Frame]]] = {}
         self._technique: Technique | None = None
 

@@ -37,6 +37,13 @@ def test_a_technique_beyond_the_generators_limits_is_the_same_typed_error_as_in_
             assert remote.value.fault == in_process.value.fault == LIMIT_FAULT
             assert remote.value.limit == in_process.value.limit == "max_kv"
             assert remote.value.operation == "set_technique"
+            # what was asked and what the device allows come across, not only the name
+            assert (remote.value.value, remote.value.bound, remote.value.unit) == (
+                in_process.value.value,
+                in_process.value.bound,
+                in_process.value.unit,
+            )
+            assert remote.value.value is not None
             assert (await w.carm.status()).technique is None
 
     run_virtual(go)
