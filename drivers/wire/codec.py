@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 from ._crc import crc16_ccitt_false, crc32_image
 
@@ -160,15 +160,20 @@ _TYPE_OF: Final[dict[type, MsgType]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Auth:
-    """A received frame's authentication trailer (§7) and the bytes its tag covers."""
+class Auth(NamedTuple):
+    """A received frame's authentication trailer (§7) and the bytes its tag covers.
+
+    A named tuple, not a frozen dataclass: one is built per received frame, and a tuple
+    costs a fifth of the time (it is on every reply's path)."""
 
     sid: int
     ctr: int
-    tag: bytes = field(repr=False)
+    tag: bytes
     #: header, payload, sid and ctr as received: what the session verifies the tag over
-    signed: bytes = field(repr=False, compare=False)
+    signed: bytes
+
+    def __repr__(self) -> str:
+        return f"Auth(sid={self.sid}, ctr={self.ctr})"
 
 
 @dataclass(frozen=True, slots=True)
