@@ -325,8 +325,8 @@ class Outbox:
         or unanswered for ``timeout_s``)."""
         rows = self._db.execute(
             "SELECT o.sop_class_uid, o.sop_instance_uid FROM deliveries d"
-            " JOIN objects o USING (sop_instance_uid)"
-            " WHERE d.destination = ? AND d.state = 'sent'"
+            " JOIN objects o USING (sop_instance_uid) JOIN destinations t ON t.name = d.destination"
+            " WHERE d.destination = ? AND d.state = 'sent' AND t.commitment"
             " AND (d.commit_asked_at IS NULL OR d.commit_asked_at <= ?) ORDER BY o.seq",
             (destination, now - timeout_s),
         ).fetchall()
@@ -382,20 +382,13 @@ class Outbox:
             )
 
     def destination_down(self, destination: str, error: str, next_try: float) -> int:
-        """The destination could not be reached; returns its consecutive failures."""
+        """The destination could not be reached; returns its consecutive failures. Its rows
+        show this error (and its next try) while it is down."""
         with self._write() as db:
             db.execute(
                 "UPDATE destinations SET failures = failures + 1, last_error = ?, next_try = ?"
                 " WHERE name = ?",
                 (error, next_try, destination),
-            )
-            db.execute(
-                "UPDATE deliveries SET last_error = ? WHERE destination = ? AND state = 'queued'",
-                (error, destination),
-            )
-            db.execute(
-                "UPDATE messages SET last_error = ? WHERE destination = ? AND state = 'queued'",
-                (error, destination),
             )
             row = db.execute(
                 "SELECT failures FROM destinations WHERE name = ?", (destination,)
@@ -476,7 +469,8 @@ class Outbox:
     # -- reporting ----------------------------------------------------------------------------
     def rows(self) -> list[DeliveryRow]:
         found = self._db.execute(
-            "SELECT o.file, d.*, t.commitment FROM deliveries d"
+            "SELECT o.file, d.*, t.commitment, t.last_error AS down_error,"
+            " t.next_try AS down_until FROM deliveries d"
             " JOIN objects o USING (sop_instance_uid) JOIN destinations t ON t.name = d.destination"
             " ORDER BY o.seq, t.rowid"
         ).fetchall()
@@ -488,8 +482,8 @@ class Outbox:
                 state=r["state"],
                 attempts=r["attempts"],
                 sends=r["sends"],
-                last_error=r["last_error"],
-                next_try=r["next_try"] if r["state"] == QUEUED else None,
+                last_error=r["last_error"] or (r["down_error"] if r["state"] == QUEUED else None),
+                next_try=max(r["next_try"], r["down_until"]) if r["state"] == QUEUED else None,
                 sent_at=r["sent_at"],
                 committed_at=r["committed_at"] if r["commitment"] else None,
             )
@@ -497,7 +491,10 @@ class Outbox:
         ]
 
     def message_rows(self) -> list[MessageRow]:
-        found = self._db.execute("SELECT * FROM messages ORDER BY id").fetchall()
+        found = self._db.execute(
+            "SELECT m.*, t.last_error AS down_error, t.next_try AS down_until FROM messages m"
+            " JOIN destinations t ON t.name = m.destination ORDER BY m.id"
+        ).fetchall()
         return [
             MessageRow(
                 id=r["id"],
@@ -506,8 +503,8 @@ class Outbox:
                 sop_instance_uid=r["sop_instance_uid"],
                 state=r["state"],
                 attempts=r["attempts"],
-                last_error=r["last_error"],
-                next_try=r["next_try"] if r["state"] == QUEUED else None,
+                last_error=r["last_error"] or (r["down_error"] if r["state"] == QUEUED else None),
+                next_try=max(r["next_try"], r["down_until"]) if r["state"] == QUEUED else None,
                 note=r["note"],
             )
             for r in found

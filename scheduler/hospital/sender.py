@@ -41,12 +41,13 @@ from .outbox import MPPS, STORE, Outbox, Pending, Target
 from .settings import OutboxSettings
 
 log = logging.getLogger(__name__)
-# pynetdicom reports every association at INFO; our own log says what matters.
-logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+# pynetdicom logs every association, and a refused connection as an ERROR at each retry;
+# the outbox records each failure and our own log says it once per outage.
+logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
 
-#: crash-test hook: SIGKILL right after the N-th successful C-STORE answer, before the outbox
-#: records it (the worst moment for duplicates)
-CRASH_ENV = "FLUOROCTL_DICOM_CRASH_AFTER_STORES"
+#: crash-test hook: SIGKILL right after the N-th success answer (C-STORE, N-CREATE, N-SET),
+#: before the outbox records it: the worst moment for duplicates
+CRASH_ENV = "FLUOROCTL_DICOM_CRASH_AFTER"
 #: C-STORE / N-CREATE / N-SET statuses that mean "stored" (success and warnings, PS3.4 B.2.3)
 _OK = {0x0000, 0xB000, 0xB006, 0xB007}
 #: N-CREATE: the instance exists (a re-send after a crash); N-SET: already final (ditto)
@@ -82,7 +83,7 @@ class Sender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listener: commitment.CommitmentListener | None = None
-        self._stores = 0
+        self._answers = 0
         self._crash_after = _crash_after()
         #: why commitment reports cannot arrive on their own association (None: they can)
         self.listener_problem: str | None = None
@@ -220,9 +221,7 @@ class Sender:
             return
         code = getattr(status, "Status", None)
         if code in _OK:
-            self._stores += 1
-            if self._crash_after is not None and self._stores >= self._crash_after:
-                os.kill(os.getpid(), signal.SIGKILL)  # crash tests: stored, not yet recorded
+            self._answered()
             outbox.mark_sent(pending.sop_instance_uid, target.name, self._clock())
         elif code is None:
             self._object_failed(outbox, target, pending, "no answer to C-STORE")
@@ -280,10 +279,12 @@ class Sender:
         code = getattr(status, "Status", None)
         now = self._clock()
         if code in _OK:
+            self._answered()
             outbox.message_sent(message.id, now)
             return True
-        if code == already and message.attempts > 0:
-            # Sent before a crash, accepted then: the peer already has it.
+        if code == already:
+            # Accepted before a crash cut off our record of it (the MPPS UID is this exam's
+            # own), or closed at the RIS: either way, sending it again cannot change it.
             outbox.message_sent(message.id, now, note=f"peer had it (status 0x{code:04X})")
             return True
         error = "no answer" if code is None else f"refused: status 0x{code:04X}"
@@ -291,12 +292,18 @@ class Sender:
         outbox.message_failed(message.id, f"{message.kind} {error}", now + delay)
         return False
 
+    def _answered(self) -> None:
+        self._answers += 1
+        if self._crash_after is not None and self._answers >= self._crash_after:
+            os.kill(os.getpid(), signal.SIGKILL)  # crash tests: delivered, not yet recorded
+
     # -- failures -----------------------------------------------------------------------------
     def _down(self, outbox: Outbox, target: Target, error: str) -> None:
         failures = outbox.failures(target.name) + 1
         delay = backoff_s(failures, self.settings, self._rng)
         outbox.destination_down(target.name, error, self._clock() + delay)
-        log.info("%s: %s; next try in %.1f s", target.name, error, delay)
+        level = logging.WARNING if failures == 1 else logging.INFO
+        log.log(level, "DICOM %s: %s; retrying (next in %.1f s)", target.name, error, delay)
 
     def _object_failed(self, outbox: Outbox, target: Target, pending: Pending, error: str) -> None:
         delay = backoff_s(pending.attempts + 1, self.settings, self._rng)

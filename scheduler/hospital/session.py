@@ -29,6 +29,7 @@ from . import mpps
 from .config import DicomConfig
 from .outbox import Outbox, destination_name
 from .queueing import enqueue_folder, message_headers, settings_of
+from .lock import SenderLock
 from .report import dicom_section
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,18 @@ class PacsSession:
 
         self.sender = Sender(out_dir, self.settings, dicom.ae_title)
         self._mpps_uid = mpps.mpps_uid(exam)
+        self.lock = SenderLock(out_dir)
+
+    def start(self) -> None:
+        """Send in the background (unless a ``dicom flush`` holds the folder's outbox)."""
+        if self.lock.acquire():
+            self.sender.start()
+        else:
+            log.warning(
+                "DICOM: another process (%s) is sending %s; objects are queued only",
+                self.lock.holder(),
+                self.out_dir,
+            )
 
     # -- during the exam ------------------------------------------------------------------------
     def __call__(self, recorded: Recorded) -> None:
@@ -102,6 +115,7 @@ class PacsSession:
     def stop(self) -> None:
         """Stop the background sender (what is queued stays queued); idempotent."""
         self.sender.stop()
+        self.lock.release()
         self.outbox.close()
 
     def _wait(self, timeout_s: float) -> int:
@@ -137,6 +151,6 @@ def attach(bus: EventBus, room: Room, exam: ExamInfo, out_dir: Path) -> PacsSess
         return None
     session = PacsSession(dicom, exam, out_dir)
     bus.subscribe(session, inline=True)
-    session.sender.start()
+    session.start()
     return session
 
