@@ -100,7 +100,7 @@ def _print_status(folder: Path, outbox: Outbox, files: list[str]) -> None:
     table: list[tuple[str, ...]] = [head]
     for r in rows:
         note = r.last_error or ""
-        if r.next_try and r.state == "queued" and r.attempts:
+        if r.next_try and r.state == "queued" and r.last_error:
             note = f"{note} (next try {_clock(r.next_try)})".strip()
         table.append(
             (
@@ -183,7 +183,10 @@ def _flush_locked(folder: Path, timeout_s: float, room_file: Path | None) -> int
             outbox.set_meta(
                 calling_ae=dicom.ae_title, settings=settings_of(dicom).model_dump_json()
             )
-        enqueue_folder(outbox, folder, study_uid=outbox.meta("study_uid"))
+        study = outbox.meta("study_uid") or _journal_study(folder)
+        if study is not None:
+            outbox.set_meta(study_uid=study)
+        enqueue_folder(outbox, folder, study_uid=study)
         settings_text = outbox.meta("settings")
         settings = (
             OutboxSettings.model_validate_json(settings_text) if settings_text else OutboxSettings()
@@ -202,6 +205,17 @@ def _flush_locked(folder: Path, timeout_s: float, room_file: Path | None) -> int
         )
     finally:
         outbox.close()
+
+
+def _journal_study(folder: Path) -> str | None:
+    """The exam's Study Instance UID from its journal's first line (None: none there)."""
+    try:
+        with (folder / "events.jsonl").open(encoding="utf-8") as f:
+            first = json.loads(f.readline() or "{}")
+    except (OSError, ValueError):
+        return None
+    study = first.get("data", {}).get("study_uid") if first.get("kind") == "exam_started" else None
+    return study if isinstance(study, str) else None
 
 
 def _why(targets: list[Target], outbox: Outbox) -> str:

@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -189,6 +190,10 @@ class Sender:
         )
         if not due and not to_commit:
             return
+        unreachable = _unreachable(target)
+        if unreachable:
+            self._down(outbox, target, unreachable)
+            return
         ae = self._ae(target)
         for sop_class, syntaxes in _contexts(due).items():
             ae.add_requested_context(sop_class, syntaxes)
@@ -248,6 +253,10 @@ class Sender:
     def _send_messages(self, outbox: Outbox, target: Target) -> None:
         message = outbox.due_message(target.name, self._clock())
         if message is None:
+            return
+        unreachable = _unreachable(target)
+        if unreachable:
+            self._down(outbox, target, unreachable)
             return
         ae = self._ae(target)
         ae.add_requested_context(ModalityPerformedProcedureStep)
@@ -325,6 +334,16 @@ def _contexts(due: Sequence[Pending]) -> dict[str, list[str]]:
             if ts not in syntaxes:
                 syntaxes.append(ts)
     return found
+
+
+def _unreachable(target: Target) -> str | None:
+    """Why a TCP connection to ``target`` cannot be made (None: it can). pynetdicom reports
+    a refused connection as an aborted association; an operator needs the difference."""
+    try:
+        with socket.create_connection((target.host, target.port), timeout=target.timeout_s):
+            return None
+    except OSError as exc:
+        return f"cannot connect: {exc.strerror or exc}"
 
 
 def _refusal(assoc: Any) -> str:

@@ -12,9 +12,11 @@ Fixtures (each test gets its own peer, torn down after it):
   reports there, so a room that wants them sets ``dicom.outbox.commitment_port`` to it.
   ``orthanc_stopped`` is the same peer, configured but not started.
 * ``mpps_scp`` → :class:`MppsScp`: a pynetdicom MPPS SCP in a thread that records every
-  N-CREATE and N-SET (``.creates``, ``.sets``: lists of (SOP Instance UID, dataset)) and keeps
-  the instances' merged state (``.instances``), answering as a RIS would (0x0110 / 0x0111 /
-  0xA710 for the usual protocol errors).
+  N-CREATE and N-SET (``.log``: (kind, answered status) in arrival order; ``.creates``,
+  ``.sets``: (SOP Instance UID, dataset)) and keeps the instances' merged state
+  (``.instances``, :meth:`MppsScp.status_of`), answering as a RIS would (0x0111 duplicate,
+  0x0112 N-SET before N-CREATE, 0xA710 already final); ``.refuse_next`` forces answers.
+  ``MppsScp(port=...)`` starts one on a chosen port (a RIS that comes up later).
 * :func:`free_port`, :func:`dicom_room` (a room file: the in-process simulator with a
   ``dicom:`` section pointing at given peers).
 
@@ -23,6 +25,7 @@ Tests here that start Orthanc take a few seconds of wall time: Orthanc's start-u
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import socket
@@ -187,13 +190,15 @@ class MppsScp:
 
     ae = "RIS"
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None = None) -> None:
         from pynetdicom import AE, evt
         from pynetdicom.sop_class import (  # type: ignore[attr-defined]
             ModalityPerformedProcedureStep,
         )
 
-        self.port = free_port()
+        self.port = port or free_port()
+        #: every message in arrival order with the status it was answered
+        self.log: list[tuple[str, int]] = []
         self.creates: list[tuple[str, Dataset]] = []
         self.sets: list[tuple[str, Dataset]] = []
         self.instances: dict[str, Dataset] = {}
@@ -215,31 +220,41 @@ class MppsScp:
         uid = str(event.request.AffectedSOPInstanceUID)
         ds = event.attribute_list
         with self._lock:
-            if self.refuse_next:
-                return self.refuse_next.pop(0), None
-            self.creates.append((uid, ds))
-            if uid in self.instances:
-                return 0x0111, None  # duplicate SOP instance
-            if ds.get("PerformedProcedureStepStatus") != "IN PROGRESS":
-                return 0x0106, None  # invalid attribute value
-            self.instances[uid] = ds
-        return 0x0000, ds
+            status = self._create(uid, ds)
+            self.log.append(("n-create", status))
+        return status, ds if status == 0 else None
+
+    def _create(self, uid: str, ds: Dataset) -> int:
+        if self.refuse_next:
+            return self.refuse_next.pop(0)
+        self.creates.append((uid, ds))
+        if uid in self.instances:
+            return 0x0111  # duplicate SOP instance
+        if ds.get("PerformedProcedureStepStatus") != "IN PROGRESS":
+            return 0x0106  # invalid attribute value
+        self.instances[uid] = copy.deepcopy(ds)  # N-SETs change this copy, not the record
+        return 0x0000
 
     def _on_set(self, event: Any) -> tuple[int, Dataset | None]:
         uid = str(event.request.RequestedSOPInstanceUID)
         mods = event.modification_list
         with self._lock:
-            if self.refuse_next:
-                return self.refuse_next.pop(0), None
-            self.sets.append((uid, mods))
-            current = self.instances.get(uid)
-            if current is None:
-                return 0x0112, None  # no such SOP instance: N-SET before its N-CREATE
-            if current.PerformedProcedureStepStatus != "IN PROGRESS":
-                return 0xA710, None  # may no longer be updated
-            for elem in mods:
-                current[elem.tag] = elem
-        return 0x0000, current
+            status = self._set(uid, mods)
+            self.log.append(("n-set", status))
+        return status, self.instances.get(uid) if status == 0 else None
+
+    def _set(self, uid: str, mods: Dataset) -> int:
+        if self.refuse_next:
+            return self.refuse_next.pop(0)
+        self.sets.append((uid, mods))
+        current = self.instances.get(uid)
+        if current is None:
+            return 0x0112  # no such SOP instance: an N-SET before its N-CREATE
+        if current.PerformedProcedureStepStatus != "IN PROGRESS":
+            return 0xA710  # may no longer be updated
+        for elem in mods:
+            current[elem.tag] = elem
+        return 0x0000
 
     def status_of(self, uid: str) -> str | None:
         ds = self.instances.get(uid)

@@ -192,3 +192,25 @@ def test_two_destinations_each_get_everything(tmp_path, orthanc: Orthanc, second
         assert sorted(other.instance_uids()) == uids
     finally:
         other.stop()
+
+
+def test_a_dicom_file_written_at_the_exam_s_end_is_sent_too(tmp_path, orthanc: Orthanc):
+    """As the dose SR will be: written after the last image, without a capture event."""
+    room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)],
+                      outbox={"wait_s": 30})
+    out = tmp_path / "exam"
+    extra: list[str] = []
+
+    def write_at_the_end(line: Any) -> None:
+        if line.kind == "exam_finished":
+            ds = pydicom.dcmread(next(out.glob("001-*.dcm")))
+            ds.SOPInstanceUID = pydicom.uid.generate_uid()
+            ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+            ds.save_as(out / "dose-sr.dcm")
+            extra.append(str(ds.SOPInstanceUID))
+
+    run(room, out, on_event=write_at_the_end)
+    assert extra
+    assert orthanc.count("instances") == 8
+    assert extra[0] in orthanc.instance_uids()
+    assert "dose-sr.dcm" in [o["file"] for o in dicom_summary(out)["objects"]]
