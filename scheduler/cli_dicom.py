@@ -118,9 +118,7 @@ def _print_status(folder: Path, outbox: Outbox, files: list[str]) -> None:
             table.append((name, "-", "written", "", "", "0", "not queued yet (flush queues it)"))
     for m in outbox.message_rows():
         note = m.note or m.last_error or ""
-        table.append(
-            (f"MPPS {m.kind}", m.destination, m.state, "", "", str(m.attempts), note)
-        )
+        table.append((f"MPPS {m.kind}", m.destination, m.state, "", "", str(m.attempts), note))
     widths = [max(len(row[i]) for row in table) for i in range(len(head) - 1)]
     for row in table:
         cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)]

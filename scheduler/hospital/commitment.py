@@ -123,7 +123,7 @@ class CommitmentListener:
         # The PACS is the SOP class's SCP on this association: accept the SCP role it asks for.
         self._ae.add_supported_context(StorageCommitmentPushModel, scu_role=True, scp_role=True)
         self._port = port
-        self._handlers = [(evt.EVT_N_EVENT_REPORT, report_handler(folder, on_report))]
+        self._handlers: list[Any] = [(evt.EVT_N_EVENT_REPORT, report_handler(folder, on_report))]
         self._server: Any = None
         self._lock = threading.Lock()
 

@@ -307,7 +307,9 @@ class Outbox:
             return cursor.rowcount > 0
 
     def has_message(self, key: str) -> bool:
-        return self._db.execute("SELECT 1 FROM messages WHERE key = ?", (key,)).fetchone() is not None
+        return (
+            self._db.execute("SELECT 1 FROM messages WHERE key = ?", (key,)).fetchone() is not None
+        )
 
     # -- what is due --------------------------------------------------------------------------
     def due_objects(self, destination: str, now: float, limit: int) -> list[Pending]:

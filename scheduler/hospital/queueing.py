@@ -56,7 +56,7 @@ def enqueue_folder(
 
 def message_headers(outbox: Outbox, folder: Path) -> list[Dataset]:
     """The queued objects' headers (no pixels), in the order they were queued."""
-    headers = []
+    headers: list[Dataset] = []
     for name in outbox.files():
         try:
             headers.append(pydicom.dcmread(folder / name, stop_before_pixels=True))

@@ -25,8 +25,12 @@ def dicom_section(outbox: Outbox) -> dict[str, Any]:
     for row in outbox.rows():
         entry = objects.setdefault(
             row.sop_instance_uid,
-            {"file": row.file, "sop_instance_uid": row.sop_instance_uid, "written": True,
-             "destinations": {}},
+            {
+                "file": row.file,
+                "sop_instance_uid": row.sop_instance_uid,
+                "written": True,
+                "destinations": {},
+            },
         )
         entry["destinations"][row.destination] = {
             "state": row.state,

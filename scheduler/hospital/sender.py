@@ -59,7 +59,7 @@ _NO_LONGER_UPDATABLE = 0xA710
 def backoff_s(failures: int, settings: OutboxSettings, rng: random.Random) -> float:
     """How long to wait after the ``failures``-th consecutive failure (≥ 1)."""
     full = min(settings.retry_max_s, settings.retry_initial_s * 2 ** max(failures - 1, 0))
-    return full * rng.uniform(0.5, 1.0)
+    return float(full * rng.uniform(0.5, 1.0))
 
 
 class Sender:
@@ -199,7 +199,9 @@ class Sender:
             ae.add_requested_context(sop_class, syntaxes)
         if target.commitment:
             ae.add_requested_context(StorageCommitmentPushModel)
-        handlers = [(evt.EVT_N_EVENT_REPORT, commitment.report_handler(self.folder, self.wake))]
+        handlers: list[Any] = [
+            (evt.EVT_N_EVENT_REPORT, commitment.report_handler(self.folder, self.wake))
+        ]
         assoc = ae.associate(target.host, target.port, ae_title=target.ae, evt_handlers=handlers)
         if not assoc.is_established:
             self._down(outbox, target, _refusal(assoc))
@@ -246,7 +248,9 @@ class Sender:
         )
         code = getattr(status, "Status", None)
         if code == 0x0000:
-            outbox.commitment_asked(target.name, [uid for _, uid in refs], transaction, self._clock())
+            outbox.commitment_asked(
+                target.name, [uid for _, uid in refs], transaction, self._clock()
+            )
         else:
             log.warning("%s: storage commitment request refused (status %s)", target.name, code)
 
@@ -278,9 +282,7 @@ class Sender:
         """Send one MPPS message; False when it failed (later ones wait for it)."""
         ds = Dataset.from_json(message.dataset)
         if message.kind == "n-create":
-            status, _ = assoc.send_n_create(
-                ds, message.sop_class_uid, message.sop_instance_uid
-            )
+            status, _ = assoc.send_n_create(ds, message.sop_class_uid, message.sop_instance_uid)
             already = _ALREADY_CREATED
         else:
             status, _ = assoc.send_n_set(ds, message.sop_class_uid, message.sop_instance_uid)

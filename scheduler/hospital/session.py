@@ -27,9 +27,9 @@ from ..room import Room
 from ..summary import write_summary
 from . import mpps
 from .config import DicomConfig
+from .lock import SenderLock
 from .outbox import Outbox, destination_name
 from .queueing import enqueue_folder, message_headers, settings_of
-from .lock import SenderLock
 from .report import dicom_section
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ class PacsSession:
         event = recorded.event
         if not isinstance(event, Captured):
             return
-        enqueue_folder(self.outbox, self.out_dir, [event.file], study_uid=self.exam.study_instance_uid)
+        enqueue_folder(
+            self.outbox, self.out_dir, [event.file], study_uid=self.exam.study_instance_uid
+        )
         self._mpps_started(dt.datetime.fromisoformat(recorded.wall))
         self.sender.wake()
 
@@ -83,7 +85,12 @@ class PacsSession:
             return
         ds = mpps.in_progress(self.exam, self.dicom.ae_title, when.astimezone())
         self.outbox.enqueue_message(
-            key, destination_name(peer), "n-create", mpps.SOP_CLASS, self._mpps_uid, ds.to_json_dict()
+            key,
+            destination_name(peer),
+            "n-create",
+            mpps.SOP_CLASS,
+            self._mpps_uid,
+            ds.to_json_dict(),
         )
 
     # -- the end --------------------------------------------------------------------------------
@@ -153,4 +160,3 @@ def attach(bus: EventBus, room: Room, exam: ExamInfo, out_dir: Path) -> PacsSess
     bus.subscribe(session, inline=True)
     session.start()
     return session
-

@@ -81,8 +81,10 @@ def test_flush_with_a_bad_room_file_is_refused_in_one_line(exam, tmp_path, capsy
 
 
 def test_flush_with_a_negative_timeout_is_refused(exam, tmp_path, capsys):
-    room = dicom_room(tmp_path / "room.yaml", destinations=[
-        {"ae": "PACS", "host": "127.0.0.1", "port": free_port()}])
+    room = dicom_room(
+        tmp_path / "room.yaml",
+        destinations=[{"ae": "PACS", "host": "127.0.0.1", "port": free_port()}],
+    )
     assert main(["dicom", "flush", str(exam), "--room", str(room), "--timeout", "-1"]) == 2
     assert "--timeout" in one_line_error(capsys)
 
@@ -91,8 +93,9 @@ def test_flush_room_sends_an_exam_run_without_pacs(exam, tmp_path, orthanc: Orth
     room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)])
     assert main(["dicom", "flush", str(exam), "--room", str(room), "--timeout", "60"]) == 0
     assert "all 7 object(s) delivered" in capsys.readouterr().out
-    files = sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID)
-                   for p in exam.glob("*.dcm"))
+    files = sorted(
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in exam.glob("*.dcm")
+    )
     assert sorted(orthanc.instance_uids()) == files
     # A second flush has nothing to do and sends nothing again.
     assert main(["dicom", "flush", str(exam), "--timeout", "10"]) == 0
@@ -152,8 +155,10 @@ def test_another_study_s_file_in_the_folder_is_not_sent(exam, tmp_path, orthanc:
 
 
 def test_flush_refuses_while_another_process_sends_the_folder(exam, tmp_path, capsys):
-    room = dicom_room(tmp_path / "room.yaml", destinations=[
-        {"ae": "PACS", "host": "127.0.0.1", "port": free_port()}])
+    room = dicom_room(
+        tmp_path / "room.yaml",
+        destinations=[{"ae": "PACS", "host": "127.0.0.1", "port": free_port()}],
+    )
     holder = SenderLock(exam)
     assert holder.acquire()
     try:

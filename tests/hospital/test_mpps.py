@@ -123,7 +123,7 @@ def test_a_ris_down_during_the_exam_gets_both_messages_in_order_later(tmp_path):
     try:
         assert dicom_main(["dicom", "flush", str(out), "--timeout", "30"]) == 0
         assert [kind for kind, _ in scp.log] == ["n-create", "n-set"]
-        (uid, _), = scp.creates
+        ((uid, _),) = scp.creates
         assert scp.status_of(uid) == "COMPLETED"
     finally:
         scp.stop()

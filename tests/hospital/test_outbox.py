@@ -53,7 +53,10 @@ def test_a_destination_added_later_gets_every_object_already_queued(tmp_path):
     box.add_destinations([PACS])
     box.enqueue(obj(1))
     box.add_destinations([ARCHIVE])
-    assert {r.destination for r in box.rows()} == {destination_name(PACS), destination_name(ARCHIVE)}
+    assert {r.destination for r in box.rows()} == {
+        destination_name(PACS),
+        destination_name(ARCHIVE),
+    }
 
 
 def test_sent_is_final_without_commitment_and_pending_with_it(tmp_path):

@@ -36,8 +36,9 @@ def run(room: Path, out: Path, on_event: Any = None, protocol: str = "ivu-standa
 
 def written_uids(out: Path) -> list[str]:
     """The SOP Instance UIDs of every DICOM file the exam wrote (read from the files)."""
-    return sorted(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in
-                  out.glob("*.dcm"))
+    return sorted(
+        str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in out.glob("*.dcm")
+    )
 
 
 def dicom_summary(out: Path) -> dict[str, Any]:
@@ -54,8 +55,9 @@ def states(out: Path) -> list[str]:
 
 
 def test_the_standard_exam_arrives_in_orthanc_whole(tmp_path, orthanc: Orthanc):
-    room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)],
-                      outbox={"wait_s": 30})
+    room = dicom_room(
+        tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)], outbox={"wait_s": 30}
+    )
     out = tmp_path / "exam"
     outcome = run(room, out)
     assert outcome.state == "completed"
@@ -64,7 +66,9 @@ def test_the_standard_exam_arrives_in_orthanc_whole(tmp_path, orthanc: Orthanc):
     assert orthanc.count("studies") == 1
     assert orthanc.count("instances") == len(uids)
     assert sorted(orthanc.instance_uids()) == uids
-    series = {pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID for p in out.glob("*.dcm")}
+    series = {
+        pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID for p in out.glob("*.dcm")
+    }
     assert orthanc.count("series") == len(series)
     tags = orthanc.tags(orthanc.instance_ids()[0])
     first = pydicom.dcmread(next(out.glob("*.dcm")), stop_before_pixels=True)
@@ -77,8 +81,11 @@ def test_the_standard_exam_arrives_in_orthanc_whole(tmp_path, orthanc: Orthanc):
 def test_pacs_down_from_the_start_gets_everything_once_it_is_up(
     tmp_path, orthanc_stopped: Orthanc, capsys
 ):
-    room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc_stopped)],
-                      outbox={"wait_s": 0.5})
+    room = dicom_room(
+        tmp_path / "room.yaml",
+        destinations=[orthanc_destination(orthanc_stopped)],
+        outbox={"wait_s": 0.5},
+    )
     out = tmp_path / "exam"
     outcome = run(room, out)
     assert outcome.state == "completed"  # PACS down does not change the exam's outcome
@@ -93,8 +100,11 @@ def test_pacs_down_from_the_start_gets_everything_once_it_is_up(
 
 
 def test_pacs_stopped_mid_exam_gets_the_rest_when_it_is_back(tmp_path, orthanc: Orthanc):
-    room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)],
-                      outbox={"wait_s": 0.5, "retry_initial_s": 0.2, "retry_max_s": 1})
+    room = dicom_room(
+        tmp_path / "room.yaml",
+        destinations=[orthanc_destination(orthanc)],
+        outbox={"wait_s": 0.5, "retry_initial_s": 0.2, "retry_max_s": 1},
+    )
     out = tmp_path / "exam"
     captures = 0
 
@@ -117,8 +127,11 @@ def test_pacs_stopped_mid_exam_gets_the_rest_when_it_is_back(tmp_path, orthanc: 
 def test_sender_killed_between_pacs_answer_and_its_record_loses_nothing_duplicates_nothing(
     tmp_path, orthanc_stopped: Orthanc
 ):
-    room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc_stopped)],
-                      outbox={"wait_s": 0})
+    room = dicom_room(
+        tmp_path / "room.yaml",
+        destinations=[orthanc_destination(orthanc_stopped)],
+        outbox={"wait_s": 0},
+    )
     out = tmp_path / "exam"
     run(room, out)
     assert states(out) == ["queued"] * 7  # the whole exam is the backlog
@@ -126,16 +139,25 @@ def test_sender_killed_between_pacs_answer_and_its_record_loses_nothing_duplicat
     env = {**os.environ, CRASH_ENV: "3"}
     proc = subprocess.run(
         [sys.executable, "-m", "scheduler.cli_dicom", "dicom", "flush", str(out)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == -9, proc.stderr[-2000:]  # SIGKILL mid-transfer
     assert orthanc_stopped.count("instances") == 3  # PACS has the third; our record does not
     status = subprocess.run(
         [sys.executable, "-m", "scheduler.cli_dicom", "dicom", "status", str(out), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
-    after_crash = [d["state"] for o in json.loads(status.stdout)["objects"]
-                   for d in o["destinations"].values()]
+    after_crash = [
+        d["state"] for o in json.loads(status.stdout)["objects"] for d in o["destinations"].values()
+    ]
     assert after_crash == ["sent", "sent"] + ["queued"] * 5
     assert dicom_main(["dicom", "flush", str(out), "--timeout", "60"]) == 0
     uids = written_uids(out)
@@ -196,8 +218,9 @@ def test_two_destinations_each_get_everything(tmp_path, orthanc: Orthanc, second
 
 def test_a_dicom_file_written_at_the_exam_s_end_is_sent_too(tmp_path, orthanc: Orthanc):
     """As the dose SR will be: written after the last image, without a capture event."""
-    room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)],
-                      outbox={"wait_s": 30})
+    room = dicom_room(
+        tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)], outbox={"wait_s": 30}
+    )
     out = tmp_path / "exam"
     extra: list[str] = []
 
@@ -214,3 +237,53 @@ def test_a_dicom_file_written_at_the_exam_s_end_is_sent_too(tmp_path, orthanc: O
     assert orthanc.count("instances") == 8
     assert extra[0] in orthanc.instance_uids()
     assert "dose-sr.dcm" in [o["file"] for o in dicom_summary(out)["objects"]]
+
+
+#: the journal line of the standard exam's third ``capture`` (the process dies right after it)
+THIRD_CAPTURE_LINE = 166
+
+
+def test_an_image_written_just_before_a_crash_is_sent_after_resume(tmp_path, orthanc: Orthanc):
+    room = dicom_room(
+        tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)], outbox={"wait_s": 30}
+    )
+    out = tmp_path / "exam"
+    crash = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scheduler.cli",
+            "run",
+            "ivu-standard",
+            "--room",
+            str(room),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "FLUOROCTL_CRASH_AFTER_EVENT": str(THIRD_CAPTURE_LINE)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert crash.returncode == -9, crash.stderr[-2000:]
+    from scheduler.hospital.outbox import Outbox
+
+    box = Outbox.in_folder(out, create=False)
+    on_disk = {p.name for p in out.glob("*.dcm")}
+    assert len(on_disk) == 3
+    assert on_disk - set(box.files()) == {"003-film-5min.dcm"}, (
+        "precondition: the crash must come between the third image's capture line and its queueing"
+    )
+    box.close()
+    resumed = subprocess.run(
+        [sys.executable, "-m", "scheduler.cli", "resume", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    uids = written_uids(out)
+    assert len(uids) == 7
+    assert sorted(orthanc.instance_uids()) == uids
