@@ -5,6 +5,7 @@ The only module that knows all the parts; the CLI and the tests both go through 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -26,6 +27,7 @@ from .exam import (
 )
 from .exam.hooks import install_operated_exam_hooks
 from .exam_dir import claim_new_exam_folder
+from .hospital.session import attach as attach_pacs
 from .journal import ExamEvent
 from .operator import Operator, ScriptedOperator, TerminalOperator
 from .outputs import entry_for, write_contact_sheet
@@ -171,6 +173,7 @@ async def run_exam(
                 on_event=on_event,
             )
             install_operated_exam_hooks(runner.bus, clock)
+            pacs = attach_pacs(runner.bus, room, exam, out_dir)  # None without dicom peers
             where: dict[str, Any] = {
                 "wall0": wall0,
                 "protocol_path": protocol_path,
@@ -183,9 +186,15 @@ async def run_exam(
                 # Interrupted (Ctrl-C) or a bug: the runner has made the devices safe and
                 # closed the record; the summary and contact sheet are still written.
                 if runner.result is not None:
-                    finish_outputs(runner.result, exam, clock, out_dir, **where)
+                    summary = finish_outputs(runner.result, exam, clock, out_dir, **where)
+                    if pacs is not None:
+                        pacs.finish(summary, wait=False)  # queued for `dicom flush`
+                elif pacs is not None:
+                    pacs.stop()
                 raise
             summary = finish_outputs(result, exam, clock, out_dir, **where)
+            if pacs is not None:
+                summary = await asyncio.to_thread(pacs.finish, summary)
             return RunOutcome(result, summary, out_dir)
         finally:
             await devices.aclose()

@@ -41,6 +41,7 @@ from .compose import RunOutcome, make_operator, open_devices
 from .exam import SIM_STATE_DIR, ExamProgress, ExamResult, ExamRunner, exam_from_json
 from .exam.hooks import install_operated_exam_hooks
 from .exam_dir import ExamFolderError, ExamFolderLock, lock_exam_folder, probe_exam_folder
+from .hospital.session import attach as attach_pacs
 from .journal import ExamEvent
 from .outputs import ContactSheetEntry, write_contact_sheet
 from .paths import PROJECT_ROOT
@@ -156,6 +157,7 @@ async def _resume_locked(
             recovered=rec,
         )
         install_operated_exam_hooks(runner.bus, clock)
+        pacs = attach_pacs(runner.bus, room, exam, out_dir)  # None without dicom peers
 
         def finish(result: ExamResult) -> dict[str, Any]:
             """Contact sheet and summary, on every end (Ctrl-C and bugs included)."""
@@ -185,9 +187,15 @@ async def _resume_locked(
             result = await runner.run()
         except BaseException:
             if runner.result is not None:
-                finish(runner.result)
+                summary = finish(runner.result)
+                if pacs is not None:
+                    pacs.finish(summary, wait=False)  # queued for `dicom flush`
+            elif pacs is not None:
+                pacs.stop()
             raise
         summary = finish(result)
+        if pacs is not None:
+            summary = await asyncio.to_thread(pacs.finish, summary)
         return RunOutcome(result, summary, out_dir)
     finally:
         await devices.aclose()

@@ -20,6 +20,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .settings import OutboxSettings
+
 #: AE titles: 1-16 characters of the default character repertoire, no backslash, not all
 #: spaces (PS3.5 §6.2, VR AE); leading/trailing spaces are not significant.
 _AE_RE = re.compile(r"[ -\[\]-~]{1,16}")
@@ -77,6 +79,11 @@ class DicomConfig(_Model):
     destinations: tuple[Destination, ...] = ()
     worklist: Peer | None = None
     mpps: Peer | None = None
+    outbox: OutboxSettings = Field(
+        default_factory=OutboxSettings,
+        description="how the outbox sends: retry timing, the end-of-run wait, our Storage "
+        "Commitment port (scheduler/hospital/settings.py)",
+    )
 
     @field_validator("ae_title")
     @classmethod
