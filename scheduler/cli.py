@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 from drivers.config import ConfigError
 from drivers.wire.keys import KeyFileError
 
+from .cli_dicom import add_dicom_parser
 from .cli_keys import add_keys_parser
 from .cli_run import _cmd_resume, _cmd_run, run_links, with_faults
 from .cli_tools import _cmd_plan, _cmd_schema, _cmd_sim_render, _cmd_sim_serve, _cmd_validate
@@ -261,6 +262,7 @@ def _parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_cmd_validate)
 
     add_keys_parser(sub)
+    add_dicom_parser(sub)
     return p
 
 
