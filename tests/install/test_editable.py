@@ -224,6 +224,11 @@ def test_every_readme_command_works_on_a_plain_install(clone: Clone, tmp_path: P
     assert "room key" in shown and (clone.root / "run/sim-serve/room.key").exists()
     ran.add("keys")
 
+    # fluoroctl dicom status DIR: the simulator room has no PACS, so nothing is queued
+    status = clone.fluoroctl("dicom", "status", "out/ivu-standard")
+    assert status.returncode == 0, status.stderr
+    ran.add("dicom")
+
     assert ran == readme_commands()
 
     result = json.loads(
