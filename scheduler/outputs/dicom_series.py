@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,13 +89,28 @@ def _study_images(directory: Path, study_uid: str) -> list[pydicom.Dataset]:
     for name in names:
         if name.startswith(".") or not name.lower().endswith(".dcm"):
             continue
-        try:
-            ds = pydicom.dcmread(directory / name, stop_before_pixels=True, specific_tags=_TAGS)
-        except Exception:  # a damaged or foreign file says nothing about our series
-            continue
-        if str(ds.get("StudyInstanceUID", "")) == study_uid:
+        ds = _header(directory / name)
+        if ds is not None and str(ds.get("StudyInstanceUID", "")) == study_uid:
             found.append(ds)
     return found
+
+
+def _header(path: Path) -> pydicom.Dataset | None:
+    """The series attributes of a regular file; None for anything else (a FIFO would block
+    a plain open, a symlink may point anywhere) or a file that is not readable DICOM."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
+    except Exception:  # a damaged or foreign file says nothing about our series
+        return None
+    finally:
+        os.close(fd)
 
 
 def _number(ds: pydicom.Dataset) -> int | None:
