@@ -58,6 +58,9 @@ class ExamInfo:
     model_name: str = "fluoroctl-sim"
     device_serial: str = "0"
     software_version: str = "0.1.0"
+    #: the organisation's UID root (the room's ``dicom.uid_root``, ≤ 24 characters) under
+    #: which every UID of the exam's objects is made; None: ``2.25.<UUID>`` UIDs
+    uid_root: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,14 +2,20 @@
 
 A radiograph becomes a single-frame image, a fluoroscopy run a multi-frame cine image. Pixels
 are stored log-transformed, inverted (dense = high value = white in MONOCHROME2) and windowed, in
-12 bits (see :mod:`.display`); one window serves every frame of a run.
+12 bits (see :mod:`.display`); one window serves every frame of a run. They are display-ready
+(Pixel Intensity Relationship DISP, no Modality LUT) with a VOI window framing the anatomy, so
+generic pipelines (pydicom's LUT functions, dcmtk, web viewers) show the intended picture.
 
 Conventions and assumptions (also in the module's tests):
 
-* All DA/TM values are UTC; Timezone Offset From UTC (0008,0201) says so, and Acquisition
-  DateTime carries the explicit ``+0000`` suffix. Naive datetimes are taken to be UTC.
+* All DA/TM values are local time in the room's zone at the exam start
+  (:func:`.dicom_values.exam_zone`); Timezone Offset From UTC (0008,0201) gives that offset
+  and Acquisition DateTime (DT) carries it as a suffix. Naive datetimes are taken to be UTC.
 * Content, Instance Creation and Acquisition date/time are all the acquisition moment, so
   rewriting a record produces a byte-identical file.
+* One series per protocol step and patient position (:mod:`.dicom_series`); every UID is made
+  under the exam's ``uid_root`` or as a 2.25 UUID UID (:mod:`.dicom_ids`); the file meta
+  names fluoroctl (Implementation Class UID and Version Name).
 * Patient Orientation follows the simulator's layout (rows caudad, columns toward the room's
   +X = the supine patient's left): ``L\\F`` supine, ``R\\F`` prone, ``LA\\F`` LPO, ``LP\\F`` RPO.
 * The collimated field is centred on the detector.
@@ -21,6 +27,7 @@ Conventions and assumptions (also in the module's tests):
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Sequence
 
@@ -32,14 +39,17 @@ from drivers import FOCAL_SPOT_MM, Frame
 
 from ..records import PATIENT_POSITIONS, CaptureRecord, ContrastInfo, ExamInfo, TomoInfo
 from .dicom_ids import (
-    _derived_uid,
+    IMPLEMENTATION_CLASS_UID,
     acquisition_uid_for,
+    implementation_version_name,
     instance_uid_for,
+    irradiation_event_uid_for,
     protocol_step_of,
     sop_instance_uid_for,
 )
 from .dicom_pixels import BITS_STORED, _pixels
-from .dicom_values import _age, _da, _ds, _dt, _lo, _sh, _text, _tm, _utc
+from .dicom_series import SeriesInfo, new_series
+from .dicom_values import _age, _da, _ds, _dt, _lo, _local, _offset, _sh, _text, _tm, exam_zone
 from .timing import format_after_injection
 
 __all__ = [
@@ -47,6 +57,7 @@ __all__ = [
     "PATIENT_ORIENTATION",
     "XRF_IMAGE_STORAGE",
     "acquisition_uid_for",
+    "build_dataset",
     "instance_uid_for",
     "protocol_step_of",
     "sop_instance_uid_for",
@@ -71,24 +82,27 @@ PATIENT_ORIENTATION: dict[str, tuple[str, str]] = {
 # -- modules ----------------------------------------------------------------------------------
 
 
-def _patient(ds: Dataset, exam: ExamInfo) -> None:
+def _patient(ds: Dataset, exam: ExamInfo, zone: dt.tzinfo) -> None:
     p = exam.patient
     ds.PatientName = _text(p.name, 64)
     ds.PatientID = _lo(p.patient_id)
     ds.PatientBirthDate = _da(p.birth_date) if p.birth_date else ""
     ds.PatientSex = p.sex if p.sex in ("M", "F", "O") else ""
     if p.birth_date is not None:
-        ds.PatientAge = _age(p.birth_date, _utc(exam.study_datetime).date())
+        ds.PatientAge = _age(p.birth_date, _local(exam.study_datetime, zone).date())
     if p.weight_kg is not None:
         ds.PatientWeight = _ds(p.weight_kg)
     if p.height_cm is not None:
         ds.PatientSize = _ds(p.height_cm / 100.0)  # metres
 
 
-def _study_series_equipment(ds: Dataset, exam: ExamInfo, record: CaptureRecord) -> None:
+def _study_series_equipment(
+    ds: Dataset, exam: ExamInfo, record: CaptureRecord, series: SeriesInfo, zone: dt.tzinfo
+) -> None:
+    started = _local(exam.study_datetime, zone)
     ds.StudyInstanceUID = exam.study_instance_uid
-    ds.StudyDate = _da(_utc(exam.study_datetime))
-    ds.StudyTime = _tm(exam.study_datetime)
+    ds.StudyDate = _da(started)
+    ds.StudyTime = _tm(started)
     ds.ReferringPhysicianName = ""
     ds.StudyID = _sh(exam.study_id)
     ds.AccessionNumber = _sh(exam.accession_number)
@@ -100,12 +114,12 @@ def _study_series_equipment(ds: Dataset, exam: ExamInfo, record: CaptureRecord) 
         code.CodeMeaning = _lo(exam.study_description)
         ds.ProcedureCodeSequence = DicomSequence([code])
 
-    ds.SeriesInstanceUID = exam.series_instance_uid
-    ds.SeriesNumber = 1
+    ds.SeriesInstanceUID = series.uid
+    ds.SeriesNumber = series.number
     ds.Modality = "RF"
-    ds.SeriesDate = ds.StudyDate
-    ds.SeriesTime = ds.StudyTime
-    ds.SeriesDescription = _lo(exam.study_description)
+    ds.SeriesDate = series.date
+    ds.SeriesTime = series.time
+    ds.SeriesDescription = series.description
     ds.BodyPartExamined = "ABDOMEN"
     ds.PatientPosition = PATIENT_POSITIONS[record.patient_position][0]
 
@@ -129,13 +143,13 @@ def _image_comments(record: CaptureRecord) -> str:
     return _text("; ".join(parts), 10240)
 
 
-def _general_image(ds: Dataset, exam: ExamInfo, record: CaptureRecord) -> None:
-    t = record.acquisition_time
+def _general_image(ds: Dataset, exam: ExamInfo, record: CaptureRecord, zone: dt.tzinfo) -> None:
+    t = _local(record.acquisition_time, zone)
     ds.InstanceNumber = record.instance_number
     ds.AcquisitionNumber = record.instance_number
     ds.PatientOrientation = list(PATIENT_ORIENTATION[record.patient_position])
     ds.ImageType = ["ORIGINAL", "PRIMARY", "SINGLE PLANE"]
-    ds.AcquisitionDate = _da(_utc(t))
+    ds.AcquisitionDate = _da(t)
     ds.AcquisitionTime = _tm(t)
     ds.AcquisitionDateTime = _dt(t)
     ds.ContentDate = ds.AcquisitionDate
@@ -143,10 +157,10 @@ def _general_image(ds: Dataset, exam: ExamInfo, record: CaptureRecord) -> None:
     ds.ImageComments = _image_comments(record)
     ds.BurnedInAnnotation = "NO"
     ds.LossyImageCompression = "00"
-    ds.IrradiationEventUID = _derived_uid(
-        exam.study_instance_uid, "irradiation-event", record.instance_number
+    ds.IrradiationEventUID = irradiation_event_uid_for(exam, record)
+    ds.AcquisitionUID = acquisition_uid_for(
+        exam.study_instance_uid, protocol_step_of(record), exam.uid_root
     )
-    ds.AcquisitionUID = acquisition_uid_for(exam.study_instance_uid, protocol_step_of(record))
 
 
 def _frame_time_ms(record: CaptureRecord) -> float:
@@ -261,7 +275,7 @@ def _acquisition(
     ds.TableAngle = _ds(record.table.tilt_deg)
 
 
-def _contrast(ds: Dataset, contrast: ContrastInfo) -> None:
+def _contrast(ds: Dataset, contrast: ContrastInfo, zone: dt.tzinfo) -> None:
     ds.ContrastBolusAgent = _lo(contrast.agent)
     ds.ContrastBolusRoute = _lo(contrast.route)
     ds.ContrastBolusVolume = _ds(contrast.volume_ml)
@@ -269,9 +283,9 @@ def _contrast(ds: Dataset, contrast: ContrastInfo) -> None:
     # is injected undiluted, so it equals the volume.
     ds.ContrastBolusTotalDose = _ds(contrast.volume_ml)
     if contrast.start_time is not None:
-        ds.ContrastBolusStartTime = _tm(contrast.start_time)
+        ds.ContrastBolusStartTime = _tm(_local(contrast.start_time, zone))
     if contrast.stop_time is not None:
-        ds.ContrastBolusStopTime = _tm(contrast.stop_time)
+        ds.ContrastBolusStopTime = _tm(_local(contrast.stop_time, zone))
     if contrast.flow_rates_ml_s:
         ds.ContrastFlowRate = [_ds(r) for r in contrast.flow_rates_ml_s]
     if contrast.flow_durations_s:
@@ -307,31 +321,42 @@ def _tomography(ds: Dataset, tomo: TomoInfo) -> None:
     ds.ImageType = image_type
 
 
-def build_dataset(record: CaptureRecord, exam: ExamInfo) -> Dataset:
-    """The complete dataset (with file meta) for one capture, without writing it."""
+def build_dataset(
+    record: CaptureRecord, exam: ExamInfo, series: SeriesInfo | None = None
+) -> Dataset:
+    """The complete dataset (with file meta) for one capture, without writing it.
+
+    ``series`` is the series the image joins (:func:`.dicom_series.series_in_folder`);
+    without it the image starts series number 1 of its own.
+    """
     if not record.frames:
         raise ValueError(f"{record.step_id}: a capture without frames cannot be stored")
     if record.patient_position not in PATIENT_POSITIONS:
         raise ValueError(f"{record.step_id}: unknown patient position {record.patient_position!r}")
     multi_frame = record.kind == "fluoro" or len(record.frames) > 1
     sop_uid = sop_instance_uid_for(exam, record)
+    zone = exam_zone(exam.study_datetime)
+    if series is None:
+        series = new_series(record, exam, 1, zone)
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = XRF_IMAGE_STORAGE
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = implementation_version_name()
     ds = Dataset()
     ds.file_meta = meta
 
-    _patient(ds, exam)
-    _study_series_equipment(ds, exam, record)
-    _general_image(ds, exam, record)
+    _patient(ds, exam, zone)
+    _study_series_equipment(ds, exam, record, series, zone)
+    _general_image(ds, exam, record, zone)
     rows, cols, spacing = _pixels(ds, record, multi_frame)
     if multi_frame:
         _cine(ds, record)
     _acquisition(ds, record, rows, cols, spacing, multi_frame)
     if record.contrast is not None:
-        _contrast(ds, record.contrast)
+        _contrast(ds, record.contrast, zone)
     if record.tomo is not None:
         _tomography(ds, record.tomo)
 
@@ -339,7 +364,7 @@ def build_dataset(record: CaptureRecord, exam: ExamInfo) -> Dataset:
     ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate = ds.ContentDate
     ds.InstanceCreationTime = ds.ContentTime
-    ds.TimezoneOffsetFromUTC = "+0000"
+    ds.TimezoneOffsetFromUTC = _offset(zone)
     _character_set(
         ds,
         [

@@ -1,18 +1,24 @@
-"""Pixel data: the stored (log, inverted, windowed, 12-bit) image and its VOI LUT."""
+"""Pixel data: the stored, display-ready (log, inverted, windowed, 12-bit) image and its
+VOI window."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 
 from ..records import CaptureRecord
 from .dicom_values import _ds
-from .display import DisplayWindow, collimated_mask, compute_window, to_presentation
+from .display import collimated_mask, compute_window, to_presentation
 
 BITS_STORED = 12
 _FRAME_TIME = Tag(0x0018, 0x1063)
+#: percentiles of the field's stored values that bound the default VOI window
+_WINDOW_PCT = (0.25, 99.75)
+_WINDOW_SAMPLES = 262144
 
 
 def _pixels(ds: Dataset, record: CaptureRecord, multi_frame: bool) -> tuple[int, int, float]:
@@ -34,6 +40,7 @@ def _pixels(ds: Dataset, record: CaptureRecord, multi_frame: bool) -> tuple[int,
         stack[i] = to_presentation(frame.pixels, BITS_STORED, window=window)
 
     ds.SamplesPerPixel = 1
+    # Dense (bone, iodine) = high value = white, as a radiograph is read.
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows = rows
     ds.Columns = cols
@@ -41,15 +48,18 @@ def _pixels(ds: Dataset, record: CaptureRecord, multi_frame: bool) -> tuple[int,
     ds.BitsStored = BITS_STORED
     ds.HighBit = BITS_STORED - 1
     ds.PixelRepresentation = 0
-    # Log-transformed and inverted: a higher value means less X-ray intensity. LOG requires a
-    # Modality LUT back to (approximately) linear intensity; for XA/XRF it is not for display.
-    ds.PixelIntensityRelationship = "LOG"
-    ds.ModalityLUTSequence = DicomSequence([_intensity_lut(window)])
+    # The stored values are already the display mapping (log, inverted, windowed, unsharp
+    # mask): DISP, "adapted for display and ready to be displayed" (PS3.3 C.8.7.1.1). No
+    # Modality LUT: with LOG one would be required, and pipelines that apply it (pydicom,
+    # most web viewers) would then window linear intensities and show a white field.
+    ds.PixelIntensityRelationship = "DISP"
     ds.AcquisitionDeviceProcessingDescription = "LOG, INVERTED, WINDOWED, UNSHARP MASK"
+    low, high = _anatomy_range(stack[len(frames) // 2], mask)
     top = 1 << BITS_STORED
-    ds.WindowCenter = _ds(top / 2)
-    ds.WindowWidth = _ds(top)
-    ds.WindowCenterWidthExplanation = "FULL RANGE"
+    # First window: the anatomy (what viewers apply by default); second: every stored value.
+    ds.WindowCenter = [_ds((low + high + 1) / 2.0), _ds(top / 2)]
+    ds.WindowWidth = [_ds(high - low + 1), _ds(top)]
+    ds.WindowCenterWidthExplanation = ["ANATOMY", "FULL RANGE"]
     if multi_frame:
         ds.NumberOfFrames = len(frames)
         ds.FrameIncrementPointer = _FRAME_TIME
@@ -57,19 +67,13 @@ def _pixels(ds: Dataset, record: CaptureRecord, multi_frame: bool) -> tuple[int,
     return rows, cols, middle.pixel_spacing_mm
 
 
-def _intensity_lut(window: DisplayWindow) -> Dataset:
-    """Modality LUT: stored value → X-ray intensity above the dark offset, relative units.
+def _anatomy_range(image: npt.NDArray[np.uint16], mask: npt.NDArray[np.bool_]) -> tuple[int, int]:
+    """Stored values bounding the collimated field's content (robust percentiles).
 
-    The LUT inverts the log/window mapping (not the unsharp mask), scaled so stored value 0
-    (least attenuation) maps to 65535: dciodvfy wants 16-bit entries to use the 16th bit.
+    The field's extremes stay just inside the window, so little is clipped to white or black
+    while the grey scale is spent on the anatomy, not on the collimator shadow.
     """
-    size = 1 << BITS_STORED
-    v = np.arange(size, dtype=np.float64) / (size - 1)
-    rel_log = -v * (window.log_high - window.log_low)  # log(I / I at stored value 0)
-    lut = np.clip(np.rint(65535.0 * np.exp(rel_log)), 0, 65535).astype("<u2")
-    item = Dataset()
-    item.LUTDescriptor = [size, 0, 16]
-    item.LUTExplanation = "RELATIVE X-RAY INTENSITY"
-    item.ModalityLUTType = "US"  # unspecified units
-    item.add_new(Tag(0x0028, 0x3006), "OW", lut.tobytes())
-    return item
+    values = image[mask] if mask.any() else image.ravel()
+    low, high = np.percentile(values[:: max(1, values.size // _WINDOW_SAMPLES)], _WINDOW_PCT)
+    lo, hi = math.floor(float(low)), math.ceil(float(high))
+    return lo, max(hi, lo + 1)

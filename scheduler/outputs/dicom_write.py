@@ -1,5 +1,10 @@
 """Writing an image: a temporary file, fsync, a hard link to its name (never replacing one),
-then the folder fsynced."""
+then the folder fsynced.
+
+Files are made readable by others (mode ``0o644`` less the process umask, as an ordinary
+``open`` would: ``0644`` under the usual umask 022), so a forwarding service running as
+another user can send them; folders are created ``0o777`` less the umask (``0755``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,12 @@ from pydicom.dataset import Dataset
 
 from ..records import CaptureRecord, ExamInfo
 from .dicom import build_dataset
+from .dicom_series import series_in_folder
+from .dicom_values import exam_zone
+
+#: mode of an image file before the umask applies (mkstemp's own 0600 would hide it from a
+#: forwarding service)
+FILE_MODE = 0o644
 
 
 def capture_file_name(record: CaptureRecord) -> str:
@@ -49,6 +60,7 @@ def _write_atomically(ds: Dataset, path: Path) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, FILE_MODE & ~_umask())
         with os.fdopen(fd, "wb") as f:
             ds.save_as(f, enforce_file_format=True)
             f.flush()
@@ -89,6 +101,20 @@ def _keep_beside(tmp: Path, path: Path) -> Path | None:
     return None
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: set and restore (a brief window, single-threaded here)
+    os.umask(mask)
+    return mask
+
+
 def _fsync_dir(directory: Path) -> None:
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
@@ -106,12 +132,15 @@ def write_capture(record: CaptureRecord, exam: ExamInfo, directory: Path) -> Pat
     """Write ``record`` as ``{instance:03d}-{step_id}.dcm`` in ``directory``; return the path.
 
     The file appears complete or not at all (temporary file, fsync, link, directory fsync).
+    The image joins its step's series as the study's images in ``directory`` number it
+    (:func:`.dicom_series.series_in_folder`).
     An existing file of that name is never replaced: :class:`ImageExistsError` (a
     ``FileExistsError``) names it and where the new image was kept instead.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    ds = build_dataset(record, exam)
+    series = series_in_folder(record, exam, directory, exam_zone(exam.study_datetime))
+    ds = build_dataset(record, exam, series)
     path = directory / capture_file_name(record)
     _write_atomically(ds, path)
     return path

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import re
 import shutil
+import stat
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +31,7 @@ from drivers import (
 )
 from scheduler.outputs import sop_instance_uid_for, write_capture
 from scheduler.outputs.dicom import acquisition_uid_for, instance_uid_for
+from scheduler.outputs.dicom_ids import IMPLEMENTATION_CLASS_UID, implementation_version_name
 from scheduler.records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo, TomoInfo
 
 XRF = "1.2.840.10008.5.1.4.1.1.12.2"
@@ -34,6 +39,24 @@ SPACING = 1.0  # mm per pixel at the detector
 SHAPE = (240, 200)
 CET = dt.timezone(dt.timedelta(hours=1))
 STUDY_START = dt.datetime(2024, 3, 5, 10, 30, 0, tzinfo=CET)  # 09:30 UTC
+#: the room's zone in these tests: local time is CET (+0100) in early March
+ROOM_ZONE = "Europe/Berlin"
+
+
+@pytest.fixture(autouse=True)
+def room_zone() -> Iterator[None]:
+    """The process's local zone is the room's: set it, and restore the runner's after."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = ROOM_ZONE
+    time.tzset()
+    yield
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
 INJECTION = STUDY_START + dt.timedelta(minutes=4)
 FIELD_CM2 = 16.0 * 18.0
 DAP_GY_CM2 = 0.35
@@ -234,8 +257,10 @@ def test_radiograph_reads_back_with_the_inputs(tmp_path: Path) -> None:
     acquired = DT(ds.AcquisitionDateTime)
     assert acquired == record.acquisition_time  # aware datetimes compare across zones
     assert acquired.microsecond == 345000
-    assert ds.AcquisitionTime.startswith("093412")  # 10:34:12 CET = 09:34:12 UTC
-    assert ds.TimezoneOffsetFromUTC == "+0000"
+    assert ds.AcquisitionTime == "103412.345000"  # local: 10:34:12 CET = 09:34:12 UTC
+    assert ds.AcquisitionDateTime == "20240305103412.345000+0100"
+    assert ds.TimezoneOffsetFromUTC == "+0100"
+    assert (ds.StudyDate, ds.StudyTime) == ("20240305", "103000.000000")
     assert "+12 s after injection" in ds.ImageComments
 
 
@@ -247,8 +272,8 @@ def test_contrast_attributes_equal_the_inputs(tmp_path: Path) -> None:
     assert float(ds.ContrastBolusTotalDose) == 50.0  # mL of undiluted agent
     assert ds.ContrastBolusIngredient == "IODINE"
     assert float(ds.ContrastBolusIngredientConcentration) == 300.0
-    assert ds.ContrastBolusStartTime.startswith("093400")  # 10:34 CET in UTC
-    assert ds.ContrastBolusStopTime.startswith("093425")
+    assert ds.ContrastBolusStartTime == "103400.000000"  # local time, as every TM
+    assert ds.ContrastBolusStopTime == "103425.000000"
     assert [float(v) for v in ds.ContrastFlowRate] == [2.0, 1.0]
     assert [float(v) for v in ds.ContrastFlowDuration] == [20.0, 10.0]
 
@@ -379,3 +404,179 @@ def test_acquisition_uid_names_the_protocol_step(tmp_path: Path) -> None:
     uids = {pydicom.dcmread(write_capture(r, exam, tmp_path / "t")).AcquisitionUID for r in layers}
     assert uids == {acquisition_uid_for(exam.study_instance_uid, "nephrotomo")}
     assert ds.SOPInstanceUID == instance_uid_for(exam.study_instance_uid, 2)
+
+
+# -- local time ------------------------------------------------------------------------------------
+
+
+def test_one_offset_serves_the_whole_exam_across_a_clock_change(tmp_path: Path) -> None:
+    """Summer time starts (01:00 UTC, 31 March 2024) during the exam: the start's offset stays."""
+    start = dt.datetime(2024, 3, 31, 0, 30, tzinfo=dt.UTC)  # 01:30 CET
+    exam = dataclasses.replace(make_exam(), study_datetime=start)
+    later = dataclasses.replace(
+        make_record(contrast=None), acquisition_time=start + dt.timedelta(hours=1)
+    )
+    ds = pydicom.dcmread(write_capture(later, exam, tmp_path))
+    assert ds.TimezoneOffsetFromUTC == "+0100"
+    assert ds.StudyTime == "013000.000000"
+    assert ds.AcquisitionTime == "023000.000000"  # 01:30 UTC in the start's offset
+    assert ds.AcquisitionDateTime == "20240331023000.000000+0100"
+    assert DT(ds.AcquisitionDateTime) == later.acquisition_time
+
+
+def test_naive_times_are_utc(tmp_path: Path) -> None:
+    naive = STUDY_START.astimezone(dt.UTC).replace(tzinfo=None)
+    exam = dataclasses.replace(make_exam(), study_datetime=naive)
+    ds = pydicom.dcmread(write_capture(make_record(), exam, tmp_path))
+    assert ds.StudyTime == "103000.000000"
+
+
+# -- UIDs and file meta ----------------------------------------------------------------------------
+
+ROOT_UID = "1.2.826.0.1.3680043.10.9"
+
+
+def _uids(ds: pydicom.Dataset) -> list[str]:
+    return [
+        str(ds.SOPInstanceUID),
+        str(ds.SeriesInstanceUID),
+        str(ds.IrradiationEventUID),
+        str(ds.AcquisitionUID),
+        str(ds.file_meta.MediaStorageSOPInstanceUID),
+    ]
+
+
+def test_uids_are_made_under_the_rooms_root(tmp_path: Path) -> None:
+    exam = dataclasses.replace(make_exam(), uid_root=ROOT_UID)
+    record = make_record()
+    ds = pydicom.dcmread(write_capture(record, exam, tmp_path))
+    for uid in _uids(ds):
+        assert uid.startswith(f"{ROOT_UID}."), uid
+        assert len(uid) <= 64 and re.fullmatch(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*", uid)
+    assert len(set(_uids(ds)[:4])) == 4
+    assert ds.SOPInstanceUID == instance_uid_for(exam.study_instance_uid, 2, ROOT_UID)
+    assert ds.SOPInstanceUID == sop_instance_uid_for(exam, record)
+    assert ds.AcquisitionUID == acquisition_uid_for(exam.study_instance_uid, "nephrogram", ROOT_UID)
+
+
+def test_without_a_root_uids_are_uuid_derived(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(write_capture(make_record(), make_exam(), tmp_path))
+    for uid in _uids(ds):
+        prefix, _, number = uid.partition("2.25.")
+        assert prefix == "" and number.isdigit() and int(number) < 2**128, uid
+        assert not number.startswith("0")
+    assert ds.SOPInstanceUID == instance_uid_for(make_exam().study_instance_uid, 2)
+
+
+def test_file_meta_names_fluoroctl(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(write_capture(make_record(), make_exam(), tmp_path))
+    assert ds.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID
+    assert IMPLEMENTATION_CLASS_UID.is_valid and len(IMPLEMENTATION_CLASS_UID) <= 64
+    name = ds.file_meta.ImplementationVersionName
+    assert name == implementation_version_name()
+    assert name.startswith("FLUOROCTL_") and len(name) <= 16
+
+
+# -- permissions -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_files_are_readable_as_the_umask_allows(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        record = make_record()
+        path = write_capture(record, make_exam(), tmp_path / "exam")
+        with pytest.raises(FileExistsError):
+            write_capture(record, make_exam(), tmp_path / "exam")
+    finally:
+        os.umask(old)
+    kept = path.with_name("002-nephrogram.conflict-1.dcm")
+    for p in (path, kept):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644 & ~umask, p.name
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o777 & ~umask
+
+
+# -- series ----------------------------------------------------------------------------------------
+
+
+def _series(path: Path) -> tuple[str, int, str, str, str]:
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    return (
+        str(ds.SeriesInstanceUID),
+        int(ds.SeriesNumber),
+        str(ds.SeriesDescription),
+        str(ds.SeriesTime),
+        str(ds.PatientPosition),
+    )
+
+
+def test_each_step_is_a_series_numbered_in_order(tmp_path: Path) -> None:
+    exam = make_exam()
+    scout = dataclasses.replace(
+        make_record(instance=1, contrast=None, position="supine"), step_id="scout", label="Scout"
+    )
+    nephro = make_record(instance=2, position="supine")
+    layers = [
+        dataclasses.replace(
+            tomo_record(h),
+            step_id=f"nephrotomo-{h:g}mm",
+            label=f"Nephrotomogram {h / 10:g} cm",  # as the exam engine labels a layer
+            instance_number=3 + i,
+        )
+        for i, h in enumerate((80.0, 90.0))
+    ]
+    prone = dataclasses.replace(
+        make_record(instance=5, position="prone"), step_id="prone", label="Prone KUB"
+    )
+    paths = [write_capture(r, exam, tmp_path) for r in (scout, nephro, *layers, prone)]
+    series = [_series(p) for p in paths]
+    assert [s[1] for s in series] == [1, 2, 3, 3, 4]
+    assert [s[2] for s in series] == [
+        "Scout",
+        "Nephrogram",
+        "Nephrotomogram",
+        "Nephrotomogram",
+        "Prone KUB",
+    ]
+    assert len({s[0] for s in series}) == 4
+    assert series[2] == series[3]  # the sweep's layers: one series, one series time
+    assert series[4][4] == "HFP" and {s[4] for s in series[:4]} == {"HFS"}
+
+
+def test_a_series_never_mixes_patient_positions(tmp_path: Path) -> None:
+    exam = make_exam()
+    supine = write_capture(make_record(instance=2, position="supine"), exam, tmp_path)
+    prone = write_capture(make_record(instance=3, position="prone"), exam, tmp_path)
+    a, b = _series(supine), _series(prone)
+    assert a[0] != b[0] and (a[1], b[1]) == (1, 2)
+
+
+def test_series_numbering_ignores_other_studies_and_damaged_files(tmp_path: Path) -> None:
+    other = dataclasses.replace(make_exam(), study_instance_uid="1.2.826.0.1.3680043.8.498.7")
+    write_capture(make_record(instance=9), other, tmp_path)  # a stranger's image, series 1
+    (tmp_path / "010-broken.dcm").write_bytes(b"\0" * 300)
+    os.mkfifo(tmp_path / "011-fifo.dcm")  # opening it plainly would block the writer
+    (tmp_path / "012-link.dcm").symlink_to(tmp_path / "009-nephrogram.dcm")
+    path = write_capture(make_record(instance=2), make_exam(), tmp_path)
+    assert _series(path)[1] == 1
+
+
+def test_tomo_layers_share_the_sweeps_irradiation_event(tmp_path: Path) -> None:
+    exam = make_exam()
+    events = {
+        str(pydicom.dcmread(write_capture(r, exam, tmp_path)).IrradiationEventUID)
+        for r in (
+            dataclasses.replace(tomo_record(h), step_id=f"nephrotomo-{h:g}mm", instance_number=i)
+            for i, h in enumerate((80.0, 90.0, 100.0), start=5)
+        )
+    }
+    assert len(events) == 1
+    radiographs = {
+        str(
+            pydicom.dcmread(
+                write_capture(make_record(instance=i), exam, tmp_path / "r")
+            ).IrradiationEventUID
+        )
+        for i in (2, 3)
+    }
+    assert len(radiographs) == 2 and not radiographs & events
