@@ -80,6 +80,9 @@ class _Builder(_DiskImages):
                 f"{scan.path}:1: exam_started's steps differ from its protocol; {_UNCHANGED}"
             )
         self.study = str(self.context["exam"]["study_instance_uid"])
+        root = self.context["exam"].get("uid_root")
+        #: the room's UID root the exam's UIDs were made under (None: 2.25 UUID UIDs)
+        self.uid_root = str(root) if root else None
         w0 = self.context.get("wall_at_loop0")
         self.wall0 = dt.datetime.fromisoformat(str(w0)) if w0 is not None else None
         self.ignored: list[IgnoredFile] = []

@@ -51,6 +51,7 @@ class _DiskImages:
     protocol: Protocol
     step_ids: list[str]
     study: str
+    uid_root: str | None
     wall0: dt.datetime | None
     ignored: list[IgnoredFile]
 
@@ -98,7 +99,7 @@ class _DiskImages:
     def _step_candidates(self) -> dict[str, str]:
         """Acquisition UID → protocol step, for every step that takes images."""
         return {
-            acquisition_uid_for(self.study, s.id): s.id
+            acquisition_uid_for(self.study, s.id, self.uid_root): s.id
             for s in self.protocol.steps
             if isinstance(s, CaptureStep | FluoroStep | TomoStep)
         }
@@ -132,7 +133,7 @@ class _DiskImages:
         if sop_class != XRF_IMAGE_STORAGE:
             self._ignore(name, f"not an X-ray image of this exam (SOP class {sop_class})")
             return None
-        if instance is None or sop_uid != instance_uid_for(self.study, instance):
+        if instance is None or sop_uid != instance_uid_for(self.study, instance, self.uid_root):
             self._ignore(name, "its SOP Instance UID is not one this exam gives its images")
             return None
         step = candidates.get(str(acq_uid)) if acq_uid is not None else self._step_by_name(name)
@@ -175,10 +176,13 @@ class _DiskImages:
         if value is None or self.wall0 is None:
             return None
         try:
-            text = str(value)
-            stamp = dt.datetime.strptime(text[:21], "%Y%m%d%H%M%S.%f").replace(tzinfo=dt.UTC)
+            # DT with the exam's UTC offset (local time); an offset-less value is UTC, as
+            # images written before local time were.
+            stamp: dt.datetime = pydicom.valuerep.DT(str(value))
+            if stamp.tzinfo is None:
+                stamp = stamp.replace(tzinfo=dt.UTC)
             return (stamp - self.wall0).total_seconds()
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, AttributeError):
             return None
 
     def _highest_number_on_disk(self) -> int:
