@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import io
 import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from drivers.config import ConfigError, line_of, load_yaml
 
 from .exit_codes import EXIT_BAD_INPUT, EXIT_OK
 from .hospital.worklist import WorklistError, peer_name, query, worklist_peer
+from .order_table import order_table, pick_at_terminal
 from .orders import (
     IDENTITY_FLAGS,
     Order,
@@ -91,6 +90,10 @@ def add_order_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+#: the attributes add_order_options gives the parsed arguments
+ORDER_DESTS = ("order", "pick", "order_file", "weight_kg", "unidentified")
+
+
 @dataclass(frozen=True)
 class RunOrder:
     """What the order options resolve to, before anything is created or opened."""
@@ -113,35 +116,41 @@ def resolve_run_order(
     """The order ``run`` was given, checked: a :class:`ConfigError` (one line, exit 2) for
     conflicting options, a bad order file or flag, an accession not on the worklist, an
     unmapped procedure code, or an unreachable worklist."""
-    pick = bool(getattr(args, "pick", False)) or args.order == PICK
-    identity = {f: getattr(args, f, None) for f in IDENTITY_FLAGS if f != "weight_kg"}
+    # a parser without the order options (a caller of _cmd_run's own) means: no order given
+    opts = argparse.Namespace(**{name: getattr(args, name, None) for name in ORDER_DESTS})
+    pick = bool(opts.pick) or opts.order == PICK
+    identity = {
+        f: getattr(args, flag[2:].replace("-", "_"), None)
+        for f, flag in IDENTITY_FLAGS.items()
+        if f != "weight_kg"
+    }
     flags = [IDENTITY_FLAGS[f] for f, v in identity.items() if v is not None]
     chosen = [
         name
         for name, given in (
-            ("--order", args.order is not None or pick),
-            ("--order-file", args.order_file is not None),
+            ("--order", opts.order is not None or pick),
+            ("--order-file", opts.order_file is not None),
             (flags[0] if flags else "", bool(flags)),
-            ("--unidentified", args.unidentified),
+            ("--unidentified", opts.unidentified),
         )
         if given
     ]
     if len(chosen) > 1:
         raise ConfigError(chosen[1], None, "", f"give one of {' and '.join(chosen)}, not both")
-    weight = args.weight_kg
+    weight = opts.weight_kg
     if weight is not None and not 0 < weight <= 500:
         raise ConfigError("--weight-kg", None, "", f"{weight:g}: a weight in kg, 0 < KG ≤ 500")
-    if args.order is not None or pick:
-        order = _worklist_order(room, room_file, None if pick else args.order, ask)
+    if opts.order is not None or pick:
+        order = _worklist_order(room, room_file, None if pick else opts.order, ask)
         return RunOrder(
             order_with_weight(order, weight), "worklist", _mapped_protocol(order, room, room_file)
         )
-    if args.order_file is not None:
-        return RunOrder(order_with_weight(load_order(args.order_file), weight), "order-file")
+    if opts.order_file is not None:
+        return RunOrder(order_with_weight(load_order(opts.order_file), weight), "order-file")
     if flags:
         return RunOrder(order_from_flags({**identity, "weight_kg": weight}), "command-line")
-    if args.unidentified or not simulates_patient(room):
-        if not args.unidentified and room.dicom.worklist is not None:
+    if opts.unidentified or not simulates_patient(room):
+        if not opts.unidentified and room.dicom.worklist is not None:
             raise ConfigError(
                 room_file,
                 None,
@@ -269,23 +278,6 @@ def _procedures_line(room_file: Path) -> int | None:
     return line_of(node, ("room", "procedures"))[0]
 
 
-def pick_at_terminal(orders: list[Order], stream: TextIO | None = None) -> Order:
-    """Show ``orders`` and read the number of the one to run (standard input)."""
-    out = stream or sys.stderr
-    if not sys.stdin.isatty():
-        raise ConfigError(
-            "--order", None, "", "picking an order needs a terminal: give --order ACCESSION"
-        )
-    print(_table(orders), file=out)
-    while True:
-        print(f"order to run [1-{len(orders)}, q to quit]: ", end="", file=out, flush=True)
-        answer = sys.stdin.readline().strip()
-        if answer.lower() in ("q", ""):
-            raise KeyboardInterrupt
-        if answer.isdigit() and 1 <= int(answer) <= len(orders):
-            return orders[int(answer) - 1]
-
-
 # -- fluoroctl worklist ------------------------------------------------------------------------
 def add_worklist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     wl = sub.add_parser(
@@ -343,49 +335,8 @@ def _cmd_worklist(args: argparse.Namespace) -> int:
     if not orders:
         print(f"no RF procedure scheduled on {day.isoformat()} ({peer_name(peer)})")
         return EXIT_OK
-    print(_table(orders))
+    print(order_table(orders))
     return EXIT_OK
-
-
-def _table(orders: list[Order]) -> str:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"Scheduled procedures ({len(orders)})")
-    for col in (
-        "#",
-        "time",
-        "accession",
-        "patient",
-        "ID",
-        "born",
-        "sex",
-        "kg",
-        "procedure",
-        "station",
-        "referring",
-    ):
-        table.add_column(col)
-    for i, o in enumerate(orders, 1):
-        code = o.requested_procedure_code
-        table.add_row(
-            str(i),
-            "" if o.scheduled_start is None else o.scheduled_start.strftime("%H:%M"),
-            o.accession_number or "",
-            o.patient_name,
-            o.patient_id,
-            "" if o.birth_date is None else o.birth_date.isoformat(),
-            o.sex,
-            "" if o.weight_kg is None else f"{o.weight_kg:g}",
-            " ".join(
-                x for x in (code.value if code else "", o.requested_procedure_description) if x
-            ),
-            o.scheduled_station_ae,
-            o.referring_physician,
-        )
-    console = Console(width=200, record=True, file=io.StringIO())
-    console.print(table)
-    return console.export_text().rstrip()
 
 
 __all__ = [
@@ -395,7 +346,6 @@ __all__ = [
     "add_worklist_parser",
     "check_order_weight",
     "order_and_protocol",
-    "pick_at_terminal",
     "resolve_run_order",
     "simulates_patient",
 ]

@@ -57,9 +57,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         warn=_warn,
     )
-    if ordered.warning:
-        _warn(ordered.warning)
     links, time_scale = run_links(room, args)
+    if ordered.warning:  # after every check: a refused run needs no warning
+        _warn(f"warning: {ordered.warning}")
     if room.clock == "virtual":
         loop = new_event_loop("virtual")
     elif time_scale != 1.0:

@@ -27,6 +27,14 @@ from drivers.config import LocatedValueError, load_model
 from drivers.injector import KPA_PER_PSI
 
 from .policy import FaultPolicy
+from .protocol_weight import (
+    MaxVolume,
+    MinVolume,
+    MlPerKg,
+    check_weight_bounds,
+    fill_weighted_phase,
+    volume_optional_in_schema,
+)
 
 Position = Literal["supine", "prone", "lpo", "rpo"]
 #: what happens to a capture that falls due while the exam is paused
@@ -227,46 +235,19 @@ class TomoStep(_Acquisition):
 
 
 class PhaseSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=volume_optional_in_schema)
+
     flow_ml_s: float = Field(ge=0.1, le=30)
-    volume_ml: float = Field(ge=0.5, le=500)
+    volume_ml: float = Field(ge=0.5, le=500, description="not in a weight-based bolus")
     delay_s: float = Field(default=0, ge=0, le=600)
-
-
-#: most contrast per kg of body weight a protocol may ask for (IVU: 1–1.5 mL/kg of 300–350
-#: mgI/mL; beyond 3 mL/kg is a typo, not a plan)
-MAX_ML_PER_KG = 3.0
 
 
 class InjectStep(_Step):
     type: Literal["inject"]
-    phases: list[PhaseSpec] = Field(
-        min_length=1,
-        max_length=8,
-        description="with volume_ml_per_kg the first phase has no volume_ml: it is the "
-        "weight-based bolus",
-    )
-    volume_ml_per_kg: float | None = Field(
-        default=None,
-        gt=0,
-        le=MAX_ML_PER_KG,
-        description="weight-based contrast: the first phase's volume is this × the patient's "
-        "weight (from the order; on the simulator, the simulated patient's), clamped to "
-        "min_volume_ml … max_volume_ml and to the room's max_volume_ml",
-    )
-    max_volume_ml: float | None = Field(
-        default=None,
-        ge=0.5,
-        le=500,
-        description="the protocol's ceiling of a weight-based bolus (required with "
-        "volume_ml_per_kg); preflight checks the protocol at this volume",
-    )
-    min_volume_ml: float | None = Field(
-        default=None,
-        ge=0.5,
-        le=500,
-        description="the floor of a weight-based bolus (a light patient still gets a "
-        "diagnostic dose); only with volume_ml_per_kg",
-    )
+    phases: list[PhaseSpec] = Field(min_length=1, max_length=8)  # weight-based: 1st = bolus
+    volume_ml_per_kg: MlPerKg = None
+    max_volume_ml: MaxVolume = None
+    min_volume_ml: MinVolume = None
     # the injector takes 100–8300 kPa (drivers.injector.InjectionProgram); 15 psi ≈ 103 kPa
     pressure_limit_kpa: float | None = Field(default=None, ge=100, le=8300)
     pressure_limit_psi: float | None = Field(default=None, ge=15, le=1200)
@@ -276,48 +257,11 @@ class InjectStep(_Step):
     @model_validator(mode="before")
     @classmethod
     def _weighted_phase(cls, data: object) -> object:
-        """A weight-based bolus has no volume until the patient's weight is known: until
-        then (validate, preflight) it stands at the protocol's ceiling, the worst case."""
-        if not isinstance(data, dict) or data.get("volume_ml_per_kg") is None:
-            return data
-        phases = data.get("phases")
-        if not isinstance(phases, list) or not phases or not isinstance(phases[0], dict):
-            return data
-        if "volume_ml" in phases[0]:
-            raise LocatedValueError(
-                ("phases", 0, "volume_ml"),
-                "give volume_ml or the step's volume_ml_per_kg, not both (min_volume_ml and "
-                "max_volume_ml bound a weight-based volume)",
-            )
-        ceiling = data.get("max_volume_ml")
-        if ceiling is None:
-            raise LocatedValueError(
-                ("volume_ml_per_kg",),
-                "a weight-based volume needs the protocol's ceiling: add max_volume_ml",
-            )
-        return {**data, "phases": [{**phases[0], "volume_ml": ceiling}, *phases[1:]]}
-
-    @model_validator(mode="after")
-    def _weight_bounds(self) -> InjectStep:
-        if self.volume_ml_per_kg is None:
-            for name in ("max_volume_ml", "min_volume_ml"):
-                if getattr(self, name) is not None:
-                    raise LocatedValueError(
-                        (name,), f"{name} bounds a weight-based volume: only with volume_ml_per_kg"
-                    )
-        elif (
-            self.min_volume_ml is not None
-            and self.max_volume_ml is not None
-            and self.min_volume_ml > self.max_volume_ml
-        ):
-            raise LocatedValueError(
-                ("min_volume_ml",),
-                f"{self.min_volume_ml:g} mL is more than max_volume_ml {self.max_volume_ml:g} mL",
-            )
-        return self
+        return fill_weighted_phase(data)
 
     @model_validator(mode="after")
     def _one_pressure_limit(self) -> InjectStep:
+        check_weight_bounds(self.volume_ml_per_kg, self.min_volume_ml, self.max_volume_ml)
         if (self.pressure_limit_kpa is None) == (self.pressure_limit_psi is None):
             raise ValueError("give exactly one of pressure_limit_kpa or pressure_limit_psi")
         return self

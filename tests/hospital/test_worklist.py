@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the worklist_peer fixture is imported, and test arguments name it)
 """The Modality Worklist against a real SCP (dcmtk's wlmscpfs): ``fluoroctl worklist`` and
 ``fluoroctl run --order ACCESSION`` on the in-process simulator (virtual time)."""
 
@@ -104,8 +105,7 @@ def test_unreachable_or_refusing_worklist_is_one_line_naming_the_peer(
 
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(
-        SIM_ROOM.rstrip()
-        + f"\n  dicom:\n    worklist: {{ae: NOTRIS, host: 127.0.0.1, "
+        SIM_ROOM.rstrip() + f"\n  dicom:\n    worklist: {{ae: NOTRIS, host: 127.0.0.1, "
         f"port: {worklist_peer.port}}}\n"
     )
     assert fluoroctl("worklist", "--room", str(wrong)) == 2
