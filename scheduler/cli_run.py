@@ -17,6 +17,7 @@ from rich.table import Table
 from drivers import Clock, DeviceError, new_event_loop
 from drivers.config import ConfigError
 
+from .cli_orders import check_order_weight, order_and_protocol
 from .cli_tools import _warn
 from .exit_codes import (
     EXIT_BAD_INPUT,
@@ -41,11 +42,14 @@ if TYPE_CHECKING:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     room_path = args.room or default_room_path()
-    protocol = load_protocol(args.protocol)
+    given = load_protocol(args.protocol) if args.protocol is not None else None
     room = with_faults(load_room(room_path), args.fault)
     # Everything checkable is checked before anything is created or opened.
+    ordered, protocol_file = order_and_protocol(args, room, room_path)
+    protocol = given or load_protocol(protocol_file)
+    check_order_weight(ordered, protocol, protocol_file, room)
     check_run_inputs(
-        args.protocol,
+        protocol_file,
         protocol,
         room_path,
         room,
@@ -54,6 +58,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         warn=_warn,
     )
     links, time_scale = run_links(room, args)
+    if ordered.warning:  # after every check: a refused run needs no warning
+        _warn(f"warning: {ordered.warning}")
     if room.clock == "virtual":
         loop = new_event_loop("virtual")
     elif time_scale != 1.0:
@@ -72,7 +78,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         view = ProgressView(progress, Clock.for_running_loop(), console)
         with view:
             outcome = await run_exam(
-                args.protocol,
+                protocol_file,
                 room_path,
                 args.out,
                 patient=args.patient,
@@ -83,6 +89,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 room=room,
                 links=links,
                 force_new=args.force_new,
+                order=ordered.order,
+                order_source=ordered.source,
             )
         _print_summary(console, outcome.summary)
         return exit_code_for(outcome.result)

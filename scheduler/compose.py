@@ -18,24 +18,25 @@ from drivers import Clock
 from drivers.backends import DeviceSet, RoomRequest, backend_for_links
 
 from .exam import (
-    ANONYMOUS,
     ExamProgress,
     ExamResult,
     ExamRunner,
     RoomInfo,
-    make_exam_info,
 )
 from .exam.hooks import install_operated_exam_hooks
 from .exam_dir import claim_new_exam_folder
 from .hospital.session import attach as attach_pacs
 from .journal import ExamEvent
 from .operator import Operator, ScriptedOperator, TerminalOperator
+from .order_exam import identify_exam
+from .orders import Order, OrderSource
 from .outputs import entry_for, write_contact_sheet
 from .paths import PROJECT_ROOT
 from .protocol import Protocol, load_protocol
 from .records import CaptureRecord, ExamInfo
 from .room import Room, load_room
 from .summary import build_summary, write_summary
+from .weight_dose import journal_at_inject_step
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def finish_outputs(
     protocol_path: Path,
     protocol_name: str,
     room_name: str,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Contact sheet and summary.json, on every end of an exam; returns the summary.
 
@@ -114,6 +116,7 @@ def finish_outputs(
     summary = build_summary(
         result, exam, clock, time.perf_counter() - wall0, str(protocol_path), room_name
     )
+    summary.update(extra or {})
     try:
         write_summary(summary, out_dir / "summary.json")
     except OSError as exc:
@@ -143,7 +146,12 @@ async def run_exam(
     room: Room | None = None,
     links: dict[str, str] | None = None,
     force_new: bool = False,
+    order: Order | None = None,
+    order_source: OrderSource | None = None,
 ) -> RunOutcome:
+    """Run one exam into ``out_dir``. ``order`` names the patient and the request (it wins
+    over the simulated patient; without either the exam is marked UNIDENTIFIED); a
+    weight-based protocol is worked out for the patient's weight (scheduler.order_exam)."""
     wall0 = time.perf_counter()
     protocol = protocol or load_protocol(protocol_path)
     room = room or load_room(room_path)
@@ -158,8 +166,16 @@ async def run_exam(
         devices = await open_devices(room, clock, config_base_dir(room_path), options, links)
         try:
             # The order names the patient; on the simulator, the room's simulated patient is it.
-            patient_info = RoomInfo.of(devices).patient or ANONYMOUS
-            exam = make_exam_info(protocol, room, patient_info, clock.wall_now())
+            who = identify_exam(
+                protocol,
+                room,
+                RoomInfo.of(devices),
+                clock.wall_now(),
+                order=order,
+                source=order_source,
+                protocol_path=protocol_path,
+            )
+            protocol, exam = who.protocol, who.exam
             runner = ExamRunner(
                 protocol,
                 room,
@@ -171,7 +187,10 @@ async def run_exam(
                 progress=progress,
                 on_capture=on_capture,
                 on_event=on_event,
+                context=who.journal_context(),
             )
+            if who.weighted is not None:
+                journal_at_inject_step(runner.bus, who.weighted)
             install_operated_exam_hooks(runner.bus, clock)
             pacs = attach_pacs(runner.bus, room, exam, out_dir)  # None without dicom peers
             where: dict[str, Any] = {
@@ -179,6 +198,7 @@ async def run_exam(
                 "protocol_path": protocol_path,
                 "protocol_name": protocol.name,
                 "room_name": room.name,
+                "extra": who.summary(),
             }
             try:
                 result = await runner.run()

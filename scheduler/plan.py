@@ -34,6 +34,7 @@ from .room import IN_PROCESS_SCHEMES, Devices, OperatorConfig, Room
 
 if TYPE_CHECKING:  # the engine is imported when a plan is made, not with the CLI
     from .exam import ExamResult, Recorded
+    from .weight_dose import WeightedVolume
 
 __all__ = [
     "SID_MM",
@@ -91,6 +92,9 @@ class Plan:
     reference_air_kerma_mgy: float
     dap_gy_cm2: float
     images: int
+    #: the weight-based bolus as worked out for the rehearsal's patient
+    #: (:class:`scheduler.weight_dose.WeightedVolume` as JSON), if the protocol has one
+    contrast_by_weight: dict[str, Any] | None = None
 
     @property
     def problems(self) -> list[PlannedStep]:
@@ -130,9 +134,15 @@ async def plan_exam(
     *,
     patient: str | None = None,
     base_dir: Path = PROJECT_ROOT,
+    weight_kg: float | None = None,
 ) -> Plan:
-    """Rehearse ``protocol`` in ``room`` on the running loop (a VirtualTimeEventLoop)."""
-    from .exam import ANONYMOUS, ExamRunner, RoomInfo, make_exam_info
+    """Rehearse ``protocol`` in ``room`` on the running loop (a VirtualTimeEventLoop).
+
+    A weight-based bolus is worked out for ``weight_kg`` (an order's weight), else for the
+    simulated patient's weight, and clamped as the run would."""
+    from .exam import ExamRunner, RoomInfo
+    from .order_exam import identify_exam
+    from .weight_dose import weigh
 
     clock = Clock.for_running_loop()
     if not clock.is_virtual:
@@ -144,8 +154,13 @@ async def plan_exam(
         backend = backend_for_links(sim.links)
         devices = await backend(RoomRequest(sim.links, clock, {**sim.options, **options}, base_dir))
         try:
-            who = RoomInfo.of(devices).patient or ANONYMOUS
-            exam = make_exam_info(protocol, sim, who, clock.wall_now())
+            info = RoomInfo.of(devices)
+            weighted = None
+            if weight_kg is not None:
+                protocol, weighted = weigh(protocol, sim.limits, weight_kg, weight_source="given")
+            who = identify_exam(protocol, sim, info, clock.wall_now(), order=None)
+            protocol, exam = who.protocol, who.exam
+            weighted = weighted or who.weighted
             operator = ScriptedOperator(clock, sim.operator.delays_s)
             runner = ExamRunner(protocol, sim, devices, clock, operator, Path(tmp), exam)
             seen = _Seen()
@@ -160,7 +175,7 @@ async def plan_exam(
                 result = runner.result
         finally:
             await devices.aclose()
-    return _plan(protocol, room, result, seen)
+    return _plan(protocol, room, result, seen, weighted)
 
 
 class _Seen:
@@ -188,12 +203,19 @@ def rehearse(
     *,
     patient: str | None = None,
     base_dir: Path = PROJECT_ROOT,
+    weight_kg: float | None = None,
 ) -> Plan:
     """:func:`plan_exam` on a virtual-time loop of its own (from a worker thread when the
     caller already runs a loop). The rehearsal is deterministic, so the last few plans are
     kept in memory (a second call with equal files costs nothing)."""
     key = _Key(
-        protocol.model_dump_json(), room.model_dump_json(), patient, base_dir, protocol, room
+        protocol.model_dump_json(),
+        room.model_dump_json(),
+        patient,
+        base_dir,
+        weight_kg,
+        protocol,
+        room,
     )
     return _rehearsed(key)
 
@@ -206,6 +228,7 @@ class _Key:
     room_json: str
     patient: str | None
     base_dir: Path
+    weight_kg: float | None
     protocol: Protocol = field(compare=False, hash=False)
     room: Room = field(compare=False, hash=False)
 
@@ -215,7 +238,13 @@ def _rehearsed(key: _Key) -> Plan:
     def rehearse() -> Plan:
         loop = VirtualTimeEventLoop()
         try:
-            planned = plan_exam(key.protocol, key.room, patient=key.patient, base_dir=key.base_dir)
+            planned = plan_exam(
+                key.protocol,
+                key.room,
+                patient=key.patient,
+                base_dir=key.base_dir,
+                weight_kg=key.weight_kg,
+            )
             return loop.run_until_complete(planned)
         finally:
             loop.close()
@@ -228,11 +257,19 @@ def _rehearsed(key: _Key) -> Plan:
         return pool.submit(rehearse).result()
 
 
-def _plan(protocol: Protocol, room: Room, result: ExamResult, seen: _Seen) -> Plan:
+def _plan(
+    protocol: Protocol,
+    room: Room,
+    result: ExamResult,
+    seen: _Seen,
+    weighted: WeightedVolume | None = None,
+) -> Plan:
     anchor = result.injection_start_s
     steps: list[PlannedStep] = []
     for step, r in zip(protocol.steps, result.steps, strict=True):
         exposures, entrance, note = _estimate(protocol, step)
+        if weighted is not None and step.id == weighted.step:
+            note = f"{weighted.describe()}; {note}"
         if r.status not in ("done", "late"):  # not carried out: nothing was exposed
             exposures, entrance = 0, 0.0
         t = r.commanded_s if r.commanded_s is not None else seen.given_up.get(r.id)
@@ -272,6 +309,7 @@ def _plan(protocol: Protocol, room: Room, result: ExamResult, seen: _Seen) -> Pl
         reference_air_kerma_mgy=sum(f.dose.reference_air_kerma_mgy for f in frames),
         dap_gy_cm2=sum(f.dose.dap_gy_cm2 for f in frames),
         images=len(result.records),
+        contrast_by_weight=None if weighted is None else weighted.to_json(),
     )
 
 

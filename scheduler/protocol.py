@@ -27,6 +27,14 @@ from drivers.config import LocatedValueError, load_model
 from drivers.injector import KPA_PER_PSI
 
 from .policy import FaultPolicy
+from .protocol_weight import (
+    MaxVolume,
+    MinVolume,
+    MlPerKg,
+    check_weight_bounds,
+    fill_weighted_phase,
+    volume_optional_in_schema,
+)
 
 Position = Literal["supine", "prone", "lpo", "rpo"]
 #: what happens to a capture that falls due while the exam is paused
@@ -227,22 +235,33 @@ class TomoStep(_Acquisition):
 
 
 class PhaseSpec(_Model):
+    model_config = ConfigDict(json_schema_extra=volume_optional_in_schema)
+
     flow_ml_s: float = Field(ge=0.1, le=30)
-    volume_ml: float = Field(ge=0.5, le=500)
+    volume_ml: float = Field(ge=0.5, le=500, description="not in a weight-based bolus")
     delay_s: float = Field(default=0, ge=0, le=600)
 
 
 class InjectStep(_Step):
     type: Literal["inject"]
-    phases: list[PhaseSpec] = Field(min_length=1, max_length=8)
+    phases: list[PhaseSpec] = Field(min_length=1, max_length=8)  # weight-based: 1st = bolus
+    volume_ml_per_kg: MlPerKg = None
+    max_volume_ml: MaxVolume = None
+    min_volume_ml: MinVolume = None
     # the injector takes 100–8300 kPa (drivers.injector.InjectionProgram); 15 psi ≈ 103 kPa
     pressure_limit_kpa: float | None = Field(default=None, ge=100, le=8300)
     pressure_limit_psi: float | None = Field(default=None, ge=15, le=1200)
     rise_time_s: float = Field(default=0.5, ge=0, le=10)
     confirm: bool = Field(default=True, description="operator confirms before the start")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _weighted_phase(cls, data: object) -> object:
+        return fill_weighted_phase(data)
+
     @model_validator(mode="after")
     def _one_pressure_limit(self) -> InjectStep:
+        check_weight_bounds(self.volume_ml_per_kg, self.min_volume_ml, self.max_volume_ml)
         if (self.pressure_limit_kpa is None) == (self.pressure_limit_psi is None):
             raise ValueError("give exactly one of pressure_limit_kpa or pressure_limit_psi")
         return self

@@ -1,9 +1,10 @@
 """JSON Schemas of the configuration files, exported to docs/ so editors can validate YAML.
 
-Protocol and room files are the scheduler's own models. File kinds owned by other packages
-(the simulator's ``patient:`` scenarios) come through the ``fluoroctl.files`` entry-point
-group that ``fluoroctl validate`` already uses: the registered loader's return annotation
-names the model it validates with, so the scheduler never imports the simulator.
+Protocol, room and order files (``run --order-file``) are the scheduler's own models. File
+kinds owned by other packages (the simulator's ``patient:`` scenarios) come through the
+``fluoroctl.files`` entry-point group that ``fluoroctl validate`` already uses: the
+registered loader's return annotation names the model it validates with, so the scheduler
+never imports the simulator.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from drivers.config import find_file_loader
 
+from .orders import Order
 from .protocol import Protocol
 from .room import Room
 
@@ -62,6 +64,7 @@ def schemas() -> dict[str, dict[str, Any]]:
     out = {
         "protocol-schema.json": file_schema("protocol", Protocol, "fluoroctl protocol file"),
         "room-schema.json": file_schema("room", Room, "fluoroctl room file"),
+        "order-schema.json": file_schema("order", Order, "fluoroctl exam order file"),
     }
     for root_key, title in REGISTERED_KINDS.items():
         model = registered_model(root_key)

@@ -10,33 +10,70 @@ from typing import Any
 from pydicom.uid import generate_uid
 
 from ..operator import ScriptedOperator
+from ..orders import Order
 from ..protocol import Protocol
 from ..records import ExamInfo, PatientInfo
 from ..room import Room
 from .context import ExamContext
 
-#: who the exam is for when neither an order nor the room names a patient
+#: who the exam is for when neither an order nor the room names a patient (tests and the
+#: API's bare rooms; ``fluoroctl run`` marks such an exam UNIDENTIFIED instead)
 ANONYMOUS = PatientInfo(patient_id="ANON", name="Anonymous", sex="O", birth_date=None)
 
 
 def make_exam_info(
-    protocol: Protocol, room: Room, patient: PatientInfo, wall_start: dt.datetime
+    protocol: Protocol,
+    room: Room,
+    patient: PatientInfo,
+    wall_start: dt.datetime,
+    order: Order | None = None,
 ) -> ExamInfo:
-    """The study a run creates for ``patient`` (from the order; on the simulator, the
-    simulated patient), with UIDs derived from the patient, protocol and start time."""
+    """The study a run creates. With an ``order`` the order's identity wins over ``patient``
+    (on the simulator, the simulated patient): its patient, accession number, Study
+    Instance UID (when the RIS gave one) and requested procedure; what it leaves out is made
+    here — UIDs derived from the patient, protocol and start time, an accession number
+    ``FX<start time>``."""
+    if order is not None:
+        patient = order.patient()
     seed = [patient.patient_id, protocol.name, wall_start.isoformat()]
+    code = (order.procedure_code if order else None) or protocol.procedure_code
+    description = (order.requested_procedure_description if order else "") or (
+        f"{protocol.name} (CPT {protocol.procedure_code})"
+    )
     return ExamInfo(
-        study_instance_uid=generate_uid(entropy_srcs=[*seed, "study"]),
+        study_instance_uid=(order.study_instance_uid if order else None)
+        or generate_uid(entropy_srcs=[*seed, "study"]),
         series_instance_uid=generate_uid(entropy_srcs=[*seed, "series"]),
         study_id=wall_start.strftime("%y%m%d%H%M"),
-        accession_number=f"FX{wall_start.strftime('%Y%m%d%H%M%S')}",
-        study_description=f"{protocol.name} (CPT {protocol.procedure_code})",
-        procedure_code=protocol.procedure_code,
+        accession_number=(order.accession_number if order else None)
+        or f"FX{wall_start.strftime('%Y%m%d%H%M%S')}",
+        study_description=description,
+        procedure_code=code,
         study_datetime=wall_start,
         patient=patient,
         institution=room.institution,
         station_name=room.station_name,
     )
+
+
+def identity_summary(exam: ExamInfo, order: Order | None, source: str) -> dict[str, Any]:
+    """Who and what the exam was for, as ``summary.json``'s ``identity`` holds it."""
+    p = exam.patient
+    out: dict[str, Any] = {
+        "source": source,
+        "patient_id": p.patient_id,
+        "patient_name": p.name,
+        "birth_date": None if p.birth_date is None else p.birth_date.isoformat(),
+        "sex": p.sex,
+        "weight_kg": p.weight_kg,
+        "accession_number": exam.accession_number,
+        "study_instance_uid": exam.study_instance_uid,
+        "procedure_code": exam.procedure_code,
+        "study_description": exam.study_description,
+    }
+    if order is not None:
+        out["order"] = order.journal_json()
+    return out
 
 
 def exam_json(exam: ExamInfo) -> dict[str, Any]:
