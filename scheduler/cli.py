@@ -15,6 +15,7 @@ from drivers.wire.keys import KeyFileError
 
 from .cli_dicom import add_dicom_parser
 from .cli_keys import add_keys_parser
+from .cli_orders import add_order_options, add_worklist_parser
 from .cli_run import _cmd_resume, _cmd_run, run_links, with_faults
 from .cli_tools import _cmd_plan, _cmd_schema, _cmd_sim_render, _cmd_sim_serve, _cmd_validate
 from .exam_dir import ExamFolderError
@@ -130,7 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "protocol",
         type=protocol_path,
-        help="protocol file, or the name of a shipped one (e.g. ivu-standard)",
+        nargs="?",
+        default=None,
+        help="protocol file, or the name of a shipped one (e.g. ivu-standard); with --order, "
+        "the room's procedures: entry for the order's procedure code",
     )
     run.add_argument(
         "--room",
@@ -162,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
         "deleted) and start a new one there; without it such a folder is refused",
     )
     _add_link_options(run)
+    add_order_options(run)
     run.add_argument(
         "--fault",
         action="append",
@@ -201,6 +206,13 @@ def _parser() -> argparse.ArgumentParser:
         help="simulated patient scenario to rehearse with (default: the room's, else normal)",
     )
     plan.add_argument("--json", action="store_true", help="print the plan as JSON on stdout")
+    plan.add_argument(
+        "--weight-kg",
+        type=float,
+        default=None,
+        help="the patient's weight for a weight-based contrast volume (default: the "
+        "simulated patient's)",
+    )
     plan.set_defaults(func=_cmd_plan)
 
     sim = sub.add_parser("sim", help="simulator tools")
@@ -263,6 +275,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_keys_parser(sub)
     add_dicom_parser(sub)
+    add_worklist_parser(sub)
     return p
 
 

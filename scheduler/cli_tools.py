@@ -58,7 +58,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         _warn(line)
     from .compose import config_base_dir
 
-    plan = rehearse(protocol, room, patient=args.patient, base_dir=config_base_dir(room_path))
+    plan = rehearse(
+        protocol,
+        room,
+        patient=args.patient,
+        base_dir=config_base_dir(room_path),
+        weight_kg=getattr(args, "weight_kg", None),
+    )
     # what the engine itself did in the rehearsal: the authoritative word on each step
     rehearsed = [
         Finding(

@@ -41,6 +41,19 @@ class ContrastInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """What the order asked for (the worklist's Requested Procedure and Scheduled Procedure
+    Step): every object carries it in its Request Attributes Sequence."""
+
+    requested_procedure_id: str = ""
+    requested_procedure_description: str = ""
+    procedure_code: tuple[str, str, str] | None = None  # (value, scheme, meaning)
+    scheduled_procedure_step_id: str = ""
+    scheduled_procedure_step_description: str = ""
+    referring_physician: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ExamInfo:
     """Study-level identity shared by every object of one exam."""
 
@@ -61,6 +74,8 @@ class ExamInfo:
     #: the organisation's UID root (the room's ``dicom.uid_root``, ≤ 24 characters) under
     #: which every UID of the exam's objects is made; None: ``2.25.<UUID>`` UIDs
     uid_root: str | None = None
+    #: the order's request (None: an exam without an order)
+    request: RequestInfo | None = None
 
 
 @dataclass(frozen=True, slots=True)

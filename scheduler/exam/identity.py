@@ -7,12 +7,11 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from pydicom.uid import generate_uid
-
 from ..operator import ScriptedOperator
 from ..orders import Order
+from ..outputs.dicom_ids import uid_from
 from ..protocol import Protocol
-from ..records import ExamInfo, PatientInfo
+from ..records import ExamInfo, PatientInfo, RequestInfo
 from ..room import Room
 from .context import ExamContext
 
@@ -40,10 +39,11 @@ def make_exam_info(
     description = (order.requested_procedure_description if order else "") or (
         f"{protocol.name} (CPT {protocol.procedure_code})"
     )
+    root = room.dicom.uid_root
     return ExamInfo(
         study_instance_uid=(order.study_instance_uid if order else None)
-        or generate_uid(entropy_srcs=[*seed, "study"]),
-        series_instance_uid=generate_uid(entropy_srcs=[*seed, "series"]),
+        or uid_from(root, *seed, "study"),
+        series_instance_uid=uid_from(root, *seed, "series"),
         study_id=wall_start.strftime("%y%m%d%H%M"),
         accession_number=(order.accession_number if order else None)
         or f"FX{wall_start.strftime('%Y%m%d%H%M%S')}",
@@ -53,6 +53,20 @@ def make_exam_info(
         patient=patient,
         institution=room.institution,
         station_name=room.station_name,
+        uid_root=root,
+        request=None if order is None else _request(order),
+    )
+
+
+def _request(order: Order) -> RequestInfo:
+    code = order.requested_procedure_code
+    return RequestInfo(
+        requested_procedure_id=order.requested_procedure_id or "",
+        requested_procedure_description=order.requested_procedure_description or "",
+        procedure_code=None if code is None else (code.value, code.scheme, code.meaning),
+        scheduled_procedure_step_id=order.scheduled_procedure_step_id or "",
+        scheduled_procedure_step_description=order.scheduled_procedure_step_description or "",
+        referring_physician=order.referring_physician or "",
     )
 
 
@@ -90,11 +104,16 @@ def exam_from_json(data: dict[str, Any]) -> ExamInfo:
     patient = dict(data["patient"])
     birth = patient.get("birth_date")
     patient["birth_date"] = None if birth is None else dt.date.fromisoformat(birth)
+    request = data.get("request")
+    if request:
+        code = request.get("procedure_code")
+        request = RequestInfo(**{**request, "procedure_code": tuple(code) if code else None})
     return ExamInfo(
         **{
             **data,
             "study_datetime": dt.datetime.fromisoformat(data["study_datetime"]),
             "patient": PatientInfo(**patient),
+            "request": request or None,
         }
     )
 

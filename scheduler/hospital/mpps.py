@@ -46,6 +46,24 @@ class ScheduledStep:
     scheduled_step_description: str = ""
 
 
+def scheduled_step(exam: ExamInfo) -> ScheduledStep:
+    """The step the exam's order scheduled (its worklist entry), else an unscheduled one."""
+    req = exam.request
+    if req is None:
+        return ScheduledStep(
+            accession_number=exam.accession_number,
+            requested_procedure_description=exam.study_description,
+        )
+    return ScheduledStep(
+        accession_number=exam.accession_number,
+        requested_procedure_id=req.requested_procedure_id,
+        requested_procedure_description=req.requested_procedure_description
+        or exam.study_description,
+        scheduled_step_id=req.scheduled_procedure_step_id,
+        scheduled_step_description=req.scheduled_procedure_step_description,
+    )
+
+
 def mpps_uid(exam: ExamInfo) -> str:
     """The exam's MPPS SOP Instance UID (the same in every process of the exam)."""
     return str(generate_uid(entropy_srcs=[exam.study_instance_uid, "mpps"]))
@@ -66,10 +84,7 @@ def in_progress(
     scheduled: ScheduledStep | None = None,
 ) -> Dataset:
     """The N-CREATE dataset (PS3.4 F.7.2.1; IHE RAD-6 required attributes)."""
-    step = scheduled or ScheduledStep(
-        accession_number=exam.accession_number,
-        requested_procedure_description=exam.study_description,
-    )
+    step = scheduled or scheduled_step(exam)
     item = Dataset()
     item.StudyInstanceUID = exam.study_instance_uid
     item.ReferencedStudySequence = []

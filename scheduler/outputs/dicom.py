@@ -37,7 +37,14 @@ from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from drivers import FOCAL_SPOT_MM, Frame
 
-from ..records import PATIENT_POSITIONS, CaptureRecord, ContrastInfo, ExamInfo, TomoInfo
+from ..records import (
+    PATIENT_POSITIONS,
+    CaptureRecord,
+    ContrastInfo,
+    ExamInfo,
+    RequestInfo,
+    TomoInfo,
+)
 from .dicom_ids import (
     IMPLEMENTATION_CLASS_UID,
     acquisition_uid_for,
@@ -103,16 +110,20 @@ def _study_series_equipment(
     ds.StudyInstanceUID = exam.study_instance_uid
     ds.StudyDate = _da(started)
     ds.StudyTime = _tm(started)
-    ds.ReferringPhysicianName = ""
+    req = exam.request
+    ds.ReferringPhysicianName = _text(req.referring_physician, 64) if req else ""
     ds.StudyID = _sh(exam.study_id)
     ds.AccessionNumber = _sh(exam.accession_number)
     ds.StudyDescription = _lo(exam.study_description)
+    triplet = req.procedure_code if req and req.procedure_code else None
     if exam.procedure_code:
-        code = Dataset()
-        code.CodeValue = _sh(exam.procedure_code)
-        code.CodingSchemeDesignator = "C4"  # CPT-4
-        code.CodeMeaning = _lo(exam.study_description)
-        ds.ProcedureCodeSequence = DicomSequence([code])
+        # CPT-4 unless the order said which scheme its code is in
+        _, scheme, meaning = triplet or ("", "", "")
+        ds.ProcedureCodeSequence = DicomSequence(
+            [_code(exam.procedure_code, scheme or "C4", meaning or exam.study_description)]
+        )
+    if req is not None:
+        ds.RequestAttributesSequence = DicomSequence([_request_item(exam, req)])
 
     ds.SeriesInstanceUID = series.uid
     ds.SeriesNumber = series.number
@@ -129,6 +140,29 @@ def _study_series_equipment(
     ds.ManufacturerModelName = _lo(exam.model_name)
     ds.DeviceSerialNumber = _lo(exam.device_serial)
     ds.SoftwareVersions = _lo(exam.software_version)
+
+
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue = _sh(value)
+    item.CodingSchemeDesignator = _sh(scheme)
+    item.CodeMeaning = _lo(meaning)
+    return item
+
+
+def _request_item(exam: ExamInfo, req: RequestInfo) -> Dataset:
+    """Request Attributes Sequence item (PS3.3 §10.13): the order this object answers."""
+    item = Dataset()
+    item.AccessionNumber = _sh(exam.accession_number)
+    item.RequestedProcedureID = _sh(req.requested_procedure_id)
+    if req.requested_procedure_description:
+        item.RequestedProcedureDescription = _lo(req.requested_procedure_description)
+    if req.procedure_code is not None:
+        item.RequestedProcedureCodeSequence = DicomSequence([_code(*req.procedure_code)])
+    item.ScheduledProcedureStepID = _sh(req.scheduled_procedure_step_id)
+    if req.scheduled_procedure_step_description:
+        item.ScheduledProcedureStepDescription = _lo(req.scheduled_procedure_step_description)
+    return item
 
 
 def _image_comments(record: CaptureRecord) -> str:

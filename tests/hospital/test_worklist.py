@@ -166,11 +166,6 @@ def test_run_order_gives_every_object_the_worklist_identity(tmp_path, worklist_p
     assert started["data"]["protocol"] == "IVU accelerated 1-4-7 min"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs ExamInfo.request (scheduler/records.py) and its writer in "
-    "scheduler/outputs/dicom.py: the lines are in the h-mwl report",
-)
 def test_run_order_writes_the_request_attributes(tmp_path, worklist_peer):
     worklist_peer.add(JANE)
     out = tmp_path / "exam"

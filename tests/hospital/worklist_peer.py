@@ -157,28 +157,7 @@ def worklist_peer(tmp_path: Path) -> Iterator[WorklistPeer]:
 
 # -- the CLI as these tests call it -------------------------------------------------------------
 def fluoroctl(*argv: str) -> int:
-    """``scheduler.cli.main(argv)`` in this process, with the order options and ``worklist``
-    command added to the parser when scheduler/cli.py does not yet carry them (the wiring
-    lines are the coordinator's; once they are in, this adds nothing)."""
-    import argparse
-    from unittest import mock
-
+    """``scheduler.cli.main(argv)`` in this process (exit code; output through capsys)."""
     from scheduler import cli
-    from scheduler.cli_orders import add_order_options, add_worklist_parser
 
-    original = cli._parser
-
-    def parser() -> argparse.ArgumentParser:
-        p = original()
-        sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-        if "worklist" not in sub.choices:
-            add_worklist_parser(sub)
-        run = sub.choices["run"]
-        if not any(a.dest == "order" for a in run._actions):
-            add_order_options(run)
-            protocol = next(a for a in run._actions if a.dest == "protocol")
-            protocol.nargs, protocol.default, protocol.required = "?", None, False
-        return p
-
-    with mock.patch.object(cli, "_parser", parser):
-        return cli.main(list(argv))
+    return cli.main(list(argv))

@@ -34,3 +34,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     venv = new_venv(tmp_path_factory.mktemp("wheel-venv") / "venv")
     ok(venv.pip("install", str(wheel), cwd=venv.path))
     yield venv
+
+
+# A real Modality Worklist SCP (dcmtk's wlmscpfs) for the README's `fluoroctl worklist`.
+from tests.hospital.worklist_peer import worklist_peer  # noqa: E402, F401

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.hospital.worklist_peer import Entry, WorklistPeer
+
 from .venvs import ROOT, Venv, copy_source, new_venv, ok
 
 pytestmark = pytest.mark.install
@@ -155,7 +157,9 @@ def test_the_editable_install_is_the_clone(clone: Clone) -> None:
     assert Path(found[1]) == clone.root
 
 
-def test_every_readme_command_works_on_a_plain_install(clone: Clone, tmp_path: Path) -> None:
+def test_every_readme_command_works_on_a_plain_install(
+    clone: Clone, tmp_path: Path, worklist_peer: WorklistPeer
+) -> None:
     ran: set[str] = set()
 
     # python3 -m pip install -e . && fluoroctl run configs/protocols/ivu-standard.yaml --out ...
@@ -228,6 +232,15 @@ def test_every_readme_command_works_on_a_plain_install(clone: Clone, tmp_path: P
     status = clone.fluoroctl("dicom", "status", "out/ivu-standard")
     assert status.returncode == 0, status.stderr
     ran.add("dicom")
+
+    # fluoroctl worklist --room ROOM: today's procedures from a real worklist SCP (dcmtk)
+    worklist_peer.add(Entry("A2026-0042", "MRN-42", "Doe^Jane"))
+    base = (clone.root / "configs/rooms/simulator.yaml").read_text()
+    hospital = clone.root / "out/hospital.yaml"
+    hospital.write_text(worklist_peer.room_yaml(base))
+    listed = json.loads(ok(clone.fluoroctl("worklist", "--room", str(hospital), "--json")).stdout)
+    assert [o["accession_number"] for o in listed] == ["A2026-0042"]
+    ran.add("worklist")
 
     assert ran == readme_commands()
 

@@ -16,7 +16,7 @@ from scheduler.cli import main
 from scheduler.schema import render, schemas
 
 ROOT = Path(__file__).resolve().parents[2]
-KINDS = {"protocols": "protocol", "rooms": "room", "patients": "patient"}
+KINDS = {"protocols": "protocol", "rooms": "room", "patients": "patient", "orders": "order"}
 SHIPPED = sorted((ROOT / "configs").glob("*/*.yaml"))
 
 
@@ -124,7 +124,12 @@ def test_the_schemas_refuse_what_the_loaders_refuse():
 def test_schema_command_writes_the_patient_schema_too(tmp_path, capsys):
     assert main(["schema", "--out", str(tmp_path)]) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == ["patient-schema.json", "protocol-schema.json", "room-schema.json"]
+    assert written == [
+        "order-schema.json",
+        "patient-schema.json",
+        "protocol-schema.json",
+        "room-schema.json",
+    ]
     assert sorted(capsys.readouterr().out.split()) == [str(tmp_path / name) for name in written]
     patient = json.loads((tmp_path / "patient-schema.json").read_text())
     assert patient["required"] == ["patient"]
