@@ -230,7 +230,13 @@ def with_room_devices(serve: SimServe, work: Callable[[Any], Awaitable[Any]]) ->
     async def go() -> Any:
         clock = Clock.for_running_loop()
         devices = await backend_for_links(links)(
-            RoomRequest(links, clock, dict(room.options), ROOT)
+            RoomRequest(
+                links,
+                clock,
+                dict(room.options),
+                ROOT,
+                key_file=ROOT / str(room.key_file),  # what sim serve authenticates with
+            )
         )
         try:
             return await work(devices.injector)
