@@ -6,6 +6,8 @@ message in the journal points at the cable as well as the device.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class DeviceError(Exception):
     """Base of every error a device driver raises."""
@@ -116,6 +118,32 @@ class DeviceLimitExceeded(DeviceFault):
         self.unit = unit
 
     @classmethod
+    def from_fields(
+        cls,
+        device: str,
+        operation: str,
+        fields: Mapping[str, object],
+        message: str,
+        *,
+        link: str = "",
+    ) -> DeviceLimitExceeded:
+        """The refusal a wire reply or ``op.failed`` event carried: its ``limit``, ``value``,
+        ``bound`` and ``unit`` fields, else (a device that sends only a message) the message."""
+        limit = fields.get("limit")
+        if not isinstance(limit, str) or not limit:
+            return cls.from_fault(DeviceFault(device, operation, LIMIT_FAULT, message, link=link))
+        return cls(
+            device,
+            operation,
+            limit,
+            _number(fields.get("value")),
+            _number(fields.get("bound")),
+            str(fields.get("unit") or ""),
+            detail=message,
+            link=link,
+        )
+
+    @classmethod
     def from_fault(cls, exc: DeviceFault) -> DeviceLimitExceeded:
         """The refusal a wire reply carried (its message begins with the limit's name)."""
         reason = exc.detail
@@ -164,3 +192,9 @@ class ControlRefused(LinkSecurityError):
 
 class ProtocolMismatch(LinkSecurityError):
     """The device speaks another version of the wire protocol."""
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

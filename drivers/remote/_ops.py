@@ -78,7 +78,7 @@ def failure(device: str, operation: str, fields: Mapping[str, Scalar]) -> Device
     message = str(fields.get("message") or "")
     fault = fields.get("fault")
     if fault == LIMIT_FAULT:
-        return _limit(device, operation, fields, message)
+        return DeviceLimitExceeded.from_fields(device, operation, fields, message)
     if kind in ("fault", "interlock"):
         return DeviceFault(device, operation, str(fault or kind), message)
     if kind == "state":
@@ -105,27 +105,3 @@ def typed_faults() -> Iterator[None]:
         if typed is exc:
             raise
         raise typed from None
-
-
-def _limit(
-    device: str, operation: str, fields: Mapping[str, Scalar], message: str
-) -> DeviceLimitExceeded:
-    limit = fields.get("limit")
-    if not isinstance(limit, str) or not limit:
-        # only the message names it (a device that sends no limit fields)
-        return DeviceLimitExceeded.from_fault(DeviceFault(device, operation, LIMIT_FAULT, message))
-    return DeviceLimitExceeded(
-        device,
-        operation,
-        limit,
-        _number(fields.get("value")),
-        _number(fields.get("bound")),
-        str(fields.get("unit") or ""),
-        detail=message,
-    )
-
-
-def _number(value: Scalar) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)

@@ -541,18 +541,8 @@ class WireClient:
             )
         if status is Status.INTERLOCK:
             fault = str(f.get("fault") or "interlock")
-            limit = f.get("limit")
-            if fault == LIMIT_FAULT and isinstance(limit, str) and limit:
-                return DeviceLimitExceeded(
-                    self.name,
-                    command,
-                    limit,
-                    _number(f.get("value")),
-                    _number(f.get("bound")),
-                    str(f.get("unit") or ""),
-                    detail=message,
-                    link=url,
-                )
+            if fault == LIMIT_FAULT:
+                return DeviceLimitExceeded.from_fields(self.name, command, f, message, link=url)
             return DeviceFault(self.name, command, fault, message, link=url)
         if status is Status.BUSY:
             return DeviceBusy(self.name, command, message or "busy, try again later", link=url)
@@ -973,12 +963,6 @@ class WireClient:
 
 
 _OK: Final = Verdict.OK
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _what(frame: Frame) -> str:

@@ -20,7 +20,7 @@ import textwrap
 import time
 import tty
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,18 +83,20 @@ class Recording:
 
 
 @asynccontextmanager
-async def controller(
-    serve: SimServe,
+async def session(
+    url: str,
+    device_id: int,
+    name: str,
     *,
     host_id: str | None = None,
     role: Role = Role.CONTROL,
     factory: Callable[[], Link] | None = None,
 ) -> AsyncIterator[WireClient]:
-    url = carm_url(serve)
+    """An authenticated host session with one of the room's devices (the room's key)."""
     client = WireClient(
         factory or (lambda: open_link(url)),
-        device_id=CARM_ID,
-        name="carm",
+        device_id=device_id,
+        name=name,
         clock=Clock.for_running_loop(),
         key=room_key(),
         role=role,
@@ -105,6 +107,13 @@ async def controller(
         yield client
     finally:
         await client.close()
+
+
+def controller(
+    serve: SimServe, *, host_id: str | None = None, factory: Callable[[], Link] | None = None
+) -> AbstractAsyncContextManager[WireClient]:
+    """The C-arm over its serial port (a pty)."""
+    return session(carm_url(serve), CARM_ID, "carm", host_id=host_id, factory=factory)
 
 
 async def dap(client: WireClient) -> float:
@@ -200,28 +209,13 @@ def injector_url(serve: SimServe) -> str:
     return link_on_broker("mqtt:///fluoroctl/simroom/injector", serve.info["broker"])
 
 
-@asynccontextmanager
-async def injector(
+def injector(
     serve: SimServe, *, host_id: str | None = None, role: Role = Role.CONTROL
-) -> AsyncIterator[WireClient]:
-    """A host session with the injector. MQTT is a shared medium, as a hospital network is:
-    every host hears the device, so a second host meets the lease itself. (On a serial port
-    a second process cannot even take part: it steals the first one's bytes.)"""
-    url = injector_url(serve)
-    client = WireClient(
-        lambda: open_link(url),
-        device_id=INJECTOR_ID,
-        name="injector",
-        clock=Clock.for_running_loop(),
-        key=room_key(),
-        role=role,
-        host_id=host_id,
-    )
-    await client.connect(timeout_s=3.0)
-    try:
-        yield client
-    finally:
-        await client.close()
+) -> AbstractAsyncContextManager[WireClient]:
+    """The injector over MQTT. A shared medium, as a hospital network is: every host hears
+    the device, so a second host meets the lease itself. (On a serial port a second process
+    cannot even take part: it steals the first one's bytes.)"""
+    return session(injector_url(serve), INJECTOR_ID, "injector", host_id=host_id, role=role)
 
 
 def test_a_second_controller_is_refused_until_the_first_lets_go(sim_serve: Any) -> None:
