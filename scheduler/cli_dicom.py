@@ -17,7 +17,8 @@ from pathlib import Path
 from .exit_codes import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_OK
 from .hospital.lock import SenderLock
 from .hospital.objects import folder_files
-from .hospital.outbox import FILE_NAME, Outbox, OutboxError, Target
+from .hospital.outbox import Outbox, OutboxError
+from .hospital.outbox_db import FILE_NAME, Target
 from .hospital.report import dicom_section, iso
 from .hospital.settings import OutboxSettings
 from .paths import room_path

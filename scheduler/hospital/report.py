@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .outbox import FILE_NAME, Outbox
+from .outbox import Outbox
+from .outbox_db import FILE_NAME
 
 
 def iso(epoch: float | None) -> str | None:

@@ -38,7 +38,8 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]
 )
 
 from . import commitment
-from .outbox import MPPS, STORE, Outbox, Pending, Target
+from .outbox import Outbox
+from .outbox_db import MPPS, STORE, Pending, Target
 from .settings import OutboxSettings
 
 log = logging.getLogger(__name__)

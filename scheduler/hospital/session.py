@@ -28,7 +28,8 @@ from ..summary import write_summary
 from . import mpps
 from .config import DicomConfig
 from .lock import SenderLock
-from .outbox import Outbox, destination_name
+from .outbox import Outbox
+from .outbox_db import destination_name
 from .queueing import enqueue_folder, message_headers, settings_of
 from .report import dicom_section
 

@@ -13,7 +13,8 @@ from pydicom import Dataset
 from scheduler.hospital import commitment
 from scheduler.hospital.config import Destination, Peer
 from scheduler.hospital.objects import DicomObject
-from scheduler.hospital.outbox import Outbox, destination_name
+from scheduler.hospital.outbox import Outbox
+from scheduler.hospital.outbox_db import destination_name
 from scheduler.hospital.sender import backoff_s
 from scheduler.hospital.settings import OutboxSettings
 
