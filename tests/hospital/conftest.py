@@ -301,3 +301,7 @@ def orthanc_destination(peer: Orthanc, *, commitment: bool = False) -> dict[str,
         "commitment": commitment,
         "timeout_s": 5,
     }
+
+
+# The Modality Worklist SCP (dcmtk's wlmscpfs) every hospital test may ask for.
+from tests.hospital.worklist_peer import worklist_peer  # noqa: E402, F401

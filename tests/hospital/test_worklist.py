@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the worklist_peer fixture is imported, and test arguments name it)
 """The Modality Worklist against a real SCP (dcmtk's wlmscpfs): ``fluoroctl worklist`` and
 ``fluoroctl run --order ACCESSION`` on the in-process simulator (virtual time)."""
 
@@ -12,12 +11,11 @@ import pydicom
 import pytest
 
 from tests.conftest import ROOT
-from tests.hospital.worklist_peer import (  # noqa: F401  (worklist_peer is a fixture)
+from tests.hospital.worklist_peer import (
     Entry,
     WorklistPeer,
     fluoroctl,
     free_port,
-    worklist_peer,
 )
 
 SIM_ROOM = (ROOT / "configs/rooms/simulator.yaml").read_text()

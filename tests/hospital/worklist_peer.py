@@ -3,7 +3,7 @@ written with pydicom into a temporary database folder, on a free loopback port.
 
 ``wlmscpfs -dfp DIR PORT`` answers a C-FIND called ``AE`` from the ``*.wl`` files in
 ``DIR/AE/`` (which must also hold a file named ``lockfile``). Import the fixture into a test
-module with ``from tests.hospital.worklist_peer import worklist_peer  # noqa: F401``.
+module by asking for the ``worklist_peer`` fixture (tests/hospital/conftest.py registers it).
 """
 
 from __future__ import annotations
