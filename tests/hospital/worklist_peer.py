@@ -2,8 +2,8 @@
 written with pydicom into a temporary database folder, on a free loopback port.
 
 ``wlmscpfs -dfp DIR PORT`` answers a C-FIND called ``AE`` from the ``*.wl`` files in
-``DIR/AE/`` (which must also hold a file named ``lockfile``). Import the fixture into a test
-module by asking for the ``worklist_peer`` fixture (tests/hospital/conftest.py registers it).
+``DIR/AE/`` (which must also hold a file named ``lockfile``). Tests ask for the
+``worklist_peer`` fixture (tests/hospital/conftest.py registers it).
 """
 
 from __future__ import annotations
