@@ -216,7 +216,9 @@ class SimCArm(CArm):
                 if not self._beam_on:  # beam_off ended the run: keep what was acquired
                     break
                 frame = await self._render(technique, self._fluoroscopy)
-                self._fluoro_time_s += technique.exposure_ms / 1000.0
+                # the fluoroscopy timer counts the pedal time (21 CFR 1020.30(b)): a pulse
+                # period per pulse, not its width
+                self._fluoro_time_s += period
                 if self._frames_to_drop:
                     self._frames_to_drop -= 1
                     dropped += 1

@@ -31,6 +31,7 @@ from .operator import Operator, ScriptedOperator, TerminalOperator
 from .order_exam import identify_exam
 from .orders import Order, OrderSource
 from .outputs import entry_for, write_contact_sheet
+from .outputs.dose_report import write_dose_outputs
 from .paths import PROJECT_ROOT
 from .protocol import Protocol, load_protocol
 from .records import CaptureRecord, ExamInfo
@@ -98,7 +99,8 @@ def finish_outputs(
     room_name: str,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Contact sheet and summary.json, on every end of an exam; returns the summary.
+    """Contact sheet, dose SR and report, and summary.json, on every end of an exam;
+    returns the summary.
 
     Neither may hide the exam's outcome: a sheet that cannot be drawn or a summary that
     cannot be written (a full disk) is logged, and the images and journal stand.
@@ -117,6 +119,8 @@ def finish_outputs(
         result, exam, clock, time.perf_counter() - wall0, str(protocol_path), room_name
     )
     summary.update(extra or {})
+    # the dose SR is in the folder before the PACS session queues it (the caller's next step)
+    summary["dose"] = write_dose_outputs(out_dir, exam, ended=clock.wall_at(result.ended_s))
     try:
         write_summary(summary, out_dir / "summary.json")
     except OSError as exc:

@@ -72,22 +72,43 @@ class FaultPolicy(_Model):
 
 
 class DoseLimits(_Model):
-    """Fluoroscopy timer and air-kerma levels (21 CFR 1020.32, NCRP 168)."""
+    """Fluoroscopy timer, air-kerma notification levels and stops (21 CFR 1020.32, NCRP 168).
+
+    Fluoroscopy time is the regulator's *fluoroscopic irradiation time* (21 CFR 1020.30(b)):
+    how long the fluoroscopy was switched on (a pulsed run counts its whole duration, gaps
+    between pulses included), not the sum of pulse widths. Every level crossed is journaled
+    (``fluoro_timer_alert``, ``air_kerma_notification``) and shown by the progress display.
+    """
 
     fluoro_alert_interval_s: float = Field(
-        default=300.0, gt=0, description="audible alert every 5 min of beam-on (1020.32(h))"
+        default=300.0,
+        gt=0,
+        description="audible alert at each passage of this much fluoroscopy time: 5 min in "
+        "21 CFR 1020.32(h)(2)",
     )
     max_fluoro_time_s: float = Field(
-        default=1800.0, gt=0, description="cumulative beam-on time beyond which fluoro is refused"
+        default=1800.0,
+        gt=0,
+        description="cumulative fluoroscopy time beyond which fluoro is refused",
     )
     max_air_kerma_rate_mgy_min: float = Field(
         default=88.0, gt=0, description="estimated fluoro air-kerma rate limit (1020.32(e))"
     )
     air_kerma_notify_mgy: float = Field(
-        default=3000.0, gt=0, description="first reference air kerma notification (NCRP 168)"
+        default=3000.0,
+        gt=0,
+        description="first reference air kerma notification to the operator (NCRP 168 "
+        "practice: 3 Gy, then every step)",
     )
     air_kerma_notify_step_mgy: float = Field(
         default=1000.0, gt=0, description="further notifications every this much"
+    )
+    substantial_dose_level_mgy: float | None = Field(
+        default=5000.0,
+        gt=0,
+        description="reference air kerma of the substantial radiation dose level (NCRP 168 "
+        "SRDL: 5 Gy): journaled and shown once crossed, the patient to be followed up; "
+        "None: not tracked",
     )
     max_reference_air_kerma_mgy: float | None = Field(
         default=None, gt=0, description="refuse further exposures beyond this (None: no stop)"

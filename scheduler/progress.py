@@ -24,6 +24,9 @@ NOTABLE = {
     "capture_missed",
     "capture_failed",
     "interlock_refused",
+    "fluoro_timer_alert",
+    "air_kerma_notification",
+    "dose_rate_exceeded",
     "abort",
     "exam_finished",
 }
@@ -84,6 +87,10 @@ class ProgressView:
         grid.add_row("Images", str(p.images))
         grid.add_row("Contrast", f"{p.contrast_ml:.1f} mL  ({p.pressure_kpa:.0f} kPa)")
         grid.add_row("Ref. air kerma", f"{p.reference_air_kerma_mgy:.2f} mGy")
+        grid.add_row("DAP", f"{p.dap_gy_cm2:.3f} Gy·cm²")
+        grid.add_row("Fluoro time", _mmss(p.fluoro_time_s))
+        if p.dose_alerts:
+            grid.add_row("Dose alerts", f"{len(p.dose_alerts)}: {p.dose_alerts[-1]}")
         if p.message:
             grid.add_row("Operator", p.message)
         return grid
@@ -109,6 +116,8 @@ def _describe(event: ExamEvent) -> str:
             return f"capture not taken: {d.get('reason')}"
         case "interlock_refused":
             return f"INTERLOCK: {d.get('command')} refused: {d.get('reason')}"
+        case "fluoro_timer_alert" | "air_kerma_notification" | "dose_rate_exceeded":
+            return f"DOSE: {d.get('message')}"
         case "abort":
             return f"ABORT: {d.get('reason')}; devices: {d.get('confirmed')}"
         case "exam_finished":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from drivers import CollimationField, Frame, PositionerPose, TablePosition, Technique
+from drivers import CollimationField, Dose, Frame, PositionerPose, TablePosition, Technique
 
 #: DICOM Patient Position (0018,5100) and a human label per protocol position name.
 PATIENT_POSITIONS: dict[str, tuple[str, str]] = {
@@ -86,6 +86,10 @@ class TomoInfo:
     sweep_deg: float
     projections: int
     sweep_time_s: float
+    #: the whole sweep's dose: every layer is made from the same irradiation, so each image
+    #: states it (the frames carry it once, on the first layer, so sums over frames stay
+    #: true); None when unknown
+    sweep_dose: Dose | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,20 @@ class CaptureRecord:
     view_description: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
     tomo: TomoInfo | None = None
+
+    @property
+    def event_dose(self) -> Dose:
+        """The dose of the irradiation that made the image: its frames' sum; a tomosynthesis
+        layer states its whole sweep's (each layer is reconstructed from all of it; the
+        layers share the sweep's Irradiation Event UID, so a dose report counts it once),
+        consistent with its Exposure, which is the sweep's mAs."""
+        if self.tomo is not None and self.tomo.sweep_dose is not None:
+            return self.tomo.sweep_dose
+        return Dose(
+            sum(f.dose.reference_air_kerma_mgy for f in self.frames),
+            sum(f.dose.entrance_air_kerma_mgy for f in self.frames),
+            sum(f.dose.dap_gy_cm2 for f in self.frames),
+        )
 
     @property
     def frame_time_ms(self) -> float | None:

@@ -44,6 +44,7 @@ from .exam_dir import ExamFolderError, ExamFolderLock, lock_exam_folder, probe_e
 from .hospital.session import attach as attach_pacs
 from .journal import ExamEvent
 from .outputs import ContactSheetEntry, write_contact_sheet
+from .outputs.dose_report import write_dose_outputs
 from .paths import PROJECT_ROOT
 from .protocol import Protocol
 from .recovery import RecoveredExam, RecoveryError, ensure_resumable, reconstruct
@@ -160,7 +161,8 @@ async def _resume_locked(
         pacs = attach_pacs(runner.bus, room, exam, out_dir)  # None without dicom peers
 
         def finish(result: ExamResult) -> dict[str, Any]:
-            """Contact sheet and summary, on every end (Ctrl-C and bugs included)."""
+            """Contact sheet, dose SR and report, summary, on every end (Ctrl-C and bugs
+            included); the SR before the PACS session queues the folder."""
             try:
                 files = _exam_files(rec, result.steps)
                 write_sheet_from_disk(
@@ -177,6 +179,7 @@ async def _resume_locked(
                 room.name,
             )
             summary["resumed"] = resume_report(rec)
+            summary["dose"] = write_dose_outputs(out_dir, exam, ended=clock.wall_at(result.ended_s))
             try:
                 write_summary(summary, out_dir / "summary.json")
             except OSError as exc:

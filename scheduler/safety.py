@@ -153,12 +153,34 @@ class DoseNotice:
     value: float
 
 
+def fluoro_run_time_s(pulses: int, pulse_rate_hz: float) -> float:
+    """A pulsed run's fluoroscopy time as a regulator counts it: its pulses × the pulse
+    period, the time the run held the beam switched on (gaps between pulses included).
+
+    21 CFR 1020.30(b) defines *fluoroscopic irradiation time* as the cumulative duration of
+    operator-applied pressure enabling x-ray tube activation in any fluoroscopic mode: the
+    pedal time, not the sum of pulse widths. A run of ``n`` pulses at ``r`` per second held
+    the pedal ``n / r`` seconds. Counted over the frames stored: pulses whose frames the
+    detector lost (a ``frames_dropped`` fault) are not counted.
+    """
+    if pulses <= 0 or pulse_rate_hz <= 0:
+        return 0.0
+    return pulses / pulse_rate_hz
+
+
 class DoseMonitor:
     """Cumulative fluoroscopy time and reference air kerma against the room's dose limits.
 
     ``check_*`` raise :class:`InterlockRefused` before a command; :meth:`add` books what an
-    acquisition delivered and returns the notices it crossed (5-min fluoro alerts, air-kerma
-    notification levels, a measured air-kerma rate above the limit).
+    acquisition delivered and returns the notices it crossed: an alert at each passage of
+    ``fluoro_alert_interval_s`` of fluoroscopy time (5 min, 21 CFR 1020.32(h)(2)), the
+    air-kerma notification levels (3 Gy then every 1 Gy by default, NCRP 168 practice), the
+    substantial radiation dose level (5 Gy reference air kerma, NCRP 168), a measured
+    air-kerma rate above the limit.
+
+    Reference air kerma is the air kerma at the IEC 60601-2-43 patient entrance reference
+    point (15 cm from the isocentre toward the source), without backscatter: what the C-arm
+    reports per frame.
     """
 
     def __init__(self, limits: DoseLimits, fluoro_s: float = 0.0, rak_mgy: float = 0.0) -> None:
@@ -175,14 +197,15 @@ class DoseMonitor:
     def check_fluoro(
         self, duration_s: float, kv: float, ma: float, pulse_ms: float, rate_hz: float
     ) -> None:
+        """Refuse a run of ``duration_s`` (its fluoroscopy time: the whole run, not its
+        pulse widths) that would pass the room's limits."""
         lim = self.limits
         if self.fluoro_locked:
             raise InterlockRefused("fluoro", self.fluoro_locked)
-        beam_s = duration_s * rate_hz * pulse_ms / 1000.0
-        if self.fluoro_s + beam_s > lim.max_fluoro_time_s:
+        if self.fluoro_s + duration_s > lim.max_fluoro_time_s:
             raise InterlockRefused(
                 "fluoro",
-                f"cumulative fluoroscopy time would reach {self.fluoro_s + beam_s:.1f} s "
+                f"cumulative fluoroscopy time would reach {self.fluoro_s + duration_s:.1f} s "
                 f"(room limit {lim.max_fluoro_time_s:g} s)",
             )
         rate = self.estimated_rate_mgy_min(kv, ma, pulse_ms, rate_hz)
@@ -204,6 +227,9 @@ class DoseMonitor:
             )
 
     def add(self, rak_mgy: float, fluoro_s: float = 0.0, run_s: float = 0.0) -> list[DoseNotice]:
+        """Book one acquisition: ``rak_mgy`` reference air kerma, ``fluoro_s`` fluoroscopy
+        time (:func:`fluoro_run_time_s`; 0 for radiography), ``run_s`` the run's duration for
+        the measured air-kerma rate. Returns the notices crossed."""
         lim = self.limits
         notices: list[DoseNotice] = []
         before_f, before_k = self.fluoro_s, self.rak_mgy
@@ -228,6 +254,16 @@ class DoseMonitor:
                 DoseNotice(
                     "air_kerma_notification",
                     f"reference air kerma passed {first + (n - 1) * every:g} mGy",
+                    self.rak_mgy,
+                )
+            )
+        srdl = lim.substantial_dose_level_mgy
+        if srdl is not None and before_k < srdl <= self.rak_mgy:
+            notices.append(
+                DoseNotice(
+                    "air_kerma_notification",
+                    f"reference air kerma passed {srdl:g} mGy: substantial radiation dose "
+                    "level (NCRP 168), the patient is to be followed up",
                     self.rak_mgy,
                 )
             )

@@ -30,12 +30,9 @@ def build_summary(
 ) -> dict[str, Any]:
     anchor = result.injection_start_s
     frames = [f for r in result.records for f in r.frames]
-    fluoro_s = sum(
-        r.technique.exposure_ms / 1000.0 * len(r.frames)
-        for r in result.records
-        if r.kind == "fluoro"
-    )
-    fluoro_s = max(fluoro_s, result.fluoro_time_s)
+    # the dose monitor's count: each run's duration (pedal time, 21 CFR 1020.30(b)), not the
+    # sum of its pulse widths; after a restart it includes the runs made before it
+    fluoro_s = result.fluoro_time_s
     delivered = result.contrast_delivered_ml
     concentration = (
         result.records[-1].contrast.concentration_mg_ml

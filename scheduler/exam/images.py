@@ -8,6 +8,7 @@ from drivers import DeviceError, Frame, TablePosition
 
 from ..protocol import CaptureStep, FluoroStep, TomoStep
 from ..records import CaptureRecord, ContrastInfo, TomoInfo
+from ..safety import fluoro_run_time_s
 from .context import ExamContext
 from .events import Captured, CaptureFailed, DoseNoticed, InjectorLinkLost, Kind
 from .results import StepResult
@@ -78,8 +79,9 @@ async def record_capture(
     kerma = sum(f.dose.reference_air_kerma_mgy for f in frames)
     dap = sum(f.dose.dap_gy_cm2 for f in frames)
     ctx.dap_gy_cm2 += dap
-    fluoro_s = first.technique.exposure_ms / 1000.0 * len(frames) if kind == "fluoro" else 0.0
-    run_s = len(frames) / pulse_rate if pulse_rate else 0.0
+    # fluoroscopy time is the run's duration (pedal time), not its pulse widths
+    fluoro_s = fluoro_run_time_s(len(frames), pulse_rate or 0.0) if kind == "fluoro" else 0.0
+    run_s = fluoro_run_time_s(len(frames), pulse_rate or 0.0)
     ctx.emit(
         Captured(
             step=step.id,

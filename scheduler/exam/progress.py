@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..safety import DoseMonitor
 from .bus import Recorded
 from .events import (
     Answered,
@@ -46,12 +47,22 @@ class ExamProgress:
     pressure_kpa: float = 0.0
     injection_start_s: float | None = None
     reference_air_kerma_mgy: float = 0.0
+    dap_gy_cm2: float = 0.0
+    #: the dose notices crossed (fluoroscopy timer, air-kerma levels, rate), in order
+    dose_alerts: list[str] = field(default_factory=list)
+    #: the exam's dose monitor (the runner attaches it): its live fluoroscopy time
+    dose: DoseMonitor | None = field(default=None, repr=False, compare=False)
     message: str = ""
     #: each device's answer to the abort (role → "safe" or why not), once an abort ran
     abort_confirmations: dict[str, str] | None = None
     #: the exam being shown (the runner attaches itself): how a signal or a key reaches it
     runner: Controllable | None = field(default=None, repr=False, compare=False)
     _done: set[str] = field(default_factory=set, repr=False, compare=False)
+
+    @property
+    def fluoro_time_s(self) -> float:
+        """Cumulative fluoroscopy time (each run's duration, 21 CFR 1020.30(b))."""
+        return 0.0 if self.dose is None else self.dose.fluoro_s
 
     def control(self, action: str, reason: str) -> str | None:
         """Pause or resume the attached exam; None when done, else why it was refused."""
@@ -86,6 +97,7 @@ class ExamProgress:
             case Captured():
                 self.images += 1
                 self.reference_air_kerma_mgy += event.reference_air_kerma_mgy
+                self.dap_gy_cm2 += event.dap_gy_cm2
             case InjectionConfirmed():
                 self.injection_start_s = event.started_at_s
             case Prompted():
@@ -94,6 +106,7 @@ class ExamProgress:
                 self.message = ""
             case DoseNoticed():
                 self.message = event.message
+                self.dose_alerts.append(event.message)
             case UncommandedInjection():
                 self.message = f"ALERT: injection not commanded by the scheduler: {event.evidence}"
             case ProgressRestored():

@@ -13,9 +13,9 @@ from typing import Any
 
 from drivers import InjectorState
 
-from ..protocol import InjectStep, TomoStep
+from ..protocol import FluoroStep, InjectStep, TomoStep
 from ..recovery import RecoveredExam
-from ..safety import DoseMonitor
+from ..safety import DoseMonitor, fluoro_run_time_s
 from .context import ExamContext
 from .events import (
     CaptureFailed,
@@ -51,7 +51,17 @@ def adopt(ctx: ExamContext, rec: RecoveredExam) -> None:
     ctx.prior = list(rec.prior)
     ctx.faults = list(rec.faults)
     kerma = sum(p.reference_air_kerma_mgy for p in ctx.prior)
-    ctx.dose = DoseMonitor(ctx.room.dose, rak_mgy=kerma)
+    ctx.dose = DoseMonitor(ctx.room.dose, fluoro_s=_prior_fluoro_s(ctx), rak_mgy=kerma)
+    ctx.dap_gy_cm2 = sum(p.dap_gy_cm2 for p in ctx.prior)
+
+
+def _prior_fluoro_s(ctx: ExamContext) -> float:
+    """Fluoroscopy time of the runs made before the restart: the 5-min alerts and the
+    room's limit go on counting from there."""
+    rates = {s.id: s.pulse_rate_hz for s in ctx.protocol.steps if isinstance(s, FluoroStep)}
+    return sum(
+        fluoro_run_time_s(p.frames, rates.get(p.step, 0.0)) for p in ctx.prior if p.kind == "fluoro"
+    )
 
 
 def announce_resume(ctx: ExamContext, rec: RecoveredExam) -> None:

@@ -112,6 +112,7 @@ class ExamRunner:
         self.result: ExamResult | None = None
         if recovered is not None:
             adopt(self.ctx, recovered)
+        self.progress.dose = self.ctx.dose  # the live fluoroscopy time for the display
 
     # -- public --------------------------------------------------------------------------
     @property

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from drivers import FOCAL_SPOT_MM, Frame
+from drivers import FOCAL_SPOT_MM, Dose
 
 from ..records import (
     PATIENT_POSITIONS,
@@ -141,9 +141,10 @@ def _cine(ds: Dataset, record: CaptureRecord) -> None:
     ds.PreferredPlaybackSequencing = 0  # looping
 
 
-def _distances(frame: Frame, area_cm2: float, sid_mm: float) -> tuple[float, float] | None:
-    """(source→entrance, source→isocentre) in mm from the dose data, or None."""
-    d = frame.dose
+def _distances(d: Dose, area_cm2: float, sid_mm: float) -> tuple[float, float] | None:
+    """(source→entrance, source→isocentre) in mm from the dose data, or None.
+
+    The ratios of DAP to kerma are the same for one frame and for a run's sum."""
     if area_cm2 <= 0 or d.dap_gy_cm2 <= 0:
         return None
     if d.entrance_air_kerma_mgy <= 0 or d.reference_air_kerma_mgy <= 0:
@@ -187,9 +188,9 @@ def _acquisition(
     if filters:
         ds.TypeOfFilters = _lo(" + ".join(filters))
     ds.ImagerPixelSpacing = [_ds(spacing), _ds(spacing)]
-    dap_dgy_cm2 = sum(f.dose.dap_gy_cm2 for f in record.frames) * 10.0  # 1 Gy·cm² = 10 dGy·cm²
-    ds.ImageAndFluoroscopyAreaDoseProduct = _ds(dap_dgy_cm2)
-    ds.EntranceDoseInmGy = _ds(sum(f.dose.entrance_air_kerma_mgy for f in record.frames))
+    dose = record.event_dose
+    ds.ImageAndFluoroscopyAreaDoseProduct = _ds(dose.dap_gy_cm2 * 10.0)  # 1 Gy·cm² = 10 dGy·cm²
+    ds.EntranceDoseInmGy = _ds(dose.entrance_air_kerma_mgy)
 
     # Collimator: the field at the receptor plane, centred, in 1-based pixel columns/rows.
     w_px = record.collimation.width_mm / spacing
@@ -220,7 +221,7 @@ def _acquisition(
     width_mm = min(record.collimation.width_mm, cols * spacing)
     height_mm = min(record.collimation.height_mm, rows * spacing)
     area_cm2 = width_mm * height_mm / 100.0
-    distances = _distances(record.frames[len(record.frames) // 2], area_cm2, sid)
+    distances = _distances(dose, area_cm2, sid)
     if distances is not None:
         entrance, isocentre = distances
         ds.DistanceSourceToPatient = _ds(round(isocentre, 1))

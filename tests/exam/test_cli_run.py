@@ -44,7 +44,7 @@ def test_run_shows_progress_and_writes_outputs(tmp_path):
     assert "Exam completed" in log
     summary = json.loads((out / "summary.json").read_text())
     assert summary["state"] == "completed"
-    assert len(list(out.glob("*.dcm"))) == 5
+    assert len(list(out.glob("[0-9][0-9][0-9]-*.dcm"))) == 5
 
 
 def test_terminal_operator_answers_prompts_from_stdin(tmp_path):

@@ -40,7 +40,7 @@ def test_tomo_steps_store_one_image_per_layer(run_protocol, tmp_path):
     ]
     heights = [float(pydicom.dcmread(p).TomoLayerHeight) for p in tomo_files]
     assert heights == [80.0, 90.0, 100.0]
-    assert len(list(out.glob("*.dcm"))) == 1 + 3 + 3 + 2
+    assert len(list(out.glob("[0-9][0-9][0-9]-*.dcm"))) == 1 + 3 + 3 + 2
     step = exam.step("nephrotomo")
     assert len(step.images) == 3
     assert step.status == "done"

@@ -209,7 +209,7 @@ def test_outputs_subscribe_from_outside_and_see_exactly_the_journal(tmp_path):
         loop.close()
     journal = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert streamed == journal
-    assert images == sorted(p.name for p in out.glob("*.dcm"))
+    assert images == sorted(p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm"))
     # the display's state is a fold of the same events
     assert progress.state == "completed" and progress.images == 5
     assert progress.steps_done == progress.steps_total == len(load_protocol(ACCELERATED).steps)

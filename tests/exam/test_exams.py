@@ -46,7 +46,7 @@ def test_captures_follow_protocol_order_and_are_all_written(name, request):
     expected = [s.id for s in protocol.steps if isinstance(s, CaptureStep | FluoroStep)]
     captured = [e.step for e in exam.events_of("capture")]
     assert captured == expected
-    files = sorted(exam.out.glob("*.dcm"))
+    files = sorted(exam.out.glob("[0-9][0-9][0-9]-*.dcm"))
     assert len(files) == len(expected) == exam.outcome.totals.images
     assert list(exam.images) == files  # the plugin lists every image, in acquisition order
     assert [s.id for s in exam.outcome.steps] == [s.id for s in protocol.steps]
@@ -93,7 +93,7 @@ def test_journal_is_ordered_and_complete(standard: ExamRun):
 
 def test_positions_and_angulation_in_dicom(standard: ExamRun):
     by_step = {}
-    for path in standard.out.glob("*.dcm"):
+    for path in standard.out.glob("[0-9][0-9][0-9]-*.dcm"):
         ds = pydicom.dcmread(path)
         by_step[path.stem.split("-", 1)[1]] = ds
     assert by_step["scout"].PatientPosition == "HFS"
@@ -181,7 +181,10 @@ def test_accelerated_films(accelerated: ExamRun):
 
 def test_dciodvfy_reports_no_errors(standard: ExamRun, obstruction: ExamRun):
     assert shutil.which("dciodvfy"), "dciodvfy missing: apt-get install dicom3tools (.ci/run does)"
-    for path in [*standard.out.glob("*.dcm"), *obstruction.out.glob("*.dcm")]:
+    for path in [
+        *standard.out.glob("[0-9][0-9][0-9]-*.dcm"),
+        *obstruction.out.glob("[0-9][0-9][0-9]-*.dcm"),
+    ]:
         proc = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         errors = [
             line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("Error")

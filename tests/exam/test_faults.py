@@ -54,7 +54,7 @@ def run(run_protocol: RunProtocol, faults: list[str]) -> ExamRun:
 
 
 def check_images_kept(exam: ExamRun) -> None:
-    on_disk = {p.name for p in exam.out.glob("*.dcm")}
+    on_disk = {p.name for p in exam.out.glob("[0-9][0-9][0-9]-*.dcm")}
     listed = [p.name for s in exam.outcome.steps for p in s.images]
     journal = [e.data["file"] for e in exam.events_of("capture")]
     assert sorted(listed) == sorted(on_disk) == sorted(journal)

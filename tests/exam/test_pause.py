@@ -212,7 +212,9 @@ def test_fire_once_actions_are_never_replayed_on_resume(tmp_path):
     assert len(r.commands("expose")) == len(exposures) == len(captures) == 5
     files = [c["data"]["file"] for c in captures]
     assert len(set(files)) == len(files)
-    assert sorted(files) == sorted(p.name for p in (tmp_path / "exam").glob("*.dcm"))
+    assert sorted(files) == sorted(
+        p.name for p in (tmp_path / "exam").glob("[0-9][0-9][0-9]-*.dcm")
+    )
     assert r.step("film-4min").commanded_s - r.step("film-4min").planned_s == pytest.approx(0.5)
 
 

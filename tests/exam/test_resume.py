@@ -40,7 +40,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 def check_resumed(out: Path, before: set[str]) -> None:
     proc = cli("resume", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    after = {p.name for p in out.glob("*.dcm")}
+    after = {p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm")}
     assert before <= after, f"images lost: {before - after}"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["state"] == "completed"
@@ -75,7 +75,7 @@ def test_kill_after_nth_event_then_resume(n, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     lines = (out / "events.jsonl").read_text().splitlines()
     assert len(lines) == n
-    check_resumed(out, {p.name for p in out.glob("*.dcm")})
+    check_resumed(out, {p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm")})
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -98,9 +98,15 @@ def test_kill_at_a_random_wall_moment_then_resume(seed, tmp_path):
     proc.wait(timeout=30)
     if not (out / "events.jsonl").exists():
         pytest.fail("the run exited before the exam began")
-    before = {p.name for p in out.glob("*.dcm")}
+    before = {p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm")}
     summary = out / "summary.json"
     if summary.exists():  # finished before the kill: nothing to resume, but nothing lost
         assert json.loads(summary.read_text())["state"] == "completed"
+        return
+    last = json.loads((out / "events.jsonl").read_text().splitlines()[-1])
+    if last["kind"] == "exam_finished":  # killed while writing the outputs of an ended exam
+        assert last["data"]["state"] == "completed"
+        assert cli("resume", str(out)).returncode == 2  # ended: refused, nothing changed
+        assert {p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm")} == before
         return
     check_resumed(out, before)

@@ -84,7 +84,7 @@ EXAMS = ["standard", "obstruction", "nephrotomography"]
 
 
 def images(exam: ExamRun) -> list[Path]:
-    files = sorted(exam.out.glob("*.dcm"))
+    files = sorted(exam.out.glob("[0-9][0-9][0-9]-*.dcm"))
     assert files, "the exam wrote images"
     return files
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drivers import Technique, TomoRequest, TomoSeries
+from drivers import Dose, Technique, TomoRequest, TomoSeries
 
 from ...commands import technique_for
 from ...protocol import TomoStep
@@ -38,8 +38,18 @@ class Sweep:
     def from_detector(self, kind: str, payload: Any, step: TomoStep) -> list[Acquired]:
         series: TomoSeries = payload
         sweep_s = series.ended_at_s - series.started_at_s
+        # the device books the sweep's dose on one layer; every layer's image states it
+        dose = Dose(
+            sum(f.dose.reference_air_kerma_mgy for f in series.layers),
+            sum(f.dose.entrance_air_kerma_mgy for f in series.layers),
+            sum(f.dose.dap_gy_cm2 for f in series.layers),
+        )
         return [
-            ((layer,), None, TomoInfo(height, series.sweep_deg, series.projections, sweep_s))
+            (
+                (layer,),
+                None,
+                TomoInfo(height, series.sweep_deg, series.projections, sweep_s, dose),
+            )
             for layer, height in zip(series.layers, series.heights_mm, strict=True)
         ]
 
