@@ -108,7 +108,7 @@ async def test_run_reaches_the_devices_with_the_served_credentials(
     await anonymous.open()
     # TLS 1.3 refuses a missing client certificate after the handshake: the refusal arrives
     # as a close or, when our write crossed it, as a reset.
-    with pytest.raises(LinkDown, match="closed the TLS connection|reset by peer"):
+    with pytest.raises(LinkDown, match=r"closed the TLS connection|reset by peer"):
         async with asyncio.timeout(5):
             await anonymous.write(b"\x7e")
             await anonymous.read()
