@@ -239,8 +239,9 @@ def _dose(protocol: Protocol, room: Room) -> list[Finding]:
             over_rate = rate > room.dose.max_air_kerma_rate_mgy_min
             loc: Loc = ("protocol", "steps", i, "technique" if over_rate else "duration_s")
             out.append(_error(loc, f"the room's dose limits would refuse this run: {exc.reason}"))
-        # book the planned beam-on time as the engine books what the run delivered
-        monitor.add(0.0, fluoro_s=step.duration_s * step.pulse_rate_hz * t.pulse_ms / 1000.0)
+        # book the planned run as the engine books what it delivered: its duration (fluoroscopy
+        # time as 21 CFR 1020.30(b) counts it), not the sum of its pulse widths
+        monitor.add(0.0, fluoro_s=step.duration_s)
     cap = room.dose.max_reference_air_kerma_mgy
     if cap is not None:
         plan = estimate_timeline(protocol, room)

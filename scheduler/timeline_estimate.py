@@ -98,7 +98,7 @@ def estimate_timeline(protocol: Protocol, room: Room) -> Estimate:
             dose = n * entrance_kerma_mgy(
                 step.technique.kv, step.technique.ma * step.technique.pulse_ms / 1000
             )
-            fluoro_s += n * step.technique.pulse_ms / 1000
+            fluoro_s += step.duration_s  # the run's duration, 21 CFR 1020.30(b)
             end = start + step.duration_s
         elif isinstance(step, InjectStep):
             anchor = start

@@ -178,7 +178,11 @@ def _radiation_dose(ds: Dataset, summary: Mapping[str, Any], headers: Sequence[D
     fluoro_s = totals.get("fluoro_time_s")
     if fluoro_s is not None:
         ds.TotalTimeOfFluoroscopy = round(float(fluoro_s))
-    ds.TotalNumberOfExposures = len(images)
+    # exposures are irradiation events: a tomosynthesis sweep is one, however many layers
+    events: dict[str, Dataset] = {}
+    for h in images:
+        events.setdefault(str(h.get("IrradiationEventUID") or h.SOPInstanceUID), h)
+    ds.TotalNumberOfExposures = len(events)
     dap = totals.get("dap_gy_cm2")
     if dap is not None:
         ds.ImageAndFluoroscopyAreaDoseProduct = f"{float(dap) * 10:.4g}"  # dGy·cm²
@@ -188,7 +192,7 @@ def _radiation_dose(ds: Dataset, summary: Mapping[str, Any], headers: Sequence[D
             f"Reference point air kerma {float(kerma):.3f} mGy; "
             f"DAP {float(dap or 0):.4f} Gy.cm2; fluoroscopy {float(fluoro_s or 0):.1f} s"
         )
-    ds.ExposureDoseSequence = [_exposure(h) for h in images]
+    ds.ExposureDoseSequence = [_exposure(h) for h in events.values()]
 
 
 def _exposure(header: Dataset) -> Dataset:

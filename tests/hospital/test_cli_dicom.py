@@ -55,7 +55,7 @@ def add_object(exam: Path, name: str) -> str:
 def test_status_of_a_folder_without_an_outbox_says_how_to_send_it(exam, capsys):
     assert main(["dicom", "status", str(exam)]) == 0
     out = capsys.readouterr().out
-    assert "7 DICOM file(s), no outbox" in out
+    assert "8 DICOM file(s), no outbox" in out
     assert f"fluoroctl dicom flush {exam} --room ROOM" in out
 
 
@@ -92,7 +92,7 @@ def test_flush_with_a_negative_timeout_is_refused(exam, tmp_path, capsys):
 def test_flush_room_sends_an_exam_run_without_pacs(exam, tmp_path, orthanc: Orthanc, capsys):
     room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)])
     assert main(["dicom", "flush", str(exam), "--room", str(room), "--timeout", "60"]) == 0
-    assert "all 7 object(s) delivered" in capsys.readouterr().out
+    assert "all 8 object(s) delivered" in capsys.readouterr().out
     files = sorted(
         str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in exam.glob("*.dcm")
     )
@@ -116,13 +116,13 @@ def test_pacs_down_flush_fails_in_one_line_and_status_shows_the_error(
     room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc_stopped)])
     assert main(["dicom", "flush", str(exam), "--room", str(room), "--timeout", "0.5"]) == 1
     err = one_line_error(capsys)
-    assert "7 deliveries not done" in err and "cannot connect" in err
+    assert "8 deliveries not done" in err and "cannot connect" in err
     assert main(["dicom", "status", str(exam)]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if line.endswith(")") and ".dcm" in line]
-    assert len(rows) == 7 and all("queued" in r and "cannot connect" in r for r in rows)
+    assert len(rows) == 8 and all("queued" in r and "cannot connect" in r for r in rows)
     assert "next try" in rows[0]
-    assert lines[-1].endswith("7 undelivered")
+    assert lines[-1].endswith("8 undelivered")
 
 
 def test_a_file_added_to_the_folder_is_shown_then_sent_by_flush(
@@ -130,16 +130,16 @@ def test_a_file_added_to_the_folder_is_shown_then_sent_by_flush(
 ):
     room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)])
     assert main(["dicom", "flush", str(exam), "--room", str(room), "--timeout", "60"]) == 0
-    uid = add_object(exam, "dose-sr.dcm")
+    uid = add_object(exam, "late-object.dcm")
     capsys.readouterr()
     assert main(["dicom", "status", str(exam)]) == 0
     assert any(
-        line.startswith("dose-sr.dcm") and "written" in line and "not queued" in line
+        line.startswith("late-object.dcm") and "written" in line and "not queued" in line
         for line in capsys.readouterr().out.splitlines()
     )
     assert main(["dicom", "flush", str(exam), "--timeout", "60"]) == 0
     assert uid in orthanc.instance_uids()
-    assert orthanc.count("instances") == 8
+    assert orthanc.count("instances") == 9  # 7 images, the dose SR, the late object
 
 
 def test_another_study_s_file_in_the_folder_is_not_sent(exam, tmp_path, orthanc: Orthanc):
@@ -151,7 +151,9 @@ def test_another_study_s_file_in_the_folder_is_not_sent(exam, tmp_path, orthanc:
     room = dicom_room(tmp_path / "room.yaml", destinations=[orthanc_destination(orthanc)])
     assert main(["dicom", "flush", str(exam), "--room", str(room), "--timeout", "60"]) == 0
     assert orthanc.count("studies") == 1
-    assert orthanc.count("instances") == 7  # the exam's own, from its journal's study UID
+    assert (
+        orthanc.count("instances") == 8
+    )  # the exam's own (7 images, the dose SR), from its journal's study UID
 
 
 def test_flush_refuses_while_another_process_sends_the_folder(exam, tmp_path, capsys):

@@ -36,11 +36,31 @@ def files(out: Path) -> list[pydicom.Dataset]:
 
 
 def referenced(ds: pydicom.Dataset) -> list[str]:
+    """Every object the step performed: images, and the dose report as a non-image object."""
     return sorted(
         str(ref.ReferencedSOPInstanceUID)
         for series in ds.PerformedSeriesSequence
-        for ref in series.ReferencedImageSequence
+        for ref in (
+            *series.ReferencedImageSequence,
+            *series.get("ReferencedNonImageCompositeSOPInstanceSequence", []),
+        )
     )
+
+
+def test_the_dose_report_is_a_non_image_object_of_the_step(tmp_path, mpps_scp: MppsScp):
+    room = dicom_room(tmp_path / "room.yaml", mpps=mpps_peer(mpps_scp), outbox={"wait_s": 30})
+    out = tmp_path / "exam"
+    fluoroctl.run_exam("ivu-standard", room=room, out=out)
+    (sr,) = [ds for ds in files(out) if ds.Modality == "SR"]
+    final = mpps_scp.instances[mpps_scp.creates[0][0]]
+    non_image = [
+        str(ref.ReferencedSOPInstanceUID)
+        for series in final.PerformedSeriesSequence
+        for ref in series.get("ReferencedNonImageCompositeSOPInstanceSequence", [])
+    ]
+    assert non_image == [str(sr.SOPInstanceUID)]
+    # one exposure per irradiation event (the standard exam has no sweep: one per image)
+    assert final.TotalNumberOfExposures == len(files(out)) - 1
 
 
 def test_a_completed_exam_is_reported_in_progress_then_completed(tmp_path, mpps_scp: MppsScp):
@@ -63,11 +83,11 @@ def test_a_completed_exam_is_reported_in_progress_then_completed(tmp_path, mpps_
         i.SeriesInstanceUID for i in images
     }
     summary = json.loads((out / "summary.json").read_text())
-    assert final.TotalNumberOfExposures == len(images)
+    assert final.TotalNumberOfExposures == len([i for i in images if i.Modality != "SR"])
     assert float(final.ImageAndFluoroscopyAreaDoseProduct) == pytest.approx(
         summary["totals"]["dap_gy_cm2"] * 10, rel=1e-3
     )
-    assert len(final.ExposureDoseSequence) == len(images)
+    assert len(final.ExposureDoseSequence) == final.TotalNumberOfExposures
     assert float(final.ExposureDoseSequence[0].KVP) == float(images[0].KVP)
     assert [m["state"] for m in summary["dicom"]["mpps"]] == ["sent", "sent"]
 

@@ -26,6 +26,9 @@ from scheduler.hospital.sender import CRASH_ENV
 from .conftest import Orthanc, dicom_room, orthanc_destination
 
 ROOT = Path(__file__).resolve().parents[2]
+#: what the standard exam writes: its 7 images and the dose report (X-Ray Radiation Dose SR)
+IMAGES = 7
+OBJECTS = IMAGES + 1
 #: real peers, real time for delivery: run with the other network tests (-m links)
 pytestmark = pytest.mark.links
 
@@ -62,7 +65,7 @@ def test_the_standard_exam_arrives_in_orthanc_whole(tmp_path, orthanc: Orthanc):
     outcome = run(room, out)
     assert outcome.state == "completed"
     uids = written_uids(out)
-    assert len(uids) == 7
+    assert len(uids) == OBJECTS
     assert orthanc.count("studies") == 1
     assert orthanc.count("instances") == len(uids)
     assert sorted(orthanc.instance_uids()) == uids
@@ -74,7 +77,7 @@ def test_the_standard_exam_arrives_in_orthanc_whole(tmp_path, orthanc: Orthanc):
     first = pydicom.dcmread(next(out.glob("*.dcm")), stop_before_pixels=True)
     assert tags["PatientID"] == first.PatientID
     assert tags["StudyInstanceUID"] == first.StudyInstanceUID
-    assert states(out) == ["sent"] * 7  # no commitment asked: sent is the end
+    assert states(out) == ["sent"] * OBJECTS  # no commitment asked: sent is the end
     assert dicom_summary(out)["undelivered"] == 0
 
 
@@ -89,14 +92,14 @@ def test_pacs_down_from_the_start_gets_everything_once_it_is_up(
     out = tmp_path / "exam"
     outcome = run(room, out)
     assert outcome.state == "completed"  # PACS down does not change the exam's outcome
-    assert states(out) == ["queued"] * 7
+    assert states(out) == ["queued"] * OBJECTS
     assert all(
         d["last_error"] for o in dicom_summary(out)["objects"] for d in o["destinations"].values()
     )
     orthanc_stopped.start()
     assert dicom_main(["dicom", "flush", str(out), "--timeout", "60"]) == 0
     assert sorted(orthanc_stopped.instance_uids()) == written_uids(out)
-    assert orthanc_stopped.count("instances") == 7
+    assert orthanc_stopped.count("instances") == OBJECTS
 
 
 def test_pacs_stopped_mid_exam_gets_the_rest_when_it_is_back(tmp_path, orthanc: Orthanc):
@@ -116,12 +119,12 @@ def test_pacs_stopped_mid_exam_gets_the_rest_when_it_is_back(tmp_path, orthanc: 
                 orthanc.stop()
 
     run(room, out, on_event=stop_at_the_fourth_image)
-    assert captures == 7
-    assert states(out).count("queued") >= 3  # images 5-7 were written with PACS down
+    assert captures == IMAGES
+    assert states(out).count("queued") >= 3  # images 5-7 (and the SR) came with PACS down
     orthanc.start()
     assert dicom_main(["dicom", "flush", str(out), "--timeout", "60"]) == 0
     assert sorted(orthanc.instance_uids()) == written_uids(out)
-    assert orthanc.count("instances") == 7
+    assert orthanc.count("instances") == OBJECTS
 
 
 def test_sender_killed_between_pacs_answer_and_its_record_loses_nothing_duplicates_nothing(
@@ -134,7 +137,7 @@ def test_sender_killed_between_pacs_answer_and_its_record_loses_nothing_duplicat
     )
     out = tmp_path / "exam"
     run(room, out)
-    assert states(out) == ["queued"] * 7  # the whole exam is the backlog
+    assert states(out) == ["queued"] * OBJECTS  # the whole exam is the backlog
     orthanc_stopped.start()
     env = {**os.environ, CRASH_ENV: "3"}
     proc = subprocess.run(
@@ -158,10 +161,10 @@ def test_sender_killed_between_pacs_answer_and_its_record_loses_nothing_duplicat
     after_crash = [
         d["state"] for o in json.loads(status.stdout)["objects"] for d in o["destinations"].values()
     ]
-    assert after_crash == ["sent", "sent"] + ["queued"] * 5
+    assert after_crash == ["sent", "sent"] + ["queued"] * (OBJECTS - 2)
     assert dicom_main(["dicom", "flush", str(out), "--timeout", "60"]) == 0
     uids = written_uids(out)
-    assert orthanc_stopped.count("instances") == len(uids) == 7
+    assert orthanc_stopped.count("instances") == len(uids) == OBJECTS
     assert sorted(orthanc_stopped.instance_uids()) == uids  # each exactly once
 
 
@@ -173,7 +176,7 @@ def test_storage_commitment_marks_objects_committed(tmp_path, orthanc: Orthanc):
     )
     out = tmp_path / "exam"
     run(room, out)
-    assert states(out) == ["committed"] * 7
+    assert states(out) == ["committed"] * OBJECTS
     assert all(
         d["committed"] for o in dicom_summary(out)["objects"] for d in o["destinations"].values()
     )
@@ -188,8 +191,8 @@ def test_without_a_report_objects_stay_sent_and_flush_says_why(tmp_path, orthanc
     )
     out = tmp_path / "exam"
     run(room, out)
-    assert states(out) == ["sent"] * 7
-    assert orthanc.count("instances") == 7
+    assert states(out) == ["sent"] * OBJECTS
+    assert orthanc.count("instances") == OBJECTS
     capsys.readouterr()
     assert dicom_main(["dicom", "flush", str(out), "--timeout", "1"]) == 1
     err = capsys.readouterr().err.strip()
@@ -229,14 +232,14 @@ def test_a_dicom_file_written_at_the_exam_s_end_is_sent_too(tmp_path, orthanc: O
             ds = pydicom.dcmread(next(out.glob("001-*.dcm")))
             ds.SOPInstanceUID = pydicom.uid.generate_uid()
             ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-            ds.save_as(out / "dose-sr.dcm")
+            ds.save_as(out / "late-object.dcm")
             extra.append(str(ds.SOPInstanceUID))
 
     run(room, out, on_event=write_at_the_end)
     assert extra
-    assert orthanc.count("instances") == 8
+    assert orthanc.count("instances") == OBJECTS + 1  # the exam's and the late one
     assert extra[0] in orthanc.instance_uids()
-    assert "dose-sr.dcm" in [o["file"] for o in dicom_summary(out)["objects"]]
+    assert "late-object.dcm" in [o["file"] for o in dicom_summary(out)["objects"]]
 
 
 #: the journal line of the standard exam's third ``capture`` (the process dies right after it)
@@ -285,5 +288,5 @@ def test_an_image_written_just_before_a_crash_is_sent_after_resume(tmp_path, ort
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     uids = written_uids(out)
-    assert len(uids) == 7
+    assert len(uids) == OBJECTS
     assert sorted(orthanc.instance_uids()) == uids

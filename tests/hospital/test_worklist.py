@@ -169,8 +169,12 @@ def test_run_order_writes_the_request_attributes(tmp_path, worklist_peer):
     out = tmp_path / "exam"
     room = room_file(tmp_path, worklist_peer)
     assert fluoroctl("run", "--order", "ACC1001", "--room", str(room), "--out", str(out)) == 0
-    for ds in _exam_objects(out):
+    objects = _exam_objects(out)
+    for ds in objects:
         assert str(ds.ReferringPhysicianName) == "House^Gregory"
+        if ds.Modality == "SR":  # the dose report names the order as SR documents do
+            assert ds.ReferencedRequestSequence[0].AccessionNumber == "ACC1001"
+            continue
         request = ds.RequestAttributesSequence[0]
         assert request.RequestedProcedureID == "RP1"
         assert request.ScheduledProcedureStepID == "SPS1"
