@@ -27,7 +27,7 @@ def test_the_outcome_is_typed_and_says_what_the_folder_says(accelerated):
     assert [s.id for s in o.steps] == [
         s.id for s in fluoroctl.load_protocol("ivu-accelerated").steps
     ]
-    assert o.images == tuple(sorted(o.out_dir.glob("*.dcm")))
+    assert o.images == tuple(sorted(o.out_dir.glob("[0-9][0-9][0-9]-*.dcm")))
     assert all(p.is_absolute() for p in o.images)
     film = o.step("film-4min")
     assert film.status is StepStatus.DONE and film.finished

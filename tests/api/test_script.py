@@ -43,7 +43,7 @@ def test_a_plain_script_runs_a_whole_exam(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert printed["state"] == summary["state"] == "completed"
     assert printed["exit_code"] == 0
-    on_disk = sorted(str(p) for p in out.glob("*.dcm"))
+    on_disk = sorted(str(p) for p in out.glob("[0-9][0-9][0-9]-*.dcm"))
     assert printed["images"] == on_disk and len(on_disk) == summary["totals"]["images"] == 5
     assert printed["film"] == pytest.approx(60.0, abs=0.05)
     assert printed["contrast"] == summary["totals"]["contrast_delivered_ml"]
@@ -130,7 +130,7 @@ def test_a_script_resumes_an_exam_whose_process_was_killed(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     state, code, *images = done.stdout.split()
     assert (state, code) == ("completed", "0")
-    assert images == sorted(p.name for p in out.glob("*.dcm"))
+    assert images == sorted(p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm"))
     assert images[0] == "001-scout.dcm"  # acquired before the kill, adopted, not retaken
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed"]["resumes"] == 1

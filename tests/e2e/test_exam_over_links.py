@@ -25,7 +25,7 @@ def load(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 
 def check_nothing_lost(out: Path, summary: dict[str, Any]) -> None:
-    on_disk = sorted(p.name for p in out.glob("*.dcm"))
+    on_disk = sorted(p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm"))
     listed = sorted(f for s in summary["steps"] for f in s["files"])
     assert listed == on_disk, "images on disk and in the summary differ"
     for name in on_disk:

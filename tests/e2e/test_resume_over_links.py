@@ -91,7 +91,7 @@ def run_and_kill_when(serve: SimServe, out: Path, when: Callable[[Events], bool]
 
 
 def resume_and_check(serve: SimServe, out: Path) -> dict[str, Any]:
-    before = {p.name for p in out.glob("*.dcm")}
+    before = {p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm")}
     killed = read_events(out)
     proc = cli("resume", str(out), timeout=180)
     summary = json.loads((out / "summary.json").read_text())
@@ -112,7 +112,7 @@ def resume_and_check(serve: SimServe, out: Path) -> dict[str, Any]:
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     (resumed,) = [e for e in events if e["kind"] == "exam_resumed"]
     # Nothing acquired is lost; everything on disk is listed, once.
-    after = {p.name for p in out.glob("*.dcm")}
+    after = {p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm")}
     assert before <= after, f"images lost: {before - after}"
     listed = [f for s in summary["steps"] for f in s["files"]]
     assert sorted(listed) == sorted(after)

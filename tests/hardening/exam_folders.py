@@ -92,7 +92,7 @@ def line_at(folder: Path, n: int) -> dict[str, Any]:
 
 
 def images(folder: Path) -> set[str]:
-    return {p.name for p in folder.glob("*.dcm")}
+    return {p.name for p in folder.glob("[0-9][0-9][0-9]-*.dcm")}
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:

@@ -49,7 +49,7 @@ def check_record_whole(out: Path) -> list[dict]:
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["kind"] == "exam_finished"
     listed = {e["data"]["file"] for e in events if e["kind"] == "capture"}
-    on_disk = {p.name for p in out.glob("*.dcm")}
+    on_disk = {p.name for p in out.glob("[0-9][0-9][0-9]-*.dcm")}
     assert on_disk == listed
     for name in on_disk:
         assert pydicom.dcmread(out / name).pixel_array.size > 0
@@ -76,7 +76,7 @@ def test_an_image_that_cannot_be_written_aborts_the_exam_safely(tmp_path, monkey
     events = check_record_whole(out)
     failed = [e for e in events if e["kind"] == "capture_failed"]
     assert failed and "could not be stored" in failed[-1]["data"]["reason"]
-    assert len(list(out.glob("*.dcm"))) == 2
+    assert len(list(out.glob("[0-9][0-9][0-9]-*.dcm"))) == 2
     summary = json.loads((out / "summary.json").read_text())
     assert summary["state"] == "aborted"
     assert summary["totals"]["contrast_delivered_ml"] > 0

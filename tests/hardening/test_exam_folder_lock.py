@@ -266,7 +266,7 @@ def test_a_second_run_or_resume_on_a_running_exam_is_refused(tmp_path: Path) -> 
             message = one_error_line(cli(*args))
             assert message == f"error: exam folder {exam} in use by PID {first.pid}", args
         assert (exam / JOURNAL).read_bytes() == journal
-        assert sorted(p.name for p in exam.glob("*.dcm")) == ["001-scout.dcm"]
+        assert sorted(p.name for p in exam.glob("[0-9][0-9][0-9]-*.dcm")) == ["001-scout.dcm"]
     finally:
         stop(first)
 
@@ -284,4 +284,4 @@ def test_run_into_a_folder_holding_an_exam_needs_force_new(crashed: Path, tmp_pa
     assert without_lock(snapshot(moved)) == before
     summary = json.loads((exam / "summary.json").read_text())
     assert summary["state"] == "completed"
-    assert len(list(exam.glob("*.dcm"))) == 5
+    assert len(list(exam.glob("[0-9][0-9][0-9]-*.dcm"))) == 5

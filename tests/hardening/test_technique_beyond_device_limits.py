@@ -101,7 +101,7 @@ def test_the_exam_goes_on_with_every_other_film_on_time(exam):
     assert exam.step("scout").status == "done"
     assert exam.step("film-3min").status == "done"
     assert exam.step("film-3min").planned_after_injection_s == 180.0
-    on_disk = sorted(p.name for p in exam.out.glob("*.dcm"))
+    on_disk = sorted(p.name for p in exam.out.glob("[0-9][0-9][0-9]-*.dcm"))
     listed = sorted(p.name for s in exam.outcome.steps for p in s.images)
     assert on_disk == listed and len(on_disk) == 2
     assert exam.summary["totals"]["missed"] == ["film-1min", "fluoro-90s"]

@@ -26,7 +26,7 @@ def acquisitions(protocol: Path) -> list[str]:
 def check_completed_exam(out: Path, protocol: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["state"] == "completed", summary.get("reason")
-    images = sorted(out.glob("*.dcm"))
+    images = sorted(out.glob("[0-9][0-9][0-9]-*.dcm"))
     expected = acquisitions(protocol)
     assert [p.stem.split("-", 1)[1] for p in images] == expected
     assert summary["totals"]["images"] == len(expected)
