@@ -22,6 +22,7 @@ from scheduler import resume as resuming
 from scheduler.cli import run_links, with_faults
 from scheduler.exit_codes import exit_code_for
 from scheduler.journal import ExamEvent
+from scheduler.orders import Order, load_order
 from scheduler.protocol import Protocol
 from scheduler.room import Room
 from scheduler.run_inputs import check_run_inputs
@@ -54,6 +55,7 @@ class _Prepared:
     out: Path
     links: dict[str, str]
     loop: LoopSpec
+    order: Order | None = None
 
 
 def _prepare(
@@ -65,8 +67,11 @@ def _prepare(
     time_scale: float | None,
     endpoints: str | os.PathLike[str] | None,
     broker: str | None,
+    order: Order | str | os.PathLike[str] | None = None,
 ) -> _Prepared:
     proto = protocol_from(protocol)
+    # an order file is read (and refused, file:line:field) before anything else is touched
+    order_model = order if isinstance(order, Order) or order is None else load_order(Path(order))
     where = room_from(room)
     if isinstance(faults, str):  # a lone "kind@time" is one fault, not its characters
         faults = [faults]
@@ -101,6 +106,7 @@ def _prepare(
         out_dir,
         links,
         spec,
+        order_model,
     )
 
 
@@ -136,6 +142,8 @@ async def _exam(
         room=prep.room.model,
         links=prep.links,
         force_new=force_new,
+        order=prep.order,
+        order_source=None if prep.order is None else "api",
     )
     result = _typed(outcome)
     log.info("exam %s%s", result.state.value, f": {result.reason}" if result.reason else "")
@@ -163,6 +171,7 @@ def run_exam(
     broker: str | None = None,
     wall_anchor: dt.datetime | None = None,
     on_event: EventCallback | None = None,
+    order: Order | str | os.PathLike[str] | None = None,
 ) -> ExamOutcome:
     """Run a whole exam and return its outcome; blocks until the exam ends.
 
@@ -173,6 +182,9 @@ def run_exam(
     ``faults`` are simulator fault specs (``"injector.occlusion@T+20s"``, docs/faults.md).
     ``time_scale``, ``endpoints`` and ``broker`` are ``fluoroctl run``'s link options.
     ``wall_anchor`` fixes the wall-clock time of loop time 0 (DICOM dates; default: now).
+    ``order`` names who the exam is for and what was requested: a
+    :class:`scheduler.orders.Order` or an order file's path (docs/protocols.md); its identity
+    is in every object, and a weight-based protocol is dosed for its weight.
 
     Makes the event loop the room needs (virtual time for the in-process simulator, real or
     scaled time for rooms on links) and runs the exam on it. Everything that can be checked
@@ -185,7 +197,7 @@ def run_exam(
     Not from inside a running event loop (:class:`RuntimeError`): use :func:`run_exam_async`.
     """
     refuse_running_loop("run_exam", "run_exam_async")
-    prep = _prepare(protocol, room, patient, out, faults, time_scale, endpoints, broker)
+    prep = _prepare(protocol, room, patient, out, faults, time_scale, endpoints, broker, order)
     return run_blocking(
         prep.loop.new_loop, lambda: _exam(prep, operator, force_new, wall_anchor, on_event)
     )
@@ -205,6 +217,7 @@ async def run_exam_async(
     broker: str | None = None,
     wall_anchor: dt.datetime | None = None,
     on_event: EventCallback | None = None,
+    order: Order | str | os.PathLike[str] | None = None,
 ) -> ExamOutcome:
     """:func:`run_exam` for code inside a running event loop (Jupyter, async services).
 
@@ -218,7 +231,7 @@ async def run_exam_async(
     """
     loop = asyncio.get_running_loop()
     prep = await asyncio.to_thread(
-        _prepare, protocol, room, patient, out, faults, time_scale, endpoints, broker
+        _prepare, protocol, room, patient, out, faults, time_scale, endpoints, broker, order
     )
     if prep.loop.fits(loop):
         return await _exam(prep, operator, force_new, wall_anchor, on_event)

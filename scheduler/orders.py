@@ -123,7 +123,7 @@ class Order(_Model):
         return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
 
 
-OrderSource = Literal["worklist", "order-file", "command-line", "scenario", "unidentified"]
+OrderSource = Literal["worklist", "order-file", "command-line", "api", "scenario", "unidentified"]
 
 
 def load_order(path: Path | str) -> Order:

@@ -229,3 +229,19 @@ def test_shipped_names_are_found_from_any_working_directory(tmp_path, monkeypatc
     shutil.copy(ROOT / "configs/protocols/ivu-standard.yaml", tmp_path / "mine.yaml")
     assert fluoroctl.load_protocol("mine.yaml") == fluoroctl.load_protocol("ivu-standard")
     assert fluoroctl.load_room().clock == "virtual"  # the built-in simulator
+
+
+def test_an_order_names_the_exam_through_the_api(tmp_path) -> None:
+    import pydicom
+
+    order = tmp_path / "order.yaml"
+    order.write_text(
+        "order:\n  patient_id: MRN-9\n  patient_name: Roe^Rita\n  accession_number: A-9\n"
+        "  referring_physician: Who^Dr\n"
+    )
+    o = fluoroctl.run_exam("ivu-accelerated", out=tmp_path / "exam", order=order)
+    assert o.state.value == "completed" and o.patient_id == "MRN-9"
+    for path in o.images:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert (str(ds.PatientName), ds.AccessionNumber) == ("Roe^Rita", "A-9")
+        assert ds.RequestAttributesSequence[0].AccessionNumber == "A-9"
