@@ -40,13 +40,16 @@ from drivers import Clock, VirtualTimeEventLoop, new_event_loop
 from .compose import RunOutcome, make_operator, open_devices
 from .exam import SIM_STATE_DIR, ExamProgress, ExamResult, ExamRunner, exam_from_json
 from .exam.hooks import install_operated_exam_hooks
+from .exam.identity import identity_summary
 from .exam_dir import ExamFolderError, ExamFolderLock, lock_exam_folder, probe_exam_folder
 from .hospital.session import attach as attach_pacs
 from .journal import ExamEvent
+from .orders import Order
 from .outputs import ContactSheetEntry, write_contact_sheet
 from .outputs.dose_report import write_dose_outputs
 from .paths import PROJECT_ROOT
 from .protocol import Protocol
+from .records import ExamInfo
 from .recovery import RecoveredExam, RecoveryError, ensure_resumable, reconstruct
 from .room import Room
 from .summary import build_summary, write_summary
@@ -178,6 +181,7 @@ async def _resume_locked(
                 str(ctx.get("protocol_path", protocol.name)),
                 room.name,
             )
+            summary.update(_identity_of(ctx, exam))
             summary["resumed"] = resume_report(rec)
             summary["dose"] = write_dose_outputs(out_dir, exam, ended=clock.wall_at(result.ended_s))
             try:
@@ -260,3 +264,19 @@ def _sheet_entry(path: Path) -> ContactSheetEntry | None:
         )
     except Exception:  # a damaged file is left off the sheet, never fatal
         return None
+
+
+def _identity_of(ctx: dict[str, Any], exam: ExamInfo) -> dict[str, Any]:
+    """``identity`` (and ``contrast_by_weight``) for ``summary.json``, as the first process
+    wrote them into the journal's ``exam_started`` context."""
+    order_json = ctx.get("order")
+    try:
+        order = Order.model_validate(order_json) if isinstance(order_json, dict) else None
+    except ValueError:
+        order = None  # a journal written by another version: the exam's own identity stands
+    source = str(ctx.get("identity_source") or ("scenario" if order is None else "order-file"))
+    out: dict[str, Any] = {"identity": identity_summary(exam, order, source)}
+    weighted = ctx.get("contrast_by_weight")
+    if isinstance(weighted, dict):
+        out["contrast_by_weight"] = weighted
+    return out

@@ -197,3 +197,24 @@ def test_weight_based_protocol_validation(tmp_path, capsys):
     )
     assert fluoroctl("validate", str(no_max)) == 2
     assert "max_volume_ml" in capsys.readouterr().err
+
+
+def test_a_resumed_exam_keeps_its_order_in_the_summary(tmp_path):
+    import signal
+
+    from tests.hardening.exam_folders import cli as run_cli
+
+    order = tmp_path / "order.yaml"
+    order.write_text(
+        "order:\n  patient_id: MRN-31\n  patient_name: Poe^Ada\n  accession_number: A-31\n"
+    )
+    out = tmp_path / "exam"
+    killed = run_cli(
+        "run", "ivu-accelerated", "--order-file", str(order), "--out", str(out), crash_after=20
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    resumed = run_cli("resume", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    identity = json.loads((out / "summary.json").read_text())["identity"]
+    assert (identity["patient_id"], identity["accession_number"]) == ("MRN-31", "A-31")
+    assert identity["source"] == "order-file" and identity["order"]["patient_name"] == "Poe^Ada"
