@@ -63,6 +63,9 @@ class RoomRequest:
     peers: Mapping[str, Any] = field(default_factory=dict)
     #: the room's key file (``key_file``): wire sessions are authenticated with its secret
     key_file: Path | None = None
+    #: who controls the devices (the wire sessions' host id): the same for an exam and its
+    #: resume, so a restarted process takes its own control lease over at once
+    host_id: str | None = None
 
 
 Backend = Callable[[RoomRequest], Awaitable[DeviceSet]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -71,13 +72,30 @@ async def open_devices(
     base_dir: Path,
     options: dict[str, Any],
     links: dict[str, str] | None = None,
+    out_dir: Path | None = None,
 ) -> DeviceSet:
-    """Open the room's devices; ``links`` are the resolved URLs (default: the room file's)."""
+    """Open the room's devices; ``links`` are the resolved URLs (default: the room file's).
+    ``out_dir``, the exam folder, names the exam to the devices (control of wire devices)."""
     links = links if links is not None else room.links
     backend = backend_for_links(links)
     key_file = Path(room.key_file) if room.key_file else None
-    request = RoomRequest(links, clock, {**room.options, **options}, base_dir, key_file=key_file)
+    request = RoomRequest(
+        links,
+        clock,
+        {**room.options, **options},
+        base_dir,
+        key_file=key_file,
+        host_id=None if out_dir is None else exam_host_id(out_dir),
+    )
     return await backend(request)
+
+
+def exam_host_id(out_dir: Path) -> str:
+    """The wire host id of the exam in ``out_dir``: the same for ``run`` and ``resume`` of that
+    folder, so a resume after a crash takes the crashed process's control lease over instead
+    of waiting for it to lapse (the id is continuity, not a credential: docs/security.md)."""
+    digest = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()
+    return f"exam-{digest[:16]}"
 
 
 def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator:
@@ -167,7 +185,9 @@ async def run_exam(
         options: dict[str, Any] = room_file_options(room, room_path)
         if patient:
             options["patient"] = patient
-        devices = await open_devices(room, clock, config_base_dir(room_path), options, links)
+        devices = await open_devices(
+            room, clock, config_base_dir(room_path), options, links, out_dir
+        )
         try:
             # The order names the patient; on the simulator, the room's simulated patient is it.
             who = identify_exam(

@@ -144,7 +144,12 @@ async def _resume_locked(
     # resolved when the exam began; its devices report where they are.
     links = ctx.get("links")
     devices = await open_devices(
-        room, clock, PROJECT_ROOT, options, dict(links) if isinstance(links, dict) else None
+        room,
+        clock,
+        PROJECT_ROOT,
+        options,
+        dict(links) if isinstance(links, dict) else None,
+        out_dir,
     )
     try:
         exam = exam_from_json(ctx["exam"])

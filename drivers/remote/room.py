@@ -96,7 +96,8 @@ async def open_wire_room(request: RoomRequest) -> DeviceSet | RoomDevices:
             "a C-arm over a wire link needs a detector link for its images (devices.detector)"
         )
     key = room_key(request)
-    host_id = new_host_id()  # one name for this run's sessions with every device
+    # one name for this exam's sessions with every device (its resume uses the same)
+    host_id = request.host_id or new_host_id()
     clients = {
         role: make_client(role, url, request.clock, key, host_id) for role, url in links.items()
     }
