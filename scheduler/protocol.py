@@ -39,6 +39,8 @@ from .protocol_weight import (
 Position = Literal["supine", "prone", "lpo", "rpo"]
 #: what happens to a capture that falls due while the exam is paused
 WhenPaused = Literal["take_late", "miss"]
+#: what declining a step's prompt does: skip the step, abort the exam, or ask which
+OnDecline = Literal["skip", "abort", "ask"]
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*min)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
@@ -162,6 +164,12 @@ class _Step(_Model):
     at: Duration | None = Field(
         default=None, description="time after the confirmed injection start (e.g. 5min)"
     )
+    on_decline: OnDecline | None = Field(
+        default=None,
+        description="when the operator declines this step's prompt (turning the patient, "
+        "a prompt step): skip the step, abort the exam, or ask the operator which; default: "
+        "abort for a repositioning, skip for other prompts",
+    )
 
     @field_validator("at", mode="before")
     @classmethod
@@ -253,6 +261,10 @@ class InjectStep(_Step):
     pressure_limit_psi: float | None = Field(default=None, ge=15, le=1200)
     rise_time_s: float = Field(default=0.5, ge=0, le=10)
     confirm: bool = Field(default=True, description="operator confirms before the start")
+    # The timed films are anchored to the injection: without it none could be taken.
+    on_decline: Literal["abort"] | None = Field(
+        default=None, description="a declined injection start always aborts the exam"
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -23,7 +23,7 @@ from drivers import Clock, DeviceError, DeviceEvent, DeviceLost, DeviceTimeout
 from drivers.backends import DeviceSet
 
 from ..journal import ExamEvent, Journal
-from ..operator import Operator
+from ..operator import Operator, Request
 from ..protocol import Protocol
 from ..records import CaptureRecord, ExamInfo
 from ..recovery import RecoveredExam
@@ -38,6 +38,7 @@ from .events import (
     ControlRefused,
     ExamFinished,
     ExamStarted,
+    OperatorRequested,
     PausedDuringInjection,
     StateChanged,
     StepDone,
@@ -46,6 +47,7 @@ from .events import (
 from .faults import device_lost, on_injector_event, reconcile_contrast
 from .handlers import handler_for
 from .handlers.inject import watch_injection
+from .handlers.operator_films import refusal, refused
 from .identity import resume_context
 from .prepare import prepare
 from .progress import ExamProgress
@@ -57,6 +59,8 @@ from .store import DicomStore, ImageStore
 #: where a room that persists itself (the in-process simulator) keeps its state
 SIM_STATE_DIR = "sim-state"
 JOURNAL = "events.jsonl"
+#: states in which operator actions are taken
+_ACTIVE = frozenset({RunState.PREPARING, RunState.RUNNING, RunState.PAUSED})
 
 
 class ExamRunner:
@@ -174,6 +178,26 @@ class ExamRunner:
                 return f"unknown control {action!r} (pause or resume)"
         except IllegalTransition as exc:
             return exc.reason
+        return None
+
+    def request(self, request: Request) -> str | None:
+        """An operator action (skip a step, repeat a film, an extra film): None when accepted
+        (journaled ``operator_request``, carried out at the next safe moment, see
+        :mod:`scheduler.exam.handlers.operator_films`), else why not (journaled refused)."""
+        why = refusal(self.ctx, request) if self.state in _ACTIVE else "the exam is not running"
+        if why is not None:
+            refused(self.ctx, request, why)
+            return why
+        self.bus.emit(
+            OperatorRequested(
+                step=request.step,
+                action=request.action,
+                reason=request.reason,
+                source=request.source,
+                who=request.who,
+            )
+        )
+        self.ctx.requests.add(request)
         return None
 
     async def run(self) -> ExamResult:
