@@ -39,8 +39,6 @@ from .protocol_weight import (
 Position = Literal["supine", "prone", "lpo", "rpo"]
 #: what happens to a capture that falls due while the exam is paused
 WhenPaused = Literal["take_late", "miss"]
-#: what declining a step's prompt does: skip the step, abort the exam, or ask which
-OnDecline = Literal["skip", "abort", "ask"]
 
 _DURATION = re.compile(
     r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*min)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
@@ -164,12 +162,6 @@ class _Step(_Model):
     at: Duration | None = Field(
         default=None, description="time after the confirmed injection start (e.g. 5min)"
     )
-    on_decline: OnDecline | None = Field(
-        default=None,
-        description="when the operator declines this step's prompt (turning the patient, "
-        "a prompt step): skip the step, abort the exam, or ask the operator which; default: "
-        "abort for a repositioning, skip for other prompts",
-    )
 
     @field_validator("at", mode="before")
     @classmethod
@@ -184,6 +176,7 @@ class _Step(_Model):
 class _Acquisition(_Step):
     """Fields every acquiring step (capture, fluoro, tomo) shares."""
 
+    on_decline: Literal["skip", "abort", "ask"] | None = None  # its patient turn declined
     when_paused: WhenPaused | None = Field(
         default=None,
         description="if this step falls due while the exam is paused: take_late (within "
@@ -261,10 +254,6 @@ class InjectStep(_Step):
     pressure_limit_psi: float | None = Field(default=None, ge=15, le=1200)
     rise_time_s: float = Field(default=0.5, ge=0, le=10)
     confirm: bool = Field(default=True, description="operator confirms before the start")
-    # The timed films are anchored to the injection: without it none could be taken.
-    on_decline: Literal["abort"] | None = Field(
-        default=None, description="a declined injection start always aborts the exam"
-    )
 
     @model_validator(mode="before")
     @classmethod
@@ -297,6 +286,7 @@ class PromptStep(_Step):
     type: Literal["prompt"]
     action: Action = "note"
     message: str
+    on_decline: Literal["skip", "abort", "ask"] | None = None  # see docs/protocols.md
     position: Position | None = None
 
     @model_validator(mode="after")

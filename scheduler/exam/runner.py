@@ -38,7 +38,6 @@ from .events import (
     ControlRefused,
     ExamFinished,
     ExamStarted,
-    OperatorRequested,
     PausedDuringInjection,
     StateChanged,
     StepDone,
@@ -47,7 +46,7 @@ from .events import (
 from .faults import device_lost, on_injector_event, reconcile_contrast
 from .handlers import handler_for
 from .handlers.inject import watch_injection
-from .handlers.operator_films import refusal, refused
+from .handlers.operator_films import accept
 from .identity import resume_context
 from .prepare import prepare
 from .progress import ExamProgress
@@ -181,24 +180,9 @@ class ExamRunner:
         return None
 
     def request(self, request: Request) -> str | None:
-        """An operator action (skip a step, repeat a film, an extra film): None when accepted
-        (journaled ``operator_request``, carried out at the next safe moment, see
-        :mod:`scheduler.exam.handlers.operator_films`), else why not (journaled refused)."""
-        why = refusal(self.ctx, request) if self.state in _ACTIVE else "the exam is not running"
-        if why is not None:
-            refused(self.ctx, request, why)
-            return why
-        self.bus.emit(
-            OperatorRequested(
-                step=request.step,
-                action=request.action,
-                reason=request.reason,
-                source=request.source,
-                who=request.who,
-            )
-        )
-        self.ctx.requests.add(request)
-        return None
+        """An operator action (skip, repeat, extra film): None when accepted, else why not
+        (:func:`scheduler.exam.handlers.operator_films.accept`)."""
+        return accept(self.ctx, request, active=self.state in _ACTIVE)
 
     async def run(self) -> ExamResult:
         ctx, rec = self.ctx, self.recovered

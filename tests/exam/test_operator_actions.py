@@ -162,7 +162,10 @@ def test_on_decline_skip_skips_the_repositioning_film_and_the_exam_completes(tmp
     ]
 
 
-@pytest.mark.parametrize(("follow_up", "state", "prone_status"), [(True, "completed", "skipped"), (False, "aborted", "pending")])
+@pytest.mark.parametrize(
+    ("follow_up", "state", "prone_status"),
+    [(True, "completed", "skipped"), (False, "aborted", "pending")],
+)
 def test_on_decline_ask_asks_whether_to_skip_or_abort(tmp_path, follow_up, state, prone_status):
     r = run(
         tmp_path,
@@ -251,7 +254,9 @@ def test_a_repeated_film_is_a_new_exposure_beside_the_first_and_moves_no_time_po
     assert labels[1].endswith("(repeat 1)")
     # counted in the dose like any exposure: the exam's kerma is the sum of every capture
     total = sum(e["data"]["reference_air_kerma_mgy"] for e in r.kinds("capture"))
-    assert total == pytest.approx(sum(f.dose.reference_air_kerma_mgy for rec in r.result.records for f in rec.frames))
+    assert total == pytest.approx(
+        sum(f.dose.reference_air_kerma_mgy for rec in r.result.records for f in rec.frames)
+    )
     check_on_time(r, list(TIMED))
 
 

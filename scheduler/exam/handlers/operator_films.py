@@ -23,7 +23,7 @@ from typing import Any
 from ...operator import Request
 from ...protocol import CaptureStep, ViewSpec
 from ..context import ExamContext
-from ..events import OperatorFilm, OperatorRequestRefused, StepSkipped
+from ..events import OperatorFilm, OperatorRequested, OperatorRequestRefused, StepSkipped
 from ..images import record_capture
 from ..results import FINAL_STATUSES, StepResult
 from . import capture
@@ -32,6 +32,26 @@ from .view import prepare_view
 
 #: time an operator film needs before a time point (table travel, settle, exposure, store)
 FILM_MARGIN_S = 30.0
+
+
+def accept(ctx: ExamContext, request: Request, *, active: bool) -> str | None:
+    """Queue ``request`` (journaled ``operator_request``) and return None, or journal why it
+    is refused (``operator_request_refused``) and return that; ``active``: the exam runs."""
+    why = refusal(ctx, request) if active else "the exam is not running"
+    if why is not None:
+        refused(ctx, request, why)
+        return why
+    ctx.emit(
+        OperatorRequested(
+            step=request.step,
+            action=request.action,
+            reason=request.reason,
+            source=request.source,
+            who=request.who,
+        )
+    )
+    ctx.requests.add(request)
+    return None
 
 
 def refusal(ctx: ExamContext, request: Request) -> str | None:

@@ -89,8 +89,7 @@ async def declined(ctx: ExamContext, step: Any, answer: Answer, *, default: str,
             Prompt(
                 step.id,
                 "on_decline",
-                f"{step.title}: {what}. Skip this step and go on with the exam, "
-                "or abort the exam?",
+                f"{step.title}: {what}. Skip this step and go on with the exam, or abort the exam?",
             ),
         )
         rule = "skip" if answer.confirmed else "abort"
