@@ -95,7 +95,7 @@ def injection_ambiguity(ctx: ExamContext) -> str | None:
         return "the injection start was sent and is not confirmed"
     injector = ctx.health.get("injector", "ok")
     running = ctx.monitor is not None and not ctx.monitor.done()
-    if injector != "ok" and (running or ctx.injector_status is None and ctx.anchor is not None):
+    if injector != "ok" and (running or (ctx.injector_status is None and ctx.anchor is not None)):
         return f"the injector's state is unknown ({injector})"
     return None
 
