@@ -302,3 +302,5 @@ def test_answers_are_journaled_with_their_source(tmp_path):
     r = run(tmp_path)
     answered = r.kinds("confirmed")
     assert answered and {e["data"]["source"] for e in answered} == {"console"}
+    assert {e["data"]["who"] for e in answered} == {"test session"}
+    assert {e["source"] for e in answered} == {"operator"}  # the line is the operator's

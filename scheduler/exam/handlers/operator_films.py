@@ -46,7 +46,7 @@ def accept(ctx: ExamContext, request: Request, *, active: bool) -> str | None:
             step=request.step,
             action=request.action,
             reason=request.reason,
-            source=request.source,
+            origin=request.source,
             who=request.who,
         )
     )
@@ -151,7 +151,7 @@ async def _take(ctx: ExamContext, request: Request) -> None:
             detail=result.detail,
             files=tuple(result.files),
             reason=request.reason,
-            source=request.source,
+            origin=request.source,
             who=request.who,
         )
     )
@@ -170,7 +170,7 @@ def skipped(ctx: ExamContext, result: StepResult, request: Request, by: str) -> 
             step=result.id,
             reason=request.reason,
             by=by,
-            source=request.source,
+            origin=request.source,
             who=request.who,
         )
     )
@@ -182,7 +182,7 @@ def refused(ctx: ExamContext, request: Request, why: str) -> None:
             step=request.step,
             action=request.action,
             reason=why,
-            source=request.source,
+            origin=request.source,
             who=request.who,
         )
     )

@@ -64,7 +64,7 @@ async def ask_answer(ctx: ExamContext, prompt: Prompt) -> Answer:
             confirmed=answer.confirmed,
             action=prompt.action,
             position=prompt.position,
-            source=answer.source,
+            origin=answer.source,
             who=answer.who,
         )
     )
