@@ -7,24 +7,7 @@ PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="csrf-token" content="{{CSRF}}">
 <title>fluoroctl console</title>
-<style>
-body{font:14px system-ui,sans-serif;margin:0;background:#111;color:#ddd}
-header{display:flex;gap:1.5em;align-items:center;padding:.5em 1em;background:#222}
-header b{font-size:1.2em} .big{font-size:1.6em;font-variant-numeric:tabular-nums}
-main{display:grid;grid-template-columns:1.3fr 1fr;gap:1em;padding:1em}
-section{background:#1b1b1b;border:1px solid #333;border-radius:6px;padding:.6em}
-h2{font-size:1em;margin:.1em 0 .5em;color:#9cf}
-table{border-collapse:collapse;width:100%} td,th{padding:2px 6px;border-bottom:1px solid #333}
-tr.running{background:#243} tr.skipped td{color:#888;text-decoration:line-through}
-tr.missed,tr.failed{background:#422}
-button{font:inherit;padding:.35em .8em;border-radius:4px;border:1px solid #666;
-background:#333;color:#eee;cursor:pointer} button:disabled{opacity:.4;cursor:default}
-#abort,#abort-confirm{background:#a11;border-color:#f55;font-weight:bold}
-#prompt{border:2px solid #fc3;background:#332} #prompt[hidden]{display:none}
-#confirm{background:#274;border-color:#5c8} #decline{background:#633}
-img{max-width:100%;background:#000} #journal{height:14em;overflow:auto;font:12px monospace}
-.warn{color:#fc3} .bad{color:#f66} .ok{color:#6c6}
-</style></head><body>
+<link rel="stylesheet" href="/app.css"></head><body>
 <header><b>fluoroctl</b><span id="protocol"></span>
 <span>state <b id="state">…</b></span>
 <span>next <span id="next-step">—</span> in <span class="big" id="countdown">—</span></span>
@@ -66,6 +49,25 @@ I have checked the line, the patient and the program: start the injection</label
 </div></main>
 <script src="/app.js"></script>
 </body></html>
+"""
+
+APP_CSS = """
+body{font:14px system-ui,sans-serif;margin:0;background:#111;color:#ddd}
+header{display:flex;gap:1.5em;align-items:center;padding:.5em 1em;background:#222}
+header b{font-size:1.2em} .big{font-size:1.6em;font-variant-numeric:tabular-nums}
+main{display:grid;grid-template-columns:1.3fr 1fr;gap:1em;padding:1em}
+section{background:#1b1b1b;border:1px solid #333;border-radius:6px;padding:.6em}
+h2{font-size:1em;margin:.1em 0 .5em;color:#9cf}
+table{border-collapse:collapse;width:100%} td,th{padding:2px 6px;border-bottom:1px solid #333}
+tr.running{background:#243} tr.skipped td{color:#888;text-decoration:line-through}
+tr.missed,tr.failed{background:#422}
+button{font:inherit;padding:.35em .8em;border-radius:4px;border:1px solid #666;
+background:#333;color:#eee;cursor:pointer} button:disabled{opacity:.4;cursor:default}
+#abort,#abort-confirm{background:#a11;border-color:#f55;font-weight:bold}
+#prompt{border:2px solid #fc3;background:#332} #prompt[hidden]{display:none}
+#confirm{background:#274;border-color:#5c8} #decline{background:#633}
+img{max-width:100%;background:#000} #journal{height:14em;overflow:auto;font:12px monospace;white-space:pre-wrap}
+.warn{color:#fc3} .bad{color:#f66} .ok{color:#6c6}
 """
 
 APP_JS = r"""

@@ -25,7 +25,7 @@ from aiohttp import web
 
 from .hub import ConsoleHub
 from .operator import ConsoleOperator
-from .page import APP_JS, PAGE
+from .page import APP_CSS, APP_JS, PAGE
 from .render import render_png
 from .security import COOKIE, Gate, Session
 from .settings import ConsoleSettings
@@ -113,6 +113,7 @@ class ConsoleServer:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._page)
         app.router.add_get("/app.js", self._script)
+        app.router.add_get("/app.css", self._style)
         app.router.add_get("/state", self._state)
         app.router.add_get("/events", self._events)
         app.router.add_get("/image/{name}.png", self._image)
@@ -158,6 +159,9 @@ class ConsoleServer:
 
     async def _script(self, request: web.Request) -> web.StreamResponse:
         return web.Response(text=APP_JS, content_type="application/javascript")
+
+    async def _style(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=APP_CSS, content_type="text/css")
 
     async def _state(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(self.hub.snapshot())

@@ -56,8 +56,9 @@ class ExamView:
             return
         if kind == "live":
             return
-        self.journal.append(_text(line, self.anchor_s))
         source = line.get("source")
+        if kind != "status":  # the devices' periodic reports: shown in their panels instead
+            self.journal.append(_text(line, self.anchor_s))
         if kind == "exam_started":
             self.exam["protocol"] = data.get("protocol", "")
             for s in data.get("steps", []):
