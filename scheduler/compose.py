@@ -102,6 +102,10 @@ def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator
     chosen = mode or room.operator.mode
     if chosen == "scripted":
         return ScriptedOperator(clock, room.operator.delays_s)
+    if chosen == "console":  # attached to its exam once the runner exists (run_exam)
+        from .console import ConsoleOperator
+
+        return ConsoleOperator(clock, settings=getattr(room, "console", None))
     return TerminalOperator(clock)
 
 
@@ -200,12 +204,13 @@ async def run_exam(
                 protocol_path=protocol_path,
             )
             protocol, exam = who.protocol, who.exam
+            operator = make_operator(room, clock, operator_mode)
             runner = ExamRunner(
                 protocol,
                 room,
                 devices,
                 clock,
-                make_operator(room, clock, operator_mode),
+                operator,
                 out_dir,
                 exam,
                 progress=progress,
@@ -216,6 +221,9 @@ async def run_exam(
             if who.weighted is not None:
                 journal_at_inject_step(runner.bus, who.weighted)
             install_operated_exam_hooks(runner.bus, clock)
+            attach = getattr(operator, "attach", None)  # the console serves this exam
+            if attach is not None:
+                attach(runner)
             pacs = attach_pacs(runner.bus, room, exam, out_dir)  # None without dicom peers
             where: dict[str, Any] = {
                 "wall0": wall0,

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from typing import Literal, Protocol, TextIO, TypeVar
 
 from drivers import Clock
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +24,37 @@ class Prompt:
     position: str | None = None
 
 
+#: where an answer or a request came from (journaled with it)
+Source = Literal["terminal", "console", "script"]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An answer with who gave it; an operator may return a plain bool instead (its
+    ``source`` attribute, else ``script``, names where it came from)."""
+
+    confirmed: bool
+    source: Source
+    #: who or where exactly (a console session and address); empty when nothing more is known
+    who: str = ""
+
+
 class Operator(Protocol):
-    async def ask(self, prompt: Prompt) -> bool:
+    async def ask(self, prompt: Prompt) -> bool | Answer:
         """Return True when the operator confirms the action was done (or may be done)."""
         ...
+
+
+def answer_of(operator: object, answer: bool | Answer) -> Answer:
+    """``answer`` with its source: a bare bool is from the operator's ``source``."""
+    if isinstance(answer, Answer):
+        return answer
+    source = getattr(operator, "source", "script")
+    if source == "terminal":
+        return Answer(bool(answer), "terminal")
+    if source == "console":
+        return Answer(bool(answer), "console")
+    return Answer(bool(answer), "script")
 
 
 class ScriptedOperator:
@@ -32,6 +62,8 @@ class ScriptedOperator:
 
     ``decline`` names actions the script refuses (to test refusal paths).
     """
+
+    source: Source = "script"
 
     def __init__(
         self, clock: Clock, delays_s: Mapping[str, float], decline: frozenset[str] = frozenset()
@@ -49,6 +81,8 @@ class ScriptedOperator:
 ANSWERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     # starting an injection is the one irreversible prompt: the word itself is asked for
     "confirm_injection": (frozenset({"start"}), frozenset({"n", "no", "cancel"})),
+    # after a declined step whose protocol says ``on_decline: ask``: go on without it, or end
+    "on_decline": (frozenset({"skip"}), frozenset({"abort"})),
 }
 DEFAULT_ANSWERS = (frozenset({"y", "yes"}), frozenset({"n", "no"}))
 
@@ -73,6 +107,8 @@ class TerminalOperator:
     question is asked again. Under a virtual clock the wait runs in real time, because a
     person is answering.
     """
+
+    source: Source = "terminal"
 
     def __init__(
         self, clock: Clock, stream_in: TextIO | None = None, stream_out: TextIO | None = None
@@ -118,3 +154,99 @@ class TerminalOperator:
 def _set_if_pending(fut: asyncio.Future[str], value: str) -> None:
     if not fut.done():
         fut.set_result(value)
+
+
+# -- operator actions beside the prompts: skip a step, repeat a film, an extra film -----------
+RequestAction = Literal["skip", "repeat", "extra"]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An operator action on a running exam. ``step``: the step to skip, or the step whose
+    film is repeated; for an extra film, the step whose view the room is at."""
+
+    action: RequestAction
+    step: str | None
+    reason: str
+    source: Source
+    who: str = ""
+
+
+class SkipStep(Exception):
+    """Ends the running step as skipped (nothing more of it is done)."""
+
+    def __init__(self, request: Request, by: str = "skip") -> None:
+        super().__init__(request.reason)
+        self.request, self.by = request, by
+
+
+class OperatorRequests:
+    """The accepted operator actions not yet carried out, and a wake-up for whoever waits.
+
+    Skips are kept per step until that step reaches a point where nothing fire-once is
+    under way (its time point wait, a prompt, its start); films wait in order for a moment
+    the room is free (see :mod:`scheduler.exam.handlers.operator_films`).
+    """
+
+    def __init__(self) -> None:
+        self._skips: dict[str, Request] = {}
+        self._films: collections.deque[Request] = collections.deque()
+        self._changed = asyncio.Event()
+
+    def add(self, request: Request) -> None:
+        if request.action == "skip":
+            assert request.step is not None
+            self._skips.setdefault(request.step, request)
+        else:
+            self._films.append(request)
+        self._changed.set()
+
+    def skip_wanted(self, step: str | None) -> Request | None:
+        return None if step is None else self._skips.get(step)
+
+    def take_skip(self, step: str) -> Request | None:
+        return self._skips.pop(step, None)
+
+    @property
+    def films(self) -> tuple[Request, ...]:
+        return tuple(self._films)
+
+    def take_film(self) -> Request:
+        return self._films.popleft()
+
+    async def wait(self, clock: Clock, until_s: float) -> bool:
+        """Sleep until ``until_s`` (loop time); True as soon as a request arrives first."""
+        if self._changed.is_set():
+            self._changed.clear()
+            return True
+        sleeper = asyncio.ensure_future(clock.sleep_until(until_s))
+        waker = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+        if self._changed.is_set():
+            self._changed.clear()
+            return True
+        return False
+
+    async def unless_skipped(self, step: str, waiting: Awaitable[T]) -> T:
+        """Await ``waiting`` (an operator's answer); a skip of ``step`` that arrives first
+        abandons it and raises :class:`SkipStep`."""
+        task = asyncio.ensure_future(waiting)
+        try:
+            while True:
+                skip = self._skips.pop(step, None)
+                if skip is not None:
+                    raise SkipStep(skip)
+                self._changed.clear()
+                waker = asyncio.ensure_future(self._changed.wait())
+                try:
+                    await asyncio.wait({task, waker}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waker.cancel()
+                if task.done():
+                    return task.result()
+        finally:
+            task.cancel()

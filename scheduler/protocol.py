@@ -176,6 +176,7 @@ class _Step(_Model):
 class _Acquisition(_Step):
     """Fields every acquiring step (capture, fluoro, tomo) shares."""
 
+    on_decline: Literal["skip", "abort", "ask"] | None = None  # its patient turn declined
     when_paused: WhenPaused | None = Field(
         default=None,
         description="if this step falls due while the exam is paused: take_late (within "
@@ -285,6 +286,7 @@ class PromptStep(_Step):
     type: Literal["prompt"]
     action: Action = "note"
     message: str
+    on_decline: Literal["skip", "abort", "ask"] | None = None  # see docs/protocols.md
     position: Position | None = None
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from drivers import Clock, InjectorStatus
 from drivers.backends import DeviceSet
 
 from ..journal import Journal
-from ..operator import Operator
+from ..operator import Operator, OperatorRequests
 from ..policy import FaultPolicy
 from ..protocol import Protocol
 from ..records import CaptureRecord, ExamInfo
@@ -113,6 +113,13 @@ class ExamContext:
     monitor: asyncio.Task[None] | None = None
     steps_task: asyncio.Task[None] | None = None
     side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    #: operator actions accepted and not yet carried out (skip, repeat, extra film)
+    requests: OperatorRequests = field(default_factory=OperatorRequests)
+    #: the acquisition step whose view the room was last set to (an extra film's view)
+    view_step: Any = None
+    #: (step, technique) of an acquisition at its view, waiting for its time point: an
+    #: operator film taken meanwhile sets that view again afterwards
+    prepared: tuple[Any, Any] | None = None
 
     def emit(self, event: AnyEvent) -> None:
         self.bus.emit(event)

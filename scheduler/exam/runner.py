@@ -23,7 +23,7 @@ from drivers import Clock, DeviceError, DeviceEvent, DeviceLost, DeviceTimeout
 from drivers.backends import DeviceSet
 
 from ..journal import ExamEvent, Journal
-from ..operator import Operator
+from ..operator import Operator, Request
 from ..protocol import Protocol
 from ..records import CaptureRecord, ExamInfo
 from ..recovery import RecoveredExam
@@ -46,6 +46,7 @@ from .events import (
 from .faults import device_lost, on_injector_event, reconcile_contrast
 from .handlers import handler_for
 from .handlers.inject import watch_injection
+from .handlers.operator_films import accept
 from .identity import resume_context
 from .prepare import prepare
 from .progress import ExamProgress
@@ -57,6 +58,8 @@ from .store import DicomStore, ImageStore
 #: where a room that persists itself (the in-process simulator) keeps its state
 SIM_STATE_DIR = "sim-state"
 JOURNAL = "events.jsonl"
+#: states in which operator actions are taken
+_ACTIVE = frozenset({RunState.PREPARING, RunState.RUNNING, RunState.PAUSED})
 
 
 class ExamRunner:
@@ -176,6 +179,11 @@ class ExamRunner:
         except IllegalTransition as exc:
             return exc.reason
         return None
+
+    def request(self, request: Request) -> str | None:
+        """An operator action (skip, repeat, extra film): None when accepted, else why not
+        (:func:`scheduler.exam.handlers.operator_films.accept`)."""
+        return accept(self.ctx, request, active=self.state in _ACTIVE)
 
     async def run(self) -> ExamResult:
         ctx, rec = self.ctx, self.recovered

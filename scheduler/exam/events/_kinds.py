@@ -52,6 +52,10 @@ class Kind(enum.StrEnum):
     UNCOMMANDED_INJECTION = "uncommanded_injection"
     DEVICE_LOST = "device_lost"
     ABORT_INTERRUPT_IGNORED = "abort_interrupt_ignored"
+    OPERATOR_REQUEST = "operator_request"
+    OPERATOR_REQUEST_REFUSED = "operator_request_refused"
+    STEP_SKIPPED = "step_skipped"
+    OPERATOR_FILM = "operator_film"
     ABORT = "abort"
     EXAM_FINISHED = "exam_finished"
     # not journaled: what a display shows between journal lines
@@ -81,6 +85,8 @@ DURABLE_KINDS: frozenset[str] = frozenset(
         Kind.INJECTION_CONFIRMED,
         Kind.CONFIRMED,
         Kind.DECLINED,
+        Kind.STEP_SKIPPED,
+        Kind.OPERATOR_FILM,
         Kind.FAULT,
         Kind.UNCOMMANDED_INJECTION,
         Kind.DEVICE_LOST,

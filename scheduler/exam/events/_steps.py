@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ...records import CaptureRecord
 from ._kinds import NOT_JOURNALED, Event, Kind, Source
@@ -199,9 +200,21 @@ class Prompted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Answered(Event):
-    KIND = Kind.CONFIRMED
+class FromOperator(Event):
+    """An operator's answer or action: its line's ``data`` ends with ``source`` (terminal,
+    console or script) and ``who`` (a console session and address, when known)."""
+
     SOURCE = Source.OPERATOR
+    origin: str = field(default="script", metadata=NOT_JOURNALED)
+    who: str = field(default="", metadata=NOT_JOURNALED)
+
+    def data(self) -> dict[str, Any]:
+        return {**Event.data(self), "source": self.origin, "who": self.who}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answered(FromOperator):
+    KIND = Kind.CONFIRMED
     confirmed: bool = field(metadata=NOT_JOURNALED)
     action: str
     position: str | None
@@ -209,3 +222,45 @@ class Answered(Event):
     @property
     def kind(self) -> str:
         return (Kind.CONFIRMED if self.confirmed else Kind.DECLINED).value
+
+
+# -- operator actions (skip a step, repeat a film, an extra film) ------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorRequested(FromOperator):
+    """The operator asked for an action and it was accepted (it is carried out later)."""
+
+    KIND = Kind.OPERATOR_REQUEST
+    action: str  # skip | repeat | extra
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorRequestRefused(FromOperator):
+    """An operator action that was not (or could no longer be) carried out, and why."""
+
+    KIND = Kind.OPERATOR_REQUEST_REFUSED
+    action: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepSkipped(FromOperator):
+    """A step is skipped (nothing of it was done): by a skip request or a declined prompt."""
+
+    KIND = Kind.STEP_SKIPPED
+    reason: str
+    #: skip (the operator asked) | decline (the step's prompt was declined, ``on_decline``)
+    by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorFilm(FromOperator):
+    """A film the operator asked for (a repeat of ``step``'s film or an extra film at its
+    view) is done: a new exposure, its images kept beside the step's own."""
+
+    KIND = Kind.OPERATOR_FILM
+    action: str  # repeat | extra
+    status: str  # done | missed | failed
+    detail: str
+    files: tuple[str, ...]
+    reason: str

@@ -71,14 +71,19 @@ async def run_acquisition(
     if await recover_in_flight(ctx, step, result, kind.from_detector):
         return
     paused = await ctx.gate.wait()
+    technique = kind.technique(ctx, step)
     try:
-        await prepare_view(ctx, step, kind.technique(ctx, step))
+        await prepare_view(ctx, step, technique)
     except DeviceFault as exc:
         if exc.fault != LIMIT_FAULT:
             raise
         refused_by_device(ctx, step, result, exc)
         return
-    await wait_for(ctx, deadline, result.label)
+    ctx.prepared = (step, technique)
+    try:
+        await wait_for(ctx, deadline, result.label)
+    finally:
+        ctx.prepared = None
     paused += await ctx.gate.wait()
     window = step.late_window_s if step.late_window_s is not None else step.tolerance_s
     if deadline is not None:
@@ -97,7 +102,7 @@ async def run_acquisition(
         if verdict.late_window:
             result.detail = verdict.detail
             ctx.taken_late.add(step.id)
-    acquired = await _fire(kind, ctx, step, result, deadline, window)
+    acquired = await fire(kind, ctx, step, result, deadline, window)
     if acquired is None:
         return
     for frames, pulse_rate, tomo in acquired:
@@ -105,7 +110,7 @@ async def run_acquisition(
     kind.after(ctx, step, result, acquired)
 
 
-async def _fire(
+async def fire(
     kind: AcquisitionKind,
     ctx: ExamContext,
     step: Acquisition,

@@ -20,7 +20,7 @@ from .prompt import reposition
 async def prepare_view(ctx: ExamContext, step: Acquisition, technique: Technique) -> None:
     view = step.view
     if view.position is not None and view.position != ctx.position:
-        await reposition(ctx, step.id, view.position)
+        await reposition(ctx, step, view.position)
     field_spec = ctx.protocol.all_fields[view.field]
     table = ctx.devices.table
     current = (await table.status()).position
@@ -50,6 +50,7 @@ async def prepare_view(ctx: ExamContext, step: Acquisition, technique: Technique
         ),
     )
     await ctx.devices.carm.set_technique(technique)
+    ctx.view_step = step
     status = await table.status()
     if moved and status.motion_completed_at_s is not None:
         # Stable = motion complete (device-reported) plus the settle time.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...operator import SkipStep
 from ..context import ExamContext
 from ..events import Waiting, WaitOver
 from ..results import ExamAborted, StepResult
@@ -21,12 +22,28 @@ def due(ctx: ExamContext, at_s: float | None, result: StepResult) -> float | Non
 
 
 async def wait_for(ctx: ExamContext, deadline_s: float | None, label: str) -> None:
-    """Sleep until ``deadline_s`` (an absolute loop time); nothing to wait for when None."""
+    """Sleep until ``deadline_s`` (an absolute loop time); nothing to wait for when None.
+
+    The wait is where operator actions fit: a skip of this step ends it here
+    (:class:`~scheduler.operator.SkipStep`), and films the operator asked for are taken
+    while there is time enough before the deadline (they never move it).
+    """
+    # imported here: the films are acquisitions, and acquisitions wait with this function
+    from .operator_films import take_films
+
     if deadline_s is None:
         return
     ctx.next_deadline_s, ctx.next_step = deadline_s, label
     step = ctx.current_step
     ctx.emit(Waiting(step=step, label=label, deadline_s=deadline_s))
-    await ctx.clock.sleep_until(deadline_s)
-    ctx.next_deadline_s, ctx.next_step = None, ""
+    try:
+        while True:
+            skip = ctx.requests.take_skip(step) if step is not None else None
+            if skip is not None:
+                raise SkipStep(skip)
+            await take_films(ctx, before_s=deadline_s)
+            if not await ctx.requests.wait(ctx.clock, deadline_s):
+                break
+    finally:
+        ctx.next_deadline_s, ctx.next_step = None, ""
     ctx.emit(WaitOver(step=step))

@@ -1,0 +1,259 @@
+"""The console's web server (aiohttp), in a thread with its own event loop.
+
+Routes (every one but the token exchange needs the session cookie; see :mod:`.security`):
+
+* ``GET /`` the page; ``GET /app.js`` its script; ``GET /state`` the view as JSON;
+* ``GET /events`` Server-Sent Events: ``line`` per journal line, then ``state`` (the whole
+  view) per batch — a browser that falls behind gets the present, not a backlog;
+* ``GET /image/NAME.png?center=&width=`` an exam image rendered with that window;
+* ``POST /api/answer`` ``{prompt, confirmed}``; ``POST /api/control`` ``{action: pause |
+  resume | abort}``; ``POST /api/request`` ``{action: skip | repeat | extra, step, reason}``.
+  A read-only console (``fluoroctl console DIR``) refuses these (409).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .hub import ConsoleHub
+from .operator import ConsoleOperator
+from .page import APP_CSS, APP_JS, PAGE
+from .render import render_png
+from .security import COOKIE, Gate, Session
+from .settings import ConsoleSettings
+
+SESSION = web.RequestKey("session", Session)
+_IMAGE = re.compile(r"^[A-Za-z0-9._-]+\.dcm$")
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+class ConsoleServer:
+    """Serves ``hub``'s view of the exam in ``exam_dir``; with ``operator``, its controls."""
+
+    def __init__(
+        self,
+        hub: ConsoleHub,
+        exam_dir: Path,
+        operator: ConsoleOperator | None = None,
+        settings: ConsoleSettings | None = None,
+    ) -> None:
+        self.hub, self.exam_dir, self.operator = hub, exam_dir, operator
+        self.settings = settings or ConsoleSettings()
+        self.gate = Gate()
+        self.url = ""
+        self.port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._stopped: asyncio.Event | None = None
+
+    # -- life ---------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Listen (in a daemon thread); returns the one-time URL to open."""
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._thread = threading.Thread(
+            target=self._serve, args=(ready,), name="console", daemon=True
+        )
+        self._thread.start()
+        ready.result(timeout=30)
+        host = self.settings.host
+        shown = f"[{host}]" if ":" in host else host
+        base = f"http://{shown}:{self.port}"
+        self.gate.origins = {base, f"http://localhost:{self.port}"}
+        self.gate.hosts = {f"{shown}:{self.port}", f"localhost:{self.port}"}
+        self.url = f"{base}/?token={self.gate.token}"
+        return self.url
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stopped is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _serve(self, ready: concurrent.futures.Future[None]) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main(ready))
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+        finally:
+            loop.close()
+
+    async def _main(self, ready: concurrent.futures.Future[None]) -> None:
+        self._stopped = asyncio.Event()
+        self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        ready.set_result(None)
+        await self._stopped.wait()
+        for client in self.hub.clients:
+            self.hub.disconnect(client)
+        await self._runner.cleanup()
+
+    # -- the app ------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._guard])
+        app.router.add_get("/", self._page)
+        app.router.add_get("/app.js", self._script)
+        app.router.add_get("/app.css", self._style)
+        app.router.add_get("/state", self._state)
+        app.router.add_get("/events", self._events)
+        app.router.add_get("/image/{name}.png", self._image)
+        app.router.add_post("/api/answer", self._answer)
+        app.router.add_post("/api/control", self._control)
+        app.router.add_post("/api/request", self._request)
+        return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.gate.hosts and request.host not in self.gate.hosts:
+            return _text(421, "wrong host for this console")
+        if request.path == "/" and "token" in request.query:
+            return self._exchange(request)
+        session = self.gate.session(request.cookies.get(COOKIE))
+        if session is None:
+            return _text(401, "open the one-time URL fluoroctl printed to start a session")
+        if request.method != "GET":
+            origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
+            if not self.gate.same_origin(origin, site):
+                return _text(403, "cross-origin requests are refused")
+            if not self.gate.csrf_ok(session, request.headers.get("X-CSRF-Token")):
+                return _text(403, "missing or wrong CSRF token")
+            if request.content_type != "application/json":
+                return _text(415, "send JSON")
+        request[SESSION] = session
+        response: web.StreamResponse = await handler(request)
+        for key, value in _HEADERS.items():
+            response.headers.setdefault(key, value)
+        return response
+
+    def _exchange(self, request: web.Request) -> web.StreamResponse:
+        session = self.gate.exchange(request.query["token"], request.remote or "?")
+        if session is None:
+            return _text(403, "this one-time token is wrong or was already used")
+        response = web.Response(status=303, headers={"Location": "/"})
+        response.set_cookie(COOKIE, session.sid, httponly=True, samesite="Strict", path="/")
+        return response
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        session: Session = request[SESSION]
+        return web.Response(text=PAGE.replace("{{CSRF}}", session.csrf), content_type="text/html")
+
+    async def _script(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=APP_JS, content_type="application/javascript")
+
+    async def _style(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=APP_CSS, content_type="text/css")
+
+    async def _state(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.hub.snapshot())
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        await response.prepare(request)
+        client = self.hub.connect(asyncio.get_running_loop())
+        try:
+            await _send(response, "state", self.hub.snapshot())
+            while True:
+                lines = await client.take()
+                if client.closed and not lines:
+                    break
+                for line in lines:
+                    if line.get("kind") != "live":
+                        await _send(response, "line", line)
+                await _send(response, "state", {**self.hub.snapshot(), "dropped": client.dropped})
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.hub.disconnect(client)
+        return response
+
+    async def _image(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"] + ".dcm"
+        path = self.exam_dir / name
+        if not _IMAGE.match(name) or not path.is_file():
+            return _text(404, "no such image")
+        try:
+            center = _float(request.query.get("center"))
+            width = _float(request.query.get("width"))
+        except ValueError:
+            return _text(400, "center and width are numbers")
+        png = await asyncio.to_thread(render_png, path, center, width)
+        return web.Response(body=png, content_type="image/png")
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            raise web.HTTPBadRequest(text="the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="the body is not a JSON object")
+        return body
+
+    def _controls(self) -> ConsoleOperator:
+        if self.operator is None:
+            raise web.HTTPConflict(text="this console is read-only (fluoroctl console)")
+        return self.operator
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        who = request[SESSION].who
+        why = self._controls().answer(int(body.get("prompt", 0)), bool(body["confirmed"]), who)
+        return _result(why)
+
+    async def _control(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        action = str(body.get("action"))
+        if action not in ("pause", "resume", "abort"):
+            return _text(400, "action is pause, resume or abort")
+        fut = self._controls().control(action, request[SESSION].who)
+        return _result(await asyncio.wrap_future(fut))
+
+    async def _request(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        step = body.get("step")
+        fut = self._controls().request(
+            str(body.get("action")),
+            None if step is None else str(step),
+            str(body.get("reason") or ""),
+            request[SESSION].who,
+        )
+        return _result(await asyncio.wrap_future(fut))
+
+
+async def _send(response: web.StreamResponse, event: str, data: Any) -> None:
+    await response.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+
+def _result(why: str | None) -> web.Response:
+    if why is None:
+        return web.json_response({"ok": True})
+    return web.json_response({"ok": False, "reason": why}, status=409)
+
+
+def _text(status: int, text: str) -> web.Response:
+    return web.Response(status=status, text=text)
+
+
+def _float(value: str | None) -> float | None:
+    return None if value in (None, "") else float(value)

@@ -1,0 +1,245 @@
+"""The console server over HTTP: access rules, and a whole exam driven through its API.
+
+The exam runs on virtual time on the test's thread; the server runs in its own thread, and
+a client thread plays the browser (answering each prompt as it appears).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import socket
+import time
+from pathlib import Path
+
+from scheduler.console import ConsoleHub, ConsoleOperator, ConsoleServer
+from scheduler.console.folder import FolderTail
+from scheduler.console.hub import MAXSIZE
+
+from .harness import Client, in_thread, protocol, run_exam
+
+
+def served(tmp_path: Path) -> ConsoleServer:
+    hub = ConsoleHub()
+    server = ConsoleServer(hub, tmp_path)
+    server.start()
+    return server
+
+
+def raw(server: ConsoleServer, method: str, path: str, headers: dict[str, str] | None = None,
+        body: bytes | None = None) -> tuple[int, dict[str, str]]:  # fmt: skip
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    response.read()
+    conn.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}
+
+
+def test_without_the_token_nothing_is_served(tmp_path):
+    server = served(tmp_path)
+    try:
+        for path in ("/", "/state", "/events", "/app.js", "/image/001-scout.png"):
+            assert raw(server, "GET", path)[0] == 401, path
+        assert raw(server, "GET", "/?token=wrong")[0] == 403
+        assert server.url.startswith(f"http://127.0.0.1:{server.port}/?token=")
+    finally:
+        server.stop()
+
+
+def test_the_token_is_one_time_and_gives_an_httponly_strict_cookie(tmp_path):
+    server = served(tmp_path)
+    try:
+        client = Client(server.url)
+        cookie = client.set_cookie_header.lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert client.get("/state")[0] == 200
+        query = server.url.split("?", 1)[1]
+        assert raw(server, "GET", f"/?{query}")[0] == 403  # used once already
+    finally:
+        server.stop()
+
+
+def test_posts_need_the_csrf_token_same_origin_and_json(tmp_path):
+    hub = ConsoleHub()
+    server = ConsoleServer(hub, tmp_path, ConsoleOperator.__new__(ConsoleOperator))
+    server.start()
+    try:
+        client = Client(server.url)
+        body = {"action": "pause"}
+        assert client.post("/api/control", body, headers={"X-CSRF-Token": ""})[0] == 403
+        assert client.post("/api/control", body, headers={"X-CSRF-Token": "forged"})[0] == 403
+        evil = {"Origin": "http://evil.example"}
+        assert client.post("/api/control", body, headers=evil)[0] == 403
+        assert client.post("/api/control", body, headers={"Sec-Fetch-Site": "cross-site"})[0] == 403
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        assert client.post("/api/control", body, headers=form)[0] == 415
+        # no CORS: a preflight is not answered with an allowance, no response carries one
+        status, headers = raw(server, "OPTIONS", "/api/control",
+                              {"Origin": "http://evil.example", "Cookie": client.cookie})  # fmt: skip
+        assert status >= 400 and "access-control-allow-origin" not in headers
+        assert "access-control-allow-origin" not in client.get("/state")[1]
+        # a page on another name for this address (DNS rebinding) is refused
+        status, _ = raw(server, "GET", "/state", {"Host": "evil.example", "Cookie": client.cookie})
+        assert status == 421
+    finally:
+        server.stop()
+
+
+def test_a_read_only_console_refuses_controls_and_shows_the_folder(tmp_path):
+    done = run_exam(tmp_path / "exam", protocol("ivu-accelerated"))
+    hub = ConsoleHub()
+    assert FolderTail(done.out, hub).poll() == len(done.events)
+    server = ConsoleServer(hub, done.out)
+    server.start()
+    try:
+        client = Client(server.url)
+        state = client.state()
+        assert state["exam"]["state"] == "completed" and state["controls"] is False
+        assert [s["status"] for s in state["steps"]] == ["done"] * 6
+        assert state["last_image"] == done.kinds("capture")[-1]["data"]["file"]
+        assert client.post("/api/control", {"action": "abort"})[0] == 409
+        status, headers, png = client.get(
+            f"/image/{state['last_image'][:-4]}.png?center=500&width=800"
+        )
+        assert status == 200 and headers["content-type"] == "image/png"
+        assert png.startswith(b"\x89PNG")
+    finally:
+        server.stop()
+
+
+def test_a_whole_exam_answered_and_driven_through_the_console_api(tmp_path):
+    """Every prompt answered over HTTP; a pause and resume and a skip and a repeat asked for
+    while a prompt waits (the exam is held in real time then, so it is deterministic)."""
+    console = ConsoleOperator.__new__(ConsoleOperator)
+    ConsoleOperator.__init__(console, clock=None, announce=lambda _: None)  # type: ignore[arg-type]
+    answered: list[str] = []
+    replies: list[tuple[str, int]] = []
+
+    def browser() -> None:
+        while console.server is None or not console.server.url:
+            time.sleep(0.01)
+        client = Client(console.server.url)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = client.state()
+            if state["exam"]["state"] in ("completed", "aborted", "faulted"):
+                return
+            prompt = state["prompt"]
+            if prompt is None:
+                time.sleep(0.01)
+                continue
+            if prompt["step"] == "compression-on":
+                for body in ({"action": "pause"}, {"action": "resume"}):
+                    replies.append((body["action"], client.post("/api/control", body)[0]))
+                skip = {"action": "skip", "step": "prone", "reason": "cannot lie prone"}
+                replies.append(("skip", client.post("/api/request", skip)[0]))
+                repeat = {"action": "repeat", "step": "film-5min", "reason": "blurred"}
+                replies.append(("repeat", client.post("/api/request", repeat)[0]))
+            status, _, _ = client.post("/api/answer", {"prompt": prompt["id"], "confirmed": True})
+            assert status == 200
+            answered.append(f"{prompt['step']}:{prompt['action']}")
+            while client.state()["prompt"] == prompt:
+                time.sleep(0.01)
+
+    thread = in_thread(browser)
+    exam = run_exam(tmp_path / "exam", protocol("ivu-standard"), console=console)
+    thread.join(timeout=60)
+    console.close()
+    assert not thread.errors, thread.errors  # type: ignore[attr-defined]
+    assert exam.result.state == "completed"
+    assert answered == [
+        "inject:confirm_injection",
+        "compression-on:compression_on",
+        "compression-off:compression_off",
+        "void:void",
+    ]  # fmt: skip  (prone skipped: the patient stays supine, post-void asks no turn)
+    assert replies == [("pause", 200), ("resume", 200), ("skip", 200), ("repeat", 200)]
+    assert {e["data"]["source"] for e in exam.kinds("confirmed")} == {"console"}
+    assert all("session" in e["data"]["who"] for e in exam.kinds("confirmed"))
+    moves = [(e["data"]["from_state"], e["data"]["to_state"]) for e in exam.kinds("state")]
+    assert ("running", "paused") in moves and ("paused", "running") in moves
+    (skipped,) = exam.kinds("step_skipped")
+    assert skipped["step"] == "prone" and skipped["data"]["source"] == "console"
+    (film,) = exam.kinds("operator_film")
+    assert film["step"] == "film-5min" and film["data"]["status"] == "done"
+    assert len(exam.result.records) == 7 - 1 + 1  # prone skipped, one repeat
+
+
+def test_abort_from_the_console_ends_the_exam_safely(tmp_path):
+    console = ConsoleOperator.__new__(ConsoleOperator)
+    ConsoleOperator.__init__(console, clock=None, announce=lambda _: None)  # type: ignore[arg-type]
+
+    def browser() -> None:
+        while console.server is None or not console.server.url:
+            time.sleep(0.01)
+        client = Client(console.server.url)
+        while client.state()["prompt"] is None:
+            time.sleep(0.01)
+        assert client.post("/api/control", {"action": "abort"})[0] == 200
+
+    thread = in_thread(browser)
+    exam = run_exam(tmp_path / "exam", protocol("ivu-standard"), console=console)
+    thread.join(timeout=60)
+    console.close()
+    assert not thread.errors, thread.errors  # type: ignore[attr-defined]
+    assert exam.result.state == "aborted"
+    assert "aborted by the operator (console" in exam.result.reason
+    assert not [e for e in exam.kinds("command") if e["data"].get("command") == "start_injection"]
+    assert exam.kinds("abort")
+
+
+def watched_waits(hub: ConsoleHub) -> list[object]:
+    """The display-only lines (time-point waits) the hub was handed besides the journal."""
+    return hub.view.waits
+
+
+def test_stalled_consoles_neither_delay_films_nor_grow_memory(tmp_path):
+    """Five consoles attached, four of which never read their event stream: every film is
+    commanded at exactly the same loop time as without consoles, and each stalled queue
+    stays within its bound."""
+    alone = run_exam(tmp_path / "alone", protocol("ivu-accelerated"))
+    hub = ConsoleHub()
+    server = ConsoleServer(hub, tmp_path)
+    server.start()
+    stalled: list[socket.socket] = []
+    try:
+        readers = []
+        for n in range(5):
+            client = Client(server.url) if n == 0 else Client.__new__(Client)
+            if n:
+                # each a session of its own (a fresh one-time token per console)
+                server.gate._token_used = False
+                client = Client(server.url)
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                         f"Cookie: {client.cookie}\r\n\r\n".encode())  # fmt: skip
+            if n == 0:
+                readers.append(sock)
+            else:
+                stalled.append(sock)  # never read
+        while len(hub.clients) < 5:
+            time.sleep(0.01)
+        # and four consoles that have stopped reading altogether (their server never takes
+        # from their queues): the bound is exact there
+        idle_loop = asyncio.new_event_loop()
+        silent = [hub.connect(idle_loop) for _ in range(4)]
+        watched = run_exam(tmp_path / "watched", protocol("ivu-accelerated"), hub=hub)
+        late_alone = {s.id: s.lateness_s for s in alone.result.steps}
+        late_watched = {s.id: s.lateness_s for s in watched.result.steps}
+        assert late_watched == late_alone
+        assert [e["t_s"] for e in watched.kinds("capture")] == [
+            e["t_s"] for e in alone.kinds("capture")
+        ]
+        assert len(watched.events) > MAXSIZE  # more lines than a queue may hold
+        published = len(watched.events) + len(watched_waits(hub))
+        for client in silent:
+            assert len(client) == MAXSIZE
+            assert client.dropped == published - MAXSIZE
+        assert max(len(c) for c in hub.clients) <= MAXSIZE
+        idle_loop.close()
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.stop()
