@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 from drivers.config import ConfigError
 from drivers.wire.keys import KeyFileError
 
+from .cli_console import add_console_parser
 from .cli_dicom import add_dicom_parser
 from .cli_keys import add_keys_parser
 from .cli_orders import add_order_options, add_worklist_parser
@@ -155,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--operator",
-        choices=("terminal", "scripted"),
+        choices=("terminal", "scripted", "console"),
         default=None,
         help="who answers prompts (default: the room file's choice)",
     )
@@ -181,7 +182,7 @@ def _parser() -> argparse.ArgumentParser:
         "resume", help="continue an exam whose process died, from its output directory"
     )
     resume.add_argument("dir", type=Path, help="the exam's output directory")
-    resume.add_argument("--operator", choices=("terminal", "scripted"), default=None)
+    resume.add_argument("--operator", choices=("terminal", "scripted", "console"), default=None)
     resume.set_defaults(func=_cmd_resume)
 
     plan = sub.add_parser(
@@ -276,6 +277,7 @@ def _parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     add_dicom_parser(sub)
     add_worklist_parser(sub)
+    add_console_parser(sub)
     return p
 
 

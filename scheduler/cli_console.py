@@ -7,9 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-from .console import ConsoleHub, ConsoleServer, ConsoleSettings
-from .console.folder import FolderTail
-
 #: how often the folder's journal is read for new lines
 POLL_S = 0.5
 
@@ -26,6 +23,10 @@ def add_console_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _cmd_console(args: argparse.Namespace) -> int:
+    # the server (aiohttp) is loaded only for this command, not at every CLI start
+    from .console import ConsoleHub, ConsoleServer, ConsoleSettings
+    from .console.folder import FolderTail
+
     if not (args.dir / "events.jsonl").is_file():
         print(f"error: {args.dir}: no events.jsonl (not an exam folder)", file=sys.stderr)
         return 2

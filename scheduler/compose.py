@@ -105,7 +105,7 @@ def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator
     if chosen == "console":  # attached to its exam once the runner exists (run_exam)
         from .console import ConsoleOperator
 
-        return ConsoleOperator(clock, settings=getattr(room, "console", None))
+        return ConsoleOperator(clock, settings=room.console)
     return TerminalOperator(clock)
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drivers.backends import scheme_of
 from drivers.config import LocatedValueError, load_model
 
+from .console.settings import ConsoleSettings
 from .hospital.config import DicomConfig
 from .policy import DoseLimits, FaultPolicy
 
@@ -66,7 +67,7 @@ class InjectorLimits(_Model):
 class OperatorConfig(_Model):
     """How prompts are answered: at a terminal, or by a script (simulator, CI)."""
 
-    mode: Literal["terminal", "scripted"] = "terminal"
+    mode: Literal["terminal", "scripted", "console"] = "terminal"
     #: seconds a scripted operator takes per action (turning a patient takes a while)
     delays_s: dict[str, Annotated[float, Field(ge=0, le=MAX_OPERATOR_DELAY_S)]] = Field(
         default_factory=lambda: {
@@ -108,6 +109,10 @@ class Room(_Model):
         default_factory=DicomConfig,
         description="the room in the hospital's DICOM network: AE title, UID root, PACS "
         "destinations, worklist, MPPS (docs/dicom.md)",
+    )
+    console: ConsoleSettings = Field(
+        default_factory=ConsoleSettings,
+        description="where the operator console listens (docs/console.md); loopback by default",
     )
     procedures: dict[str, str] = Field(
         default_factory=dict,

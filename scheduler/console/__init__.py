@@ -11,9 +11,31 @@ operator's answers and actions (docs/console.md, decision 0014).
   of an exam folder.
 """
 
-from .hub import ConsoleHub
-from .operator import ConsoleOperator
-from .server import ConsoleServer
-from .settings import ConsoleSettings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .hub import ConsoleHub
+    from .operator import ConsoleOperator
+    from .server import ConsoleServer
+    from .settings import ConsoleSettings
+
+#: loaded on first use: every room file names ConsoleSettings, few runs serve a console, and
+#: the server's aiohttp costs a CLI start that does not need it
+_WHERE = {
+    "ConsoleHub": ".hub",
+    "ConsoleOperator": ".operator",
+    "ConsoleServer": ".server",
+    "ConsoleSettings": ".settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["ConsoleHub", "ConsoleOperator", "ConsoleServer", "ConsoleSettings"]

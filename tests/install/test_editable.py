@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +242,26 @@ def test_every_readme_command_works_on_a_plain_install(
     listed = json.loads(ok(clone.fluoroctl("worklist", "--room", str(hospital), "--json")).stdout)
     assert [o["accession_number"] for o in listed] == ["A2026-0042"]
     ran.add("worklist")
+
+    # fluoroctl console DIR: a read-only console of a finished exam, at the URL it prints
+    console_log = tmp_path / "console.log"
+    console = clone.popen("console", "out/ivu-standard", log=console_log)
+    try:
+        deadline = time.monotonic() + 60
+        while "http://127.0.0.1:" not in console_log.read_text():
+            assert console.poll() is None, console_log.read_text()
+            assert time.monotonic() < deadline, "the console printed no URL"
+            time.sleep(0.1)
+        url = re.search(r"http://127\.0\.0\.1:\d+/\S*", console_log.read_text())
+        assert url is not None
+        # the one-time token becomes a session cookie on the redirect to the page
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(url.group(0), timeout=10) as page:
+            assert page.status == 200 and b"<html" in page.read().lower()
+    finally:
+        console.terminate()
+        console.wait(timeout=30)
+    ran.add("console")
 
     assert ran == readme_commands()
 
