@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from ._crc import crc16_ccitt_false, crc32_image
 from ._fast import FastDecoder, encode_reply, encode_request
+from .bulk import BulkAssembler, BulkComplete, BulkError, BulkProblem
 from .codec import (
     BULK_HEADER_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -23,11 +24,7 @@ from .codec import (
     PROTOCOL_VERSION,
     SOF,
     Ack,
-    BulkAssembler,
     BulkChunk,
-    BulkComplete,
-    BulkError,
-    BulkProblem,
     DecodeError,
     Event,
     Fields,

@@ -15,12 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
 from ..errors import DeviceError, DeviceLost, DeviceTimeout
+from .bulk import BulkAssembler, BulkComplete, BulkError, BulkProblem
 from .codec import (
-    BulkAssembler,
     BulkChunk,
-    BulkComplete,
-    BulkError,
-    BulkProblem,
     Frame,
     Scalar,
 )
