@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -44,7 +43,6 @@ from typing import Final
 
 from drivers.clock import Clock
 from drivers.links import Link, LinkError
-from drivers.links.memory import flip_one_bit
 from drivers.wire import (
     DEFAULT_CHUNK_SIZE,
     HEARTBEAT_PERIOD_S,
@@ -74,6 +72,7 @@ from drivers.wire.keys import RoomKey
 from drivers.wire.liveness import Liveness
 from drivers.wire.session import Session, Verdict
 
+from .faults import FaultHooks
 from .sessions import HANDSHAKE_COMMANDS, SessionTable
 
 log = logging.getLogger(__name__)
@@ -124,7 +123,7 @@ class EndpointStats:
     refused_in_safe: int = 0
 
 
-class DeviceEndpoint:
+class DeviceEndpoint(FaultHooks):
     def __init__(
         self,
         link: Link,
@@ -186,14 +185,7 @@ class DeviceEndpoint:
         self._tasks: set[asyncio.Task[None]] = set()
         self._serve_task: asyncio.Task[None] | None = None
 
-        # fault hooks
-        self._faults = False
-        self._garbage = b""
-        self._corrupt = 0
-        self._corrupt_kind: MsgType | None = None
-        self._drop_replies = 0
-        self._drop_chunks: set[int] = set()
-        self._stalled = False
+        self._init_faults()
 
     # --- state ------------------------------------------------------------------------------
 
@@ -232,36 +224,6 @@ class DeviceEndpoint:
     def pending_acks(self) -> int:
         """Critical events sent and not yet acknowledged."""
         return len(self._unacked)
-
-    # --- fault hooks ------------------------------------------------------------------------
-
-    def inject_garbage(self, n_bytes: int, *, seed: int | None = None) -> None:
-        """Put ``n_bytes`` of random line noise before the next frame sent."""
-        self._garbage += random.Random(seed).randbytes(n_bytes)
-        self._faults = True
-
-    def corrupt_next_frames(self, n: int = 1, kind: MsgType | None = None) -> None:
-        """Flip one bit in each of the next ``n`` frames sent (of type ``kind``, if given)."""
-        self._corrupt += n
-        self._corrupt_kind = kind
-        self._faults = True
-
-    def drop_next_replies(self, n: int = 1) -> None:
-        """Lose the next ``n`` REPLY frames (requests still execute; replies stay cached)."""
-        self._drop_replies += n
-        self._faults = True
-
-    def drop_bulk_chunks(self, *indices: int) -> None:
-        """Skip these chunk indices when the next transfer is first sent (resend still works)."""
-        self._drop_chunks.update(indices)
-
-    def stall(self, stalled: bool = True) -> None:
-        """Freeze (a hung firmware): nothing is sent, received frames are ignored."""
-        self._stalled = stalled
-        self._faults = True
-        if not stalled:
-            self._live.last_rx = self._clock.now()  # a frozen device did not notice time pass
-            self._faults = bool(self._garbage or self._corrupt or self._drop_replies)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -559,23 +521,6 @@ class DeviceEndpoint:
             await self.link.write(data)
         except LinkError:
             self.stats.write_failures += 1  # nobody listening: the firmware carries on
-
-    def _apply_faults(self, data: bytes, kind: MsgType) -> bytes | None:
-        if self._stalled:
-            return None
-        if self._drop_replies and kind is MsgType.REPLY:
-            self._drop_replies -= 1
-            self.stats.replies_dropped += 1
-            self._faults = bool(self._corrupt or self._garbage or self._drop_replies)
-            return None
-        if self._corrupt and (self._corrupt_kind is None or self._corrupt_kind is kind):
-            self._corrupt -= 1
-            data = flip_one_bit(data)
-        if self._garbage:
-            data = self._garbage + data
-            self._garbage = b""
-        self._faults = bool(self._corrupt or self._garbage or self._drop_replies)
-        return data
 
     async def _deliver(self, seq: int, frame: Frame, fut: asyncio.Future[None]) -> None:
         """Re-send a critical event every 100 ms until ACK'd, at most 10 times."""
