@@ -320,6 +320,19 @@ class Outbox:
                 [(transaction_uid, now, uid, destination) for uid in uids],
             )
 
+    def commitment_withdrawn(
+        self, destination: str, uids: Sequence[str], transaction_uid: str
+    ) -> None:
+        """The request under ``transaction_uid`` was not accepted: ask again at the next pass
+        (rows a report already settled are left as they are)."""
+        with self._write() as db:
+            db.executemany(
+                "UPDATE deliveries SET transaction_uid = NULL, commit_asked_at = NULL"
+                " WHERE sop_instance_uid = ? AND destination = ? AND transaction_uid = ?"
+                " AND state = 'sent'",
+                [(uid, destination, transaction_uid) for uid in uids],
+            )
+
     def commitment_reported(
         self,
         transaction_uid: str,

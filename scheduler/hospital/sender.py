@@ -241,6 +241,11 @@ class Sender:
         if not refs or not assoc.is_established:
             return
         transaction = commitment.new_transaction_uid()
+        uids = [uid for _, uid in refs]
+        # Recorded before the N-ACTION leaves: the PACS may send its report on another
+        # association before this one returns, and a report for a transaction we have not
+        # recorded yet would find no rows and leave the objects "sent" for good.
+        outbox.commitment_asked(target.name, uids, transaction, self._clock())
         status, _reply = assoc.send_n_action(
             commitment.request_dataset(refs, transaction),
             commitment.REQUEST_COMMITMENT,
@@ -248,11 +253,8 @@ class Sender:
             commitment.PUSH_MODEL_INSTANCE,
         )
         code = getattr(status, "Status", None)
-        if code == 0x0000:
-            outbox.commitment_asked(
-                target.name, [uid for _, uid in refs], transaction, self._clock()
-            )
-        else:
+        if code != 0x0000:
+            outbox.commitment_withdrawn(target.name, uids, transaction)
             log.warning("%s: storage commitment request refused (status %s)", target.name, code)
 
     def _send_messages(self, outbox: Outbox, target: Target) -> None:

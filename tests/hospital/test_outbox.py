@@ -15,7 +15,7 @@ from scheduler.hospital.config import Destination, Peer
 from scheduler.hospital.objects import DicomObject
 from scheduler.hospital.outbox import Outbox
 from scheduler.hospital.outbox_db import destination_name
-from scheduler.hospital.sender import backoff_s
+from scheduler.hospital.sender import Sender, backoff_s
 from scheduler.hospital.settings import OutboxSettings
 
 PACS = Destination(ae="PACS", host="127.0.0.1", port=104, commitment=True)
@@ -164,3 +164,53 @@ def test_what_one_process_committed_another_sees(tmp_path):
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, cwd=root)
     assert box.rows()[0].state == "sent"
     assert box.undelivered() == 0
+
+
+class _Status:
+    def __init__(self, code: int) -> None:
+        self.Status = code
+
+
+class _ReportFirstAssociation:
+    """An association whose PACS sends its commitment report on another association before
+    the N-ACTION's own response is back (what Orthanc does under load)."""
+
+    is_established = True
+
+    def __init__(self, folder: Path, code: int = 0x0000) -> None:
+        self.folder, self.code = folder, code
+
+    def send_n_action(self, ds: Dataset, *_: object) -> tuple[_Status, None]:
+        if self.code == 0x0000:
+            report = Dataset()
+            report.TransactionUID = ds.TransactionUID
+            report.ReferencedSOPSequence = list(ds.ReferencedSOPSequence)
+            commitment.apply_report(self.folder, report)
+        return _Status(self.code), None
+
+
+def _sent_box(folder: Path) -> Outbox:
+    box = Outbox.in_folder(folder)
+    box.add_destinations([PACS])
+    box.enqueue(obj(1))
+    box.mark_sent("1.2.3.1", destination_name(PACS), 10.0)
+    return box
+
+
+def test_a_report_that_overtakes_the_n_action_response_still_commits(tmp_path):
+    box = _sent_box(tmp_path)
+    sender = Sender(tmp_path, OutboxSettings(), "FLUORO", clock=lambda: 11.0)
+    (target,) = box.targets()
+    sender._ask_commitment(box, target, _ReportFirstAssociation(tmp_path))
+    assert [r.state for r in box.rows()] == ["committed"]
+
+
+def test_a_refused_commitment_request_is_asked_again_at_the_next_pass(tmp_path):
+    box = _sent_box(tmp_path)
+    sender = Sender(tmp_path, OutboxSettings(), "FLUORO", clock=lambda: 11.0)
+    (target,) = box.targets()
+    sender._ask_commitment(box, target, _ReportFirstAssociation(tmp_path, code=0x0110))
+    assert [r.state for r in box.rows()] == ["sent"]
+    assert box.to_commit(destination_name(PACS), 11.5, 60.0) == [
+        ("1.2.840.10008.5.1.4.1.1.12.2", "1.2.3.1")
+    ]
