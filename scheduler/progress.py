@@ -14,6 +14,7 @@ from drivers import Clock
 
 from .exam import ExamProgress
 from .journal import ExamEvent
+from .moments import moment_s
 
 NOTABLE = {
     "exam_started",
@@ -32,8 +33,10 @@ NOTABLE = {
 }
 
 
-def _mmss(seconds: float) -> str:
-    sign = "-" if seconds < 0 else ""
+def _mmss(seconds: float, plus: str = "") -> str:
+    # Rounded once, so a value just under a minute never prints as "00:60.0".
+    seconds = round(seconds, 1)
+    sign = "-" if seconds < 0 else plus
     seconds = abs(seconds)
     return f"{sign}{int(seconds // 60):02d}:{seconds % 60:04.1f}"
 
@@ -63,9 +66,12 @@ class ProgressView:
         if event.kind not in NOTABLE:
             return
         p = self.progress
-        after = "" if p.injection_start_s is None else f"T+{_mmss(event.t_s - p.injection_start_s)}"
+        at = moment_s(event.kind, event.t_s, event.data)
+        after = "" if p.injection_start_s is None else f"T{_mmss(at - p.injection_start_s, '+')}"
         text = _describe(event)
-        line = f"[{_mmss(event.t_s)}] {after:>10} {event.step or '':<16} {text}"
+        if event.t_s - at >= 0.5:  # the image reached the disk noticeably later (links)
+            text += f"; on disk {event.t_s - at:.1f} s later"
+        line = f"[{_mmss(at)}] {after:>10} {event.step or '':<16} {text}"
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
     def _render(self) -> Table:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import collections
 from typing import Any
 
+from ..moments import moment_s
+
 #: journal lines the page keeps
 JOURNAL_TAIL = 60
 
@@ -122,7 +124,7 @@ class ExamView:
 
 
 def _text(line: dict[str, Any], anchor: float | None) -> str:
-    t = float(line.get("t_s") or 0.0)
+    t = moment_s(line.get("kind"), float(line.get("t_s") or 0.0), line.get("data") or {})
     when = f"T+{t - anchor:7.1f}s" if anchor is not None else f"t={t:7.1f}s"
     data = line.get("data") or {}
     detail = ", ".join(f"{k}={v}" for k, v in list(data.items())[:4])

@@ -8,10 +8,12 @@ recovery or a safe stop, never in a lost image, a running injector or the beam l
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pydicom
+import pytest
 
 from .conftest import ROOT, cli
 
@@ -69,6 +71,16 @@ def test_standard_exam_over_links_matches_in_process_run(sim_serve, tmp_path):
             assert 0 <= a["actual_after_injection_s"] - b["actual_after_injection_s"] < 3.0, a
     check_nothing_lost(tmp_path / "links", s_links)
     check_safe_at_end(ev_links)
+    # The terminal shows each film at the record's T+ (not when its image reached the disk).
+    shown = {
+        m["step"]: 60 * int(m["mm"]) + float(m["ss"])
+        for m in re.finditer(
+            r"T\+(?P<mm>\d\d):(?P<ss>\d\d\.\d)\s+(?P<step>\S+)\s+captured", linked.stderr
+        )
+    }
+    for s in s_links["steps"]:
+        if s["planned_after_injection_s"] is not None and s["files"]:
+            assert shown[s["id"]] == pytest.approx(s["actual_after_injection_s"], abs=0.051)
     # Frames came over USB at full size, like the in-process ones.
     a = pydicom.dcmread(next((tmp_path / "links").glob("*nephrogram.dcm")))
     b = pydicom.dcmread(next((tmp_path / "local").glob("*nephrogram.dcm")))
