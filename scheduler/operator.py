@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import getpass
+import io
+import os
+import socket
 import sys
 import threading
 from collections.abc import Awaitable, Mapping
@@ -116,8 +120,10 @@ class TerminalOperator:
         self._clock = clock
         self._in = stream_in or sys.stdin
         self._out = stream_out or sys.stderr
+        #: journaled with every answer: the login and the terminal it was typed at
+        self.who = terminal_identity(self._in)
 
-    async def ask(self, prompt: Prompt) -> bool:
+    async def ask(self, prompt: Prompt) -> Answer:
         confirm, decline = accepted_answers(prompt.action)
         hint = answer_hint(prompt.action)
         self._out.write(f"\n>>> [{prompt.step}] {prompt.message}\n")
@@ -129,10 +135,8 @@ class TerminalOperator:
             if line == "":
                 raise EOFError("operator input closed while a prompt was waiting")
             answer = line.strip().lower()
-            if answer in confirm:
-                return True
-            if answer in decline:
-                return False
+            if answer in confirm or answer in decline:
+                return Answer(answer in confirm, "terminal", self.who)
             shown = repr(line.strip()) if line.strip() else "an empty answer"
             self._out.write(f"    {shown} is not an answer here ({hint})\n")
 
@@ -149,6 +153,19 @@ class TerminalOperator:
 
         threading.Thread(target=read, name="operator-input", daemon=True).start()
         return await fut
+
+
+def terminal_identity(stream: TextIO) -> str:
+    """``user@host on /dev/pts/N`` (the terminal when the input is one, else ``stdin``)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (containers)
+        user = f"uid {os.getuid()}"
+    try:
+        where = os.ttyname(stream.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
+        where = "stdin"
+    return f"{user}@{socket.gethostname()} on {where}"
 
 
 def _set_if_pending(fut: asyncio.Future[str], value: str) -> None:

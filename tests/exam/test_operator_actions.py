@@ -9,6 +9,7 @@ relative to the injection start, so every check is exact.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from drivers import Clock, VirtualTimeEventLoop
 from scheduler.compose import open_devices
 from scheduler.exam import ANONYMOUS, ExamResult, ExamRunner, RoomInfo, make_exam_info
 from scheduler.journal import ExamEvent
-from scheduler.operator import Answer, Prompt, Request
+from scheduler.operator import Answer, Prompt, Request, TerminalOperator, terminal_identity
 from scheduler.protocol import Protocol, load_protocol
 from scheduler.room import load_room
 
@@ -84,6 +85,7 @@ def run(
     protocol: Protocol | None = None,
     answers: dict[tuple[str, str], bool] | None = None,
     on_line: Callable[[ExamRunner, ExamEvent, list[str | None]], None] | None = None,
+    operator: Callable[[Clock], Any] | None = None,
 ) -> Run:
     protocol = protocol or load_protocol(PROTOCOL)
     room = load_room(ROOM)
@@ -110,7 +112,8 @@ def run(
             patient = RoomInfo.of(devices).patient or ANONYMOUS
             exam = make_exam_info(protocol, room, patient, clock.wall_now())
             runner = ExamRunner(
-                protocol, room, devices, clock, PlannedOperator(answers or {}), out, exam,
+                protocol, room, devices, clock,
+                operator(clock) if operator else PlannedOperator(answers or {}), out, exam,
                 on_event=on_event,
             )  # fmt: skip
             holder["runner"] = runner
@@ -179,6 +182,42 @@ def test_on_decline_ask_asks_whether_to_skip_or_abort(tmp_path, follow_up, state
         state == "aborted" and r.step("prone").status != "done"
     )
     assert not r.exposures("prone")
+
+
+@pytest.mark.parametrize(
+    ("typed", "state", "prone_status"),
+    [("skip", "completed", "skipped"), ("abort", "aborted", "pending")],
+)
+def test_a_terminal_operator_answers_ask_with_the_words_it_is_shown(
+    tmp_path, typed, state, prone_status
+):
+    # Typed in order: the injection start, "no" to turning the patient, then a blank line and
+    # a "yes" that are no answer to "skip or abort", then the word itself.
+    shown = io.StringIO()
+    typed_in = io.StringIO(f"start\nno\n\nyes\n{typed}\n")
+    r = run(
+        tmp_path,
+        protocol=protocol_with(prone={"on_decline": "ask"}),
+        operator=lambda clock: TerminalOperator(clock, typed_in, shown),
+    )
+    assert r.result.state == state
+    assert r.step("prone").status == prone_status or (
+        state == "aborted" and r.step("prone").status != "done"
+    )
+    assert not r.exposures("prone")
+    answers = r.kinds("confirmed") + r.kinds("declined")
+    assert sorted((e["step"], e["data"]["action"], e["kind"]) for e in answers) == [
+        ("inject", "confirm_injection", "confirmed"),
+        ("prone", "on_decline", "confirmed" if typed == "skip" else "declined"),
+        ("prone", "reposition", "declined"),
+    ]
+    assert {e["data"]["source"] for e in answers} == {"terminal"}
+    assert {e["data"]["who"] for e in answers} == {terminal_identity(typed_in)}
+    assert " on stdin" in terminal_identity(typed_in)  # a StringIO is no terminal
+    text = shown.getvalue()
+    assert "type skip to confirm, abort to decline" in text
+    assert "an empty answer is not an answer here" in text
+    assert "'yes' is not an answer here" in text
 
 
 def test_an_injection_step_admits_only_on_decline_abort():

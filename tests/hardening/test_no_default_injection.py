@@ -25,7 +25,9 @@ def ask(prompt: Prompt, typed: str) -> tuple[bool | None, str]:
     async def go() -> bool | None:
         operator = TerminalOperator(Clock.for_running_loop(), io.StringIO(typed), out)
         try:
-            return await operator.ask(prompt)
+            answer = await operator.ask(prompt)
+            assert answer.source == "terminal"
+            return answer.confirmed
         except EOFError:
             return None  # input ran out: nothing was confirmed
 
