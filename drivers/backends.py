@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .carm import CArm
@@ -36,6 +36,14 @@ class OperatorEffects(Protocol):
     """
 
     async def apply(self, action: str, position: str | None = None) -> None: ...
+
+
+@runtime_checkable
+class ContrastProbe(Protocol):
+    """A *simulated* patient that can say its iodine concentrations now, for displays only
+    (the console's contrast curves); a real room has none. Reading must not change the model."""
+
+    async def contrast_mg_ml(self) -> Mapping[str, float]: ...
 
 
 @dataclass

@@ -18,6 +18,7 @@ from .injector import SimInjector
 from .limits import device_limits
 from .patient import SimPatient
 from .persist import STATE_FILE, RoomPersistence, restore_room
+from .physics.kinetics import ContrastKinetics
 from .scenario import load_scenario, resolve_scenario_path
 from .table import SimTable
 
@@ -44,6 +45,15 @@ class SimEffects:
                 )
             )
         self._room.persistence.save()
+
+    async def contrast_mg_ml(self) -> dict[str, float]:
+        """Every compartment's iodine now, from a copy of the kinetics brought up to the
+        present: looking must not change the integration steps the exposures see."""
+        patient = self._room.patient
+        live = patient.kinetics
+        copy = ContrastKinetics.restore(live.params, live.snapshot())
+        copy.advance_to(patient.model_time())
+        return copy.concentrations_mg_ml()
 
 
 class SimRoom:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,6 +34,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 T = TypeVar("T")
+
+
+#: where tests keep what a person should look at afterwards (screenshots, contact sheets):
+#: build/test-artifacts/<test file>/<test>, or under $FLUOROCTL_TEST_ARTIFACTS
+ARTIFACTS_ENV = "FLUOROCTL_TEST_ARTIFACTS"
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """A fresh directory for this test's artifacts, kept after the run (not a tmp dir)."""
+    base = Path(os.environ.get(ARTIFACTS_ENV) or ROOT / "build" / "test-artifacts")
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    where = base / Path(str(request.node.fspath)).stem / name
+    shutil.rmtree(where, ignore_errors=True)
+    where.mkdir(parents=True)
+    return where
 
 
 @pytest.fixture

@@ -17,5 +17,10 @@ class RemoteEffects:
         # Safe to retry: the device answers a repeated sequence number from its reply cache.
         await self._channel.call("apply", {"action": action, "position": position})
 
+    async def contrast_mg_ml(self) -> dict[str, float]:
+        """The simulated patient's iodine per compartment now (a read: safe to retry)."""
+        fields = await self._channel.call("contrast", timeout_s=2.0)
+        return {k: float(v) for k, v in fields.items() if isinstance(v, int | float)}
+
     async def aclose(self) -> None:
         await self._channel.close()

@@ -260,3 +260,10 @@ class EffectsService(Service):
             text(f, "action"), position if isinstance(position, str) else None
         )
         return {}
+
+    async def cmd_contrast(self, f: Mapping[str, Scalar]) -> Fields:
+        """The patient's iodine per compartment (mg/mL) now: for the console's curves."""
+        probe = getattr(self._effects, "contrast_mg_ml", None)
+        if probe is None:
+            return {}
+        return {name: round(float(v), 6) for name, v in (await probe()).items()}

@@ -87,6 +87,14 @@ class ConsoleHub:
         for client in clients:
             client.put({"kind": "live"})
 
+    def add_curve_point(self, t_s: float, values: dict[str, float]) -> None:
+        """A point of the simulated patient's contrast curves (not a journal line)."""
+        with self._lock:
+            self.view.add_curve_point(t_s, values)
+            clients = list(self._clients)
+        for client in clients:
+            client.put({"kind": "live"})
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return self.view.snapshot()

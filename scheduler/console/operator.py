@@ -15,9 +15,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from drivers import Clock
+from drivers.backends import ContrastProbe
 
 from ..operator import Answer, Prompt, Request, Source
 from ..protocol import Protocol
+from .curves import CurveSampler
 from .hub import ConsoleHub
 from .settings import ConsoleSettings
 
@@ -126,6 +128,9 @@ class ConsoleOperator:
                 step.id, {"id": step.id, "status": "pending", "files": []}
             ).update(title=step.title, type=step.type)
         self.hub.set_live(controls=True)
+        probe = runner.devices.effects
+        if isinstance(probe, ContrastProbe):  # a simulated patient: show its curves
+            CurveSampler(probe, runner.clock, self.hub).start(runner.bus)
         if serve:
             self.server = ConsoleServer(self.hub, runner.out_dir, self, self.settings)
             self._announce(f"operator console: {self.server.start()}")

@@ -35,6 +35,8 @@ I have checked the line, the patient and the program: start the injection</label
 <button id="extra" type="button">Extra film at the current view</button>
 <span id="result"></span></p>
 </section>
+<section><h2>Time points: when each step happened (device-reported) minus its time point</h2>
+<svg id="timing" viewBox="0 0 560 150" role="img" aria-label="lateness of each timed film"></svg></section>
 <section><h2>Journal</h2><div id="journal"></div></section>
 </div>
 <div>
@@ -43,6 +45,9 @@ I have checked the line, the patient and the program: start the injection</label
 <p>level <input id="wc" type="number" step="50" size="6"> width
 <input id="ww" type="number" step="50" size="6"> <button id="window-auto" type="button">auto</button></p>
 </section>
+<section><h2>Contact sheet <span id="sheet-count"></span></h2><div id="sheet"></div></section>
+<section id="curves-box" hidden><h2>Contrast in the simulated patient (mg iodine / mL)</h2>
+<svg id="curves" viewBox="0 0 560 190" role="img" aria-label="iodine concentration per compartment"></svg></section>
 <section><h2>Injector</h2><div id="injector"></div></section>
 <section><h2>Dose</h2><div id="dose"></div></section>
 <section><h2>Devices</h2><div id="devices"></div></section>
@@ -68,13 +73,19 @@ background:#333;color:#eee;cursor:pointer} button:disabled{opacity:.4;cursor:def
 #confirm{background:#274;border-color:#5c8} #decline{background:#633}
 img{max-width:100%;background:#000} #journal{height:14em;overflow:auto;font:12px monospace;white-space:pre-wrap}
 .warn{color:#fc3} .bad{color:#f66} .ok{color:#6c6}
+#sheet{display:grid;grid-template-columns:repeat(auto-fill,minmax(88px,1fr));gap:4px}
+#sheet img{width:100%;cursor:pointer;border:1px solid #333} #sheet img.shown{border-color:#9cf}
+svg{width:100%;height:auto;background:#151515} svg text{font-size:10px} svg text:not([fill]){fill:#aaa}
+#curves-box[hidden]{display:none}
 """
 
 APP_JS = r"""
 "use strict";
 const csrf = document.querySelector('meta[name=csrf-token]').content;
 const $ = (id) => document.getElementById(id);
-let view = null, received = 0, lastImage = null;
+let view = null, received = 0, lastImage = null, shownLatest = null;
+const SVG = "http://www.w3.org/2000/svg";
+const COLOURS = ["#e66", "#fc3", "#6c6", "#5cf", "#c8f", "#f9a", "#ccc"];
 
 function fmt(t) {
   if (t === null || t === undefined || view === null || view.anchor_s === null) return "";
@@ -138,7 +149,12 @@ function render() {
   }
   for (const id of ["pause", "resume", "extra"]) $(id).disabled = !v.controls;
   $("abort").hidden = !v.controls || $("abort-confirm").hidden === false;
-  if (v.last_image && v.last_image !== lastImage) { lastImage = v.last_image; showImage(); }
+  if (v.last_image && v.last_image !== shownLatest) {
+    shownLatest = v.last_image; lastImage = v.last_image; showImage();
+  }
+  renderSheet(v);
+  plotTiming(v);
+  plotCurves(v);
   const inj = v.injector;
   $("injector").textContent = "state " + inj.state + " · flow " + (inj.flow_ml_s ?? 0) +
     " mL/s · pressure " + (inj.pressure_kpa ?? 0) + " kPa · delivered " + (inj.delivered_ml ?? 0) + " mL";
@@ -154,8 +170,93 @@ function button(label, id, onclick) {
   const b = document.createElement("button"); b.type = "button"; b.textContent = label;
   b.id = id; b.addEventListener("click", onclick); return b;
 }
+function svgEl(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  for (const [k, val] of Object.entries(attrs)) e.setAttribute(k, String(val));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function axes(svg, box, xlabel, ylabel, xticks, yticks) {
+  const [L, T, W, H] = box;
+  svg.appendChild(svgEl("line", {x1: L, y1: T + H, x2: L + W, y2: T + H, stroke: "#666"}));
+  svg.appendChild(svgEl("line", {x1: L, y1: T, x2: L, y2: T + H, stroke: "#666"}));
+  for (const [x, label] of xticks) svg.appendChild(svgEl("text", {x: x, y: T + H + 12, "text-anchor": "middle"}, label));
+  for (const [y, label] of yticks) svg.appendChild(svgEl("text", {x: L - 4, y: y + 3, "text-anchor": "end"}, label));
+  svg.appendChild(svgEl("text", {x: L + W, y: T + H + 24, "text-anchor": "end"}, xlabel));
+  svg.appendChild(svgEl("text", {x: 2, y: T - 2}, ylabel));
+}
+function minuteTicks(tmax, x) {
+  const step = tmax > 1800 ? 600 : tmax > 600 ? 300 : tmax > 120 ? 60 : 10, out = [];
+  for (let t = 0; t <= tmax + 1e-9; t += step) out.push([x(t), step >= 60 ? (t / 60) + " min" : t + " s"]);
+  return out;
+}
+// Each timed step: where its time point was (x, T+) and how far from it the step happened
+// as the record counts it (y, ms): the device-reported exposure, the operator's answer.
+function plotTiming(v) {
+  const svg = $("timing"); svg.replaceChildren();
+  const timed = v.anchor_s === null ? [] : v.steps.filter((s) => s.planned_s !== null && s.planned_s !== undefined);
+  if (!timed.length) { svg.appendChild(svgEl("text", {x: 60, y: 75}, "no time point yet (they start at the injection)")); return; }
+  const L = 52, T = 14, W = 495, H = 104;
+  const tmax = Math.max(60, ...timed.map((s) => s.planned_s - v.anchor_s)) * 1.05;
+  const late = timed.filter((s) => s.device_s !== null && s.device_s !== undefined).map((s) => 1000 * (s.device_s - s.planned_s));
+  const lim = Math.max(50, ...late.map(Math.abs)) * 1.25;
+  const x = (t) => L + W * t / tmax, y = (ms) => T + H * (1 - (ms + lim) / (2 * lim));
+  axes(svg, [L, T, W, H], "time point, T+ (after the injector-reported start)", "ms late", minuteTicks(tmax, x),
+       [[y(lim / 1.25), "+" + Math.round(lim / 1.25)], [y(0), "0"], [y(-lim / 1.25), "-" + Math.round(lim / 1.25)]]);
+  svg.appendChild(svgEl("line", {x1: L, y1: y(0), x2: L + W, y2: y(0), stroke: "#444", "stroke-dasharray": "3 3"}));
+  for (const s of timed) {
+    const px = x(s.planned_s - v.anchor_s);
+    svg.appendChild(svgEl("line", {x1: px, y1: T, x2: px, y2: T + H, stroke: "#333"}));
+    if (s.device_s === null || s.device_s === undefined) {
+      svg.appendChild(svgEl("circle", {cx: px, cy: y(0), r: 4, fill: "none", stroke: "#888", "data-step": s.id, class: "planned"}));
+      continue;
+    }
+    const ms = 1000 * (s.device_s - s.planned_s);
+    const dot = svgEl("circle", {cx: px, cy: y(ms), r: 4.5, fill: s.status === "done" ? "#6c6" : "#f66",
+                                 "data-step": s.id, "data-late-ms": ms.toFixed(1), class: "actual"});
+    dot.appendChild(svgEl("title", {}, (s.title || s.id) + ": time point T+" + fmt(s.planned_s) + ", device T+" + fmt(s.device_s) + " (" + (ms >= 0 ? "+" : "") + ms.toFixed(1) + " ms)"));
+    svg.appendChild(dot);
+    svg.appendChild(svgEl("text", {x: px + 6, y: y(ms) - 6}, (ms >= 0 ? "+" : "") + ms.toFixed(0)));
+  }
+}
+function plotCurves(v) {
+  const c = v.curves || {t_s: []}, box = $("curves-box"), svg = $("curves");
+  if (c.t_s.length < 2) { box.hidden = true; return; }
+  box.hidden = false; svg.replaceChildren();
+  const t0 = v.anchor_s === null ? c.t_s[0] : v.anchor_s;
+  const names = Object.keys(c).filter((k) => k !== "t_s");
+  const top = Math.max(1, ...names.flatMap((n) => c[n].filter((x) => x !== null))) * 1.1;
+  const L = 40, T = 14, W = 400, H = 150;
+  const tmin = Math.min(0, c.t_s[0] - t0), tmax = Math.max(60, c.t_s[c.t_s.length - 1] - t0);
+  const x = (t) => L + W * (t - tmin) / (tmax - tmin), y = (m) => T + H * (1 - m / top);
+  axes(svg, [L, T, W, H], "T+", "mg/mL", minuteTicks(tmax, (t) => x(t)).filter(([px]) => px >= L),
+       [[y(0), "0"], [y(top / 2), (top / 2).toFixed(0)], [y(top / 1.1), (top / 1.1).toFixed(0)]]);
+  for (const s of v.steps) {
+    if (s.device_s === null || s.device_s === undefined || !s.files || !s.files.length) continue;
+    const px = x(s.device_s - t0);
+    if (px >= L) svg.appendChild(svgEl("line", {x1: px, y1: T, x2: px, y2: T + H, stroke: "#555", "stroke-dasharray": "2 3"}));
+  }
+  names.forEach((name, i) => {
+    const pts = [];
+    c.t_s.forEach((t, j) => { if (c[name][j] !== null && c[name][j] !== undefined) pts.push(x(t - t0).toFixed(1) + "," + y(c[name][j]).toFixed(1)); });
+    svg.appendChild(svgEl("polyline", {points: pts.join(" "), fill: "none", stroke: COLOURS[i % COLOURS.length], "stroke-width": 1.5, "data-name": name}));
+    svg.appendChild(svgEl("text", {x: L + W + 8, y: T + 12 + 14 * i, fill: COLOURS[i % COLOURS.length]}, name.replace("_", " ")));
+  });
+}
+function renderSheet(v) {
+  const sheet = $("sheet");
+  for (const name of v.images.slice(sheet.childElementCount)) {  // it only grows
+    const img = document.createElement("img");
+    img.src = "/image/" + name.replace(/\.dcm$/, "") + ".png?size=160";
+    img.alt = name; img.title = name; img.dataset.name = name;
+    img.addEventListener("click", () => { lastImage = name; showImage(); });
+    sheet.appendChild(img);
+  }
+  $("sheet-count").textContent = "(" + v.images.length + ")";
+}
 function showImage() {
   if (!lastImage) return;
+  for (const t of $("sheet").children) t.classList.toggle("shown", t.dataset.name === lastImage);
   const q = new URLSearchParams();
   if ($("wc").value && $("ww").value) { q.set("center", $("wc").value); q.set("width", $("ww").value); }
   $("image").src = "/image/" + lastImage.replace(/\.dcm$/, "") + ".png?" + q;

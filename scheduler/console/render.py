@@ -9,9 +9,12 @@ import numpy as np
 import pydicom
 
 
-def render_png(path: Path, center: float | None = None, width: float | None = None) -> bytes:
+def render_png(
+    path: Path, center: float | None = None, width: float | None = None, size: int | None = None
+) -> bytes:
     """The image's first frame, windowed (``center``/``width`` in stored values; default:
-    the file's own window, else its full range), as 8-bit PNG bytes."""
+    the file's own window, else its full range), as 8-bit PNG bytes; ``size`` shrinks it to
+    fit that many pixels on its longer side (the contact sheet's thumbnails)."""
     ds = pydicom.dcmread(path)
     pixels = np.asarray(ds.pixel_array, dtype=np.float64)
     if pixels.ndim == 3:
@@ -27,6 +30,10 @@ def render_png(path: Path, center: float | None = None, width: float | None = No
     out = np.clip((pixels - lo) / max(width, 1e-6) * 255.0, 0, 255).astype(np.uint8)
     if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
         out = 255 - out
+    if size is not None and max(out.shape) > size:
+        scale = size / max(out.shape)
+        shape = (max(1, round(out.shape[1] * scale)), max(1, round(out.shape[0] * scale)))
+        out = cv2.resize(out, shape, interpolation=cv2.INTER_AREA)
     ok, data = cv2.imencode(".png", out)
     if not ok:  # pragma: no cover - cv2 encodes any 8-bit image
         raise ValueError(f"{path.name}: cannot encode as PNG")

@@ -5,7 +5,8 @@ Routes (every one but the token exchange needs the session cookie; see :mod:`.se
 * ``GET /`` the page; ``GET /app.js`` its script; ``GET /state`` the view as JSON;
 * ``GET /events`` Server-Sent Events: ``line`` per journal line, then ``state`` (the whole
   view) per batch — a browser that falls behind gets the present, not a backlog;
-* ``GET /image/NAME.png?center=&width=`` an exam image rendered with that window;
+* ``GET /image/NAME.png?center=&width=&size=`` an exam image rendered with that window
+  (``size``: a thumbnail of at most that many pixels a side);
 * ``POST /api/answer`` ``{prompt, confirmed}``; ``POST /api/control`` ``{action: pause |
   resume | abort}``; ``POST /api/request`` ``{action: skip | repeat | extra, step, reason}``.
   A read-only console (``fluoroctl console DIR``) refuses these (409).
@@ -196,9 +197,10 @@ class ConsoleServer:
         try:
             center = _float(request.query.get("center"))
             width = _float(request.query.get("width"))
+            size = _size(request.query.get("size"))
         except ValueError:
-            return _text(400, "center and width are numbers")
-        png = await asyncio.to_thread(render_png, path, center, width)
+            return _text(400, "center and width are numbers; size is 16 to 4096 pixels")
+        png = await asyncio.to_thread(render_png, path, center, width, size)
         return web.Response(body=png, content_type="image/png")
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
@@ -253,6 +255,15 @@ def _result(why: str | None) -> web.Response:
 
 def _text(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text)
+
+
+def _size(value: str | None) -> int | None:
+    if value in (None, ""):
+        return None
+    size = int(value)  # type: ignore[arg-type]
+    if not 16 <= size <= 4096:
+        raise ValueError(size)
+    return size
 
 
 def _float(value: str | None) -> float | None:

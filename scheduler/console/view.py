@@ -13,6 +13,8 @@ from ..moments import moment_s
 
 #: journal lines the page keeps
 JOURNAL_TAIL = 60
+#: contrast-curve points kept (thinned by half beyond it)
+CURVE_POINTS = 1000
 
 
 class ExamView:
@@ -35,6 +37,8 @@ class ExamView:
         self.journal: collections.deque[str] = collections.deque(maxlen=JOURNAL_TAIL)
         #: the display-only lines seen (time-point waits): few, kept for counting
         self.waits: list[dict[str, Any]] = []
+        #: the simulated patient's iodine (mg/mL) per compartment, sampled (simulator only)
+        self.curves: dict[str, list[float]] = {"t_s": []}
         #: what is not in the journal: the pending prompt, the clock of a live exam
         self.live: dict[str, Any] = {"prompt": None, "controls": False}
 
@@ -77,9 +81,12 @@ class ExamView:
             for key in ("status", "detail", "planned_s", "commanded_s", "device_s", "files"):
                 step[key] = data.get(key)
         elif kind == "command" and sid and data.get("command") != "prepare_view":
-            self._step(sid).update(commanded_s=line.get("t_s"), planned_s=data.get("planned_s"))
-            if self._step(sid)["status"] == "pending":
-                self._step(sid)["status"] = "running"
+            step = self._step(sid)
+            # A repeat or extra film of a finished step is a film of its own: the step keeps
+            # its time point and times.
+            if step["status"] in ("pending", "running"):
+                step.update(commanded_s=line.get("t_s"), planned_s=data.get("planned_s"))
+                step["status"] = "running"
         elif kind == "capture" and sid:
             self.last_image = data["file"]
             self.images.append(data["file"])
@@ -98,6 +105,16 @@ class ExamView:
             self.devices[data["device"]] = f"{kind}: {data.get('fault') or data.get('error')}"
         if kind == "fluoro_ended" and data.get("duration_s") is not None:
             self.dose["fluoro_s"] += float(data["duration_s"])
+
+    def add_curve_point(self, t_s: float, values: dict[str, float]) -> None:
+        if len(self.curves["t_s"]) >= CURVE_POINTS:  # a very long exam: keep every other
+            self.curves = {k: v[::2] for k, v in self.curves.items()}
+        n = len(self.curves["t_s"])
+        self.curves["t_s"].append(round(t_s, 3))
+        for name, value in values.items():
+            series = self.curves.setdefault(name, [])
+            series.extend([float("nan")] * (n - len(series)))  # JSON null: a missing point
+            series.append(round(value, 4))
 
     def _injector(self, kind: Any, data: dict[str, Any]) -> None:
         for key in ("state", "delivered_ml", "flow_ml_s", "pressure_kpa"):
@@ -119,6 +136,7 @@ class ExamView:
             "dose": {**self.dose, "alerts": list(self.alerts)},
             "devices": dict(self.devices),
             "journal": list(self.journal),
+            "curves": {k: [None if x != x else x for x in v] for k, v in self.curves.items()},
             **self.live,
         }
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from scheduler.console import ConsoleOperator
+from scheduler.console.curves import SHOWN
 
 from .harness import ROOT, in_thread, protocol, run_exam
 
@@ -61,11 +62,11 @@ def launch(p: Any) -> Any:
     return p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
 
 
-def test_the_standard_exam_driven_by_clicks(tmp_path):
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+def test_the_standard_exam_driven_by_clicks(tmp_path, artifacts):
+    shots = artifacts  # the three screenshots stay after the run (build/test-artifacts/...)
     console = new_console()
     log: list[str] = []
+    seen: dict[str, Any] = {}
 
     def browser() -> None:
         with sync_api.sync_playwright() as p:
@@ -103,7 +104,21 @@ def test_the_standard_exam_driven_by_clicks(tmp_path):
                 log.append(f"{step}: {page.locator('#confirm').text_content()}")
                 page.locator("#confirm").click()
             expect(page.locator("#state")).to_have_text(re.compile("^completed"), timeout=60_000)
-            page.screenshot(path=str(shots / "3-completed.png"))
+            expect(page.locator("#sheet img")).to_have_count(7)
+            expect(page.locator("#timing circle.actual")).to_have_count(5)  # 4 films, 1 prompt
+            seen["thumbs"] = page.eval_on_selector_all(
+                "#sheet img", "(els) => els.map((e) => [e.dataset.name, e.naturalWidth])"
+            )
+            seen["late"] = page.eval_on_selector_all(
+                "#timing circle.actual",
+                "(els) => els.map((e) => [e.dataset.step, parseFloat(e.dataset.lateMs)])",
+            )
+            seen["curves"] = page.eval_on_selector_all(
+                "#curves polyline", "(els) => els.map((e) => e.dataset.name)"
+            )
+            page.locator("#sheet img").first.click()  # the contact sheet opens an image
+            expect(page.locator("#image-name")).to_have_text(seen["thumbs"][0][0])
+            page.screenshot(path=str(shots / "3-completed.png"), full_page=True)
             chromium.close()
 
     thread = in_thread(browser)
@@ -135,6 +150,19 @@ def test_the_standard_exam_driven_by_clicks(tmp_path):
     assert steps["prone"].status == "skipped"
     assert [s.status for s in exam.result.steps if s.id != "prone"] == ["done"] * 10
     assert len(exam.result.records) == 7  # 7 films - prone + the repeat
+    # The page's contact sheet, timing plot and curves show what the record holds.
+    files = [e["data"]["file"] for e in exam.kinds("capture")]
+    assert [name for name, _ in seen["thumbs"]] == files
+    assert all(0 < width <= 160 for _, width in seen["thumbs"])
+    device_late_ms = {
+        s.id: 1000 * (s.device_s - s.planned_s)
+        for s in exam.result.steps
+        if s.planned_s is not None and s.device_s is not None
+    }
+    assert {step for step, _ in seen["late"]} == set(device_late_ms)
+    for step, late in seen["late"]:
+        assert late == pytest.approx(device_late_ms[step], abs=0.051)
+    assert sorted(seen["curves"]) == sorted(SHOWN)
     for name in ("1-injection-prompt.png", "2-mid-exam.png", "3-completed.png"):
         assert (shots / name).stat().st_size > 10_000, name
     shutil.copy(shots / "2-mid-exam.png", ROOT / "docs/console.png")

@@ -12,9 +12,16 @@ import socket
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pydicom
+
+from drivers.backends import ContrastProbe
 from scheduler.console import ConsoleHub, ConsoleOperator, ConsoleServer
+from scheduler.console.curves import SAMPLE_S, SHOWN, CurveSampler
 from scheduler.console.folder import FolderTail
 from scheduler.console.hub import MAXSIZE
+from scheduler.exam import ExamRunner
 
 from .harness import Client, in_thread, protocol, run_exam
 
@@ -242,4 +249,50 @@ def test_stalled_consoles_neither_delay_films_nor_grow_memory(tmp_path):
     finally:
         for sock in stalled:
             sock.close()
+        server.stop()
+
+
+def test_contrast_curves_are_read_from_the_simulated_patient_without_changing_it(tmp_path):
+    """The console samples the simulated patient's iodine every 10 s of exam time; the films
+    of an exam watched that way are the same, pixel for pixel, as of one that is not."""
+    hub = ConsoleHub()
+
+    def sample(runner: ExamRunner) -> None:
+        assert isinstance(runner.devices.effects, ContrastProbe)
+        CurveSampler(runner.devices.effects, runner.clock, hub).start(runner.bus)
+
+    plain = run_exam(tmp_path / "plain", protocol("ivu-accelerated"))
+    watched = run_exam(tmp_path / "watched", protocol("ivu-accelerated"), on_runner=sample)
+    for a, b in zip(sorted(plain.out.glob("0*.dcm")), sorted(watched.out.glob("0*.dcm")),
+                    strict=True):  # fmt: skip
+        assert np.array_equal(pydicom.dcmread(a).pixel_array, pydicom.dcmread(b).pixel_array)
+    curves = hub.snapshot()["curves"]
+    t = np.asarray(curves["t_s"])
+    anchor = watched.kinds("injection_confirmed")[0]["data"]["started_at_s"]
+    end = watched.kinds("exam_finished")[0]["t_s"]
+    assert np.allclose(np.diff(t), SAMPLE_S)  # one point every 10 s of exam time ...
+    assert t[-1] <= end < t[-1] + SAMPLE_S + 1e-6  # ... until the exam ended
+    after = t - anchor
+    plasma, pelvis = np.asarray(curves["plasma"]), np.asarray(curves["pelvis_left"])
+    assert plasma[after < 0].max() == 0.0 and pelvis[after < 0].max() == 0.0
+    assert 0 < after[plasma.argmax()] <= 60  # the bolus peaks in the blood within a minute
+    assert pelvis[(after > 180) & (after < 300)].min() > 10.0  # the pyelogram at 3–5 min
+    assert set(curves) == {"t_s", *SHOWN}
+
+
+def test_thumbnails_fit_the_asked_size(tmp_path):
+    done = run_exam(tmp_path / "exam", protocol("ivu-accelerated"))
+    server = ConsoleServer(ConsoleHub(), done.out)
+    server.start()
+    try:
+        client = Client(server.url)
+        name = done.kinds("capture")[0]["data"]["file"][:-4]
+        status, _, png = client.get(f"/image/{name}.png?size=160")
+        assert status == 200
+        thumb = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert max(thumb.shape) == 160
+        full = cv2.imdecode(np.frombuffer(client.get(f"/image/{name}.png")[2], np.uint8), 0)
+        assert max(full.shape) > 160
+        assert client.get(f"/image/{name}.png?size=3")[0] == 400
+    finally:
         server.stop()

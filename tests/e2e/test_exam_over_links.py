@@ -7,6 +7,7 @@ recovery or a safe stop, never in a lost image, a running injector or the beam l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -15,7 +16,12 @@ from typing import Any
 import pydicom
 import pytest
 
+from drivers.remote import DEFAULT_DEVICE_IDS
+from drivers.remote.effects import RemoteEffects
+from scheduler.console.curves import SHOWN
+
 from .conftest import ROOT, cli
+from .test_link_attacks import session
 
 STANDARD = ROOT / "configs/protocols/ivu-standard.yaml"
 
@@ -42,6 +48,12 @@ def check_safe_at_end(events: list[dict[str, Any]]) -> None:
     assert ends, "the injection never ended"
     beam = [e for e in events if e["kind"] in ("exposure", "beam_off", "fluoro_started")]
     assert not beam or beam[-1]["kind"] != "fluoro_started", "beam left on"
+
+
+async def contrast_over_links(serve: Any) -> dict[str, float]:
+    url = f"tcp://{serve.info['links']['effects']}"
+    async with session(url, DEFAULT_DEVICE_IDS["effects"], "effects") as client:
+        return await RemoteEffects(client).contrast_mg_ml()
 
 
 def test_standard_exam_over_links_matches_in_process_run(sim_serve, tmp_path):
@@ -81,6 +93,11 @@ def test_standard_exam_over_links_matches_in_process_run(sim_serve, tmp_path):
     for s in s_links["steps"]:
         if s["planned_after_injection_s"] is not None and s["files"]:
             assert shown[s["id"]] == pytest.approx(s["actual_after_injection_s"], abs=0.051)
+    # The console's contrast curves read the same patient over the effects link: after the
+    # exam its iodine is in the blood, the collecting systems and the bladder.
+    values = asyncio.run(contrast_over_links(serve))
+    assert set(SHOWN) <= set(values)
+    assert all(values[name] > 0 for name in SHOWN), values
     # Frames came over USB at full size, like the in-process ones.
     a = pydicom.dcmread(next((tmp_path / "links").glob("*nephrogram.dcm")))
     b = pydicom.dcmread(next((tmp_path / "local").glob("*nephrogram.dcm")))
