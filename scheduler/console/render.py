@@ -33,7 +33,7 @@ def render_png(
     if size is not None and max(out.shape) > size:
         scale = size / max(out.shape)
         shape = (max(1, round(out.shape[1] * scale)), max(1, round(out.shape[0] * scale)))
-        out = cv2.resize(out, shape, interpolation=cv2.INTER_AREA)
+        out = np.asarray(cv2.resize(out, shape, interpolation=cv2.INTER_AREA), dtype=np.uint8)
     ok, data = cv2.imencode(".png", out)
     if not ok:  # pragma: no cover - cv2 encodes any 8-bit image
         raise ValueError(f"{path.name}: cannot encode as PNG")
