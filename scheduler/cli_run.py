@@ -57,6 +57,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_dir=args.out,
         warn=_warn,
     )
+    if (args.operator or room.operator.mode) == "console":
+        from .console.security import check_console
+
+        check_console(room.console, room.key_file)
     links, time_scale = run_links(room, args)
     if ordered.warning:  # after every check: a refused run needs no warning
         _warn(f"warning: {ordered.warning}")

@@ -104,8 +104,10 @@ def make_operator(room: Room, clock: Clock, mode: str | None = None) -> Operator
         return ScriptedOperator(clock, room.operator.delays_s)
     if chosen == "console":  # attached to its exam once the runner exists (run_exam)
         from .console import ConsoleOperator
+        from .console.security import login_password
 
-        return ConsoleOperator(clock, settings=room.console)
+        password = login_password(room.console, room.key_file)
+        return ConsoleOperator(clock, settings=room.console, password=password)
     return TerminalOperator(clock)
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from drivers.backends import scheme_of
 from drivers.config import LocatedValueError, load_model
 
-from .console.settings import ConsoleSettings
+from .console.settings import WILDCARDS, ConsoleSettings
 from .hospital.config import DicomConfig
 from .policy import DoseLimits, FaultPolicy
 
@@ -161,6 +161,31 @@ class Room(_Model):
                         f"{link} is a wire link: the room needs key_file, the secret its "
                         "sessions are authenticated with (create one: fluoroctl keys new ROOM)",
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _network_console_needs_https_and_a_key(self) -> Room:
+        console = self.console
+        if console.loopback:
+            return self
+        if not console.tls:
+            raise LocatedValueError(
+                ("console", "host"),
+                f"{console.host} is not loopback: a console other hosts reach needs HTTPS "
+                "(console.tls_cert and console.tls_key; fluoroctl keys console-cert ROOM)",
+            )
+        if self.key_file is None:
+            raise LocatedValueError(
+                ("console", "host"),
+                f"{console.host} is not loopback: the console's login password comes from "
+                "the room key, and the room has no key_file (fluoroctl keys new ROOM)",
+            )
+        if console.host in WILDCARDS and not console.server_names:
+            raise LocatedValueError(
+                ("console", "server_names"),
+                f"the console binds every address ({console.host or '*'}): list the names "
+                "browsers reach it by in console.server_names",
+            )
         return self
 
     @property

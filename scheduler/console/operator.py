@@ -58,9 +58,12 @@ class ConsoleOperator:
         settings: ConsoleSettings | None = None,
         *,
         announce: Callable[[str], None] | None = None,
+        password: str | None = None,
     ) -> None:
         self._clock, self.hub = clock, hub or ConsoleHub()
         self.settings = settings or ConsoleSettings()
+        #: the room's console password (HTTPS consoles; docs/console.md), None: URL only
+        self.password = password
         self._announce = announce or _to_stderr
         self._protocol: Protocol | None = None
         self.server: ConsoleServer | None = None
@@ -132,8 +135,15 @@ class ConsoleOperator:
         if isinstance(probe, ContrastProbe):  # a simulated patient: show its curves
             CurveSampler(probe, runner.clock, self.hub).start(runner.bus)
         if serve:
-            self.server = ConsoleServer(self.hub, runner.out_dir, self, self.settings)
+            self.server = ConsoleServer(
+                self.hub, runner.out_dir, self, self.settings, password=self.password
+            )
             self._announce(f"operator console: {self.server.start()}")
+            if self.password is not None:
+                self._announce(
+                    f"  or log in at {self.server.base_url}/login with the room's console "
+                    "password (fluoroctl keys console ROOM)"
+                )
 
         feed(runner.bus, self.hub)
 

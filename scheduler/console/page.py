@@ -297,3 +297,30 @@ function connect() {
 }
 connect();
 """
+
+LOGIN_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>fluoroctl console — log in</title>
+<link rel="stylesheet" href="/app.css"></head><body>
+<header><b>fluoroctl</b><span>operator console</span></header>
+<main><section><h2>Log in</h2>
+<p>The room's console password: whoever holds the room's key file prints it with
+<code>fluoroctl keys console ROOM</code>. Or open the one-time URL the exam printed.</p>
+<form id="login"><input id="password" type="password" autocomplete="current-password" size="30"
+ autofocus> <button type="submit">Log in</button> <span id="result" class="bad"></span></form>
+</section></main><script src="/login.js"></script></body></html>
+"""
+
+LOGIN_JS = r"""
+"use strict";
+document.getElementById("login").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const out = document.getElementById("result");
+  out.textContent = "";
+  const r = await fetch("/api/login", {method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({password: document.getElementById("password").value})});
+  if (r.ok) { location.href = "/"; return; }
+  const j = await r.json().catch(() => ({}));
+  out.textContent = j.reason || ("refused (" + r.status + ")");
+});
+"""

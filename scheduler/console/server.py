@@ -7,6 +7,8 @@ Routes (every one but the token exchange needs the session cookie; see :mod:`.se
   view) per batch — a browser that falls behind gets the present, not a backlog;
 * ``GET /image/NAME.png?center=&width=&size=`` an exam image rendered with that window
   (``size``: a thumbnail of at most that many pixels a side);
+* ``GET /login``, ``POST /api/login`` ``{password}``: a console with HTTPS and the room's
+  console password (docs/console.md) lets a browser log in without the one-time URL;
 * ``POST /api/answer`` ``{prompt, confirmed}``; ``POST /api/control`` ``{action: pause |
   resume | abort}``; ``POST /api/request`` ``{action: skip | repeat | extra, step, reason}``.
   A read-only console (``fluoroctl console DIR``) refuses these (409).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import re
 import threading
 from pathlib import Path
@@ -26,12 +29,16 @@ from aiohttp import web
 
 from .hub import ConsoleHub
 from .operator import ConsoleOperator
-from .page import APP_CSS, APP_JS, PAGE
+from .page import APP_CSS, APP_JS, LOGIN_JS, LOGIN_PAGE, PAGE
 from .render import render_png
-from .security import COOKIE, Gate, Session
+from .security import COOKIE, Gate, LoginRefused, Session
 from .settings import ConsoleSettings
+from .tls import server_context
 
+log = logging.getLogger(__name__)
 SESSION = web.RequestKey("session", Session)
+#: what a console with password login serves before a session exists
+_LOGIN_ROUTES = ("/login", "/login.js", "/app.css", "/api/login")
 _IMAGE = re.compile(r"^[A-Za-z0-9._-]+\.dcm$")
 _HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self'; frame-ancestors 'none'",
@@ -51,10 +58,20 @@ class ConsoleServer:
         exam_dir: Path,
         operator: ConsoleOperator | None = None,
         settings: ConsoleSettings | None = None,
+        *,
+        password: str | None = None,
     ) -> None:
         self.hub, self.exam_dir, self.operator = hub, exam_dir, operator
         self.settings = settings or ConsoleSettings()
-        self.gate = Gate()
+        if password is not None and not self.settings.tls:
+            raise ValueError("a console password is only sent over HTTPS (tls_cert, tls_key)")
+        #: HTTPS context (a console other hosts reach); checked before anything listens
+        self._ssl = (
+            server_context(self.settings.tls_cert, self.settings.tls_key)
+            if self.settings.tls_cert is not None and self.settings.tls_key is not None
+            else None
+        )
+        self.gate = Gate(password)
         self.url = ""
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -71,12 +88,12 @@ class ConsoleServer:
         )
         self._thread.start()
         ready.result(timeout=30)
-        host = self.settings.host
-        shown = f"[{host}]" if ":" in host else host
-        base = f"http://{shown}:{self.port}"
-        self.gate.origins = {base, f"http://localhost:{self.port}"}
-        self.gate.hosts = {f"{shown}:{self.port}", f"localhost:{self.port}"}
-        self.url = f"{base}/?token={self.gate.token}"
+        scheme = "https" if self._ssl is not None else "http"
+        names = [f"[{n}]" if ":" in n else n for n in self.settings.names()]
+        self.gate.hosts = {f"{n}:{self.port}" for n in names}
+        self.gate.origins = {f"{scheme}://{h}" for h in self.gate.hosts}
+        self.base_url = f"{scheme}://{names[0]}:{self.port}"
+        self.url = f"{self.base_url}/?token={self.gate.token}"
         return self.url
 
     def stop(self) -> None:
@@ -100,7 +117,9 @@ class ConsoleServer:
         self._stopped = asyncio.Event()
         self._runner = web.AppRunner(self.app(), access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.host, self.settings.port)
+        site = web.TCPSite(
+            self._runner, self.settings.host or None, self.settings.port, ssl_context=self._ssl
+        )
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         ready.set_result(None)
@@ -113,6 +132,9 @@ class ConsoleServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._guard])
         app.router.add_get("/", self._page)
+        app.router.add_get("/login", self._login_page)
+        app.router.add_get("/login.js", self._login_script)
+        app.router.add_post("/api/login", self._login)
         app.router.add_get("/app.js", self._script)
         app.router.add_get("/app.css", self._style)
         app.router.add_get("/state", self._state)
@@ -128,22 +150,61 @@ class ConsoleServer:
         if self.gate.hosts and request.host not in self.gate.hosts:
             return _text(421, "wrong host for this console")
         if request.path == "/" and "token" in request.query:
-            return self._exchange(request)
-        session = self.gate.session(request.cookies.get(COOKIE))
-        if session is None:
-            return _text(401, "open the one-time URL fluoroctl printed to start a session")
+            return self._secured(self._exchange(request))
         if request.method != "GET":
             origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
             if not self.gate.same_origin(origin, site):
                 return _text(403, "cross-origin requests are refused")
-            if not self.gate.csrf_ok(session, request.headers.get("X-CSRF-Token")):
-                return _text(403, "missing or wrong CSRF token")
             if request.content_type != "application/json":
                 return _text(415, "send JSON")
+        if self.gate.password is not None and request.path in _LOGIN_ROUTES:
+            return self._secured(await handler(request))
+        session = self.gate.session(request.cookies.get(COOKIE))
+        if session is None:
+            if self.gate.password is not None and request.path == "/":
+                return web.Response(status=303, headers={"Location": "/login"})
+            return _text(401, "open the one-time URL fluoroctl printed to start a session")
+        if request.method != "GET" and not self.gate.csrf_ok(
+            session, request.headers.get("X-CSRF-Token")
+        ):
+            return _text(403, "missing or wrong CSRF token")
         request[SESSION] = session
-        response: web.StreamResponse = await handler(request)
+        return self._secured(await handler(request))
+
+    def _secured(self, response: web.StreamResponse) -> web.StreamResponse:
         for key, value in _HEADERS.items():
             response.headers.setdefault(key, value)
+        if self._ssl is not None:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    def _set_session(self, response: web.StreamResponse, session: Session) -> None:
+        response.set_cookie(
+            COOKIE,
+            session.sid,
+            httponly=True,
+            samesite="Strict",
+            path="/",
+            secure=self._ssl is not None,
+        )
+
+    async def _login_page(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=LOGIN_PAGE, content_type="text/html")
+
+    async def _login_script(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text=LOGIN_JS, content_type="application/javascript")
+
+    async def _login(self, request: web.Request) -> web.StreamResponse:
+        body = await self._body(request)
+        peer = request.remote or "?"
+        try:
+            session = self.gate.login(str(body.get("password") or ""), peer)
+        except LoginRefused as exc:
+            log.warning("console: login from %s refused: %s", peer, exc)
+            return web.json_response({"ok": False, "reason": str(exc)}, status=401)
+        log.warning("console: %s", session.who)  # who opened the controls, for the host's log
+        response = web.json_response({"ok": True})
+        self._set_session(response, session)
         return response
 
     def _exchange(self, request: web.Request) -> web.StreamResponse:
@@ -151,7 +212,7 @@ class ConsoleServer:
         if session is None:
             return _text(403, "this one-time token is wrong or was already used")
         response = web.Response(status=303, headers={"Location": "/"})
-        response.set_cookie(COOKIE, session.sid, httponly=True, samesite="Strict", path="/")
+        self._set_session(response, session)
         return response
 
     async def _page(self, request: web.Request) -> web.StreamResponse:

@@ -227,6 +227,8 @@ def test_every_readme_command_works_on_a_plain_install(
     assert "key_file:" in made
     shown = ok(clone.fluoroctl("keys", "show", LINKS_ROOM)).stdout
     assert "room key" in shown and (clone.root / "run/sim-serve/room.key").exists()
+    password = ok(clone.fluoroctl("keys", "console", LINKS_ROOM)).stdout.strip()
+    assert len(password) == 24 and password.count("-") == 4  # the HTTPS console's login
     ran.add("keys")
 
     # fluoroctl dicom status DIR: the simulator room has no PACS, so nothing is queued
