@@ -7,6 +7,7 @@ injector-confirmed injection start, the same number the record holds.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import Any
 
 from ..moments import moment_s
@@ -103,6 +104,8 @@ class ExamView:
             self._injector(kind, data)
         if kind in ("fault", "device_lost") and data.get("device") in self.devices:
             self.devices[data["device"]] = f"{kind}: {data.get('fault') or data.get('error')}"
+        elif kind in _LINK_STATES and source not in (None, "scheduler", "operator", "safety"):
+            self.devices[str(source)] = _LINK_STATES[kind](data)
         if kind == "fluoro_ended" and data.get("duration_s") is not None:
             self.dose["fluoro_s"] += float(data["duration_s"])
 
@@ -139,6 +142,14 @@ class ExamView:
             "curves": {k: [None if x != x else x for x in v] for k, v in self.curves.items()},
             **self.live,
         }
+
+
+#: a device's link as its panel says it (the journal keeps the details)
+_LINK_STATES: dict[str, Callable[[dict[str, Any]], str]] = {
+    "link_lost": lambda d: f"LINK LOST ({d.get('detail') or d.get('link')}): reconnecting",
+    "link_up": lambda d: "ok (link up again)",
+    "security": lambda d: f"SECURITY: {d.get('count')} frame(s) dropped ({d.get('what')})",
+}
 
 
 def _text(line: dict[str, Any], anchor: float | None) -> str:

@@ -21,6 +21,7 @@ from scheduler.console import ConsoleHub, ConsoleOperator, ConsoleServer
 from scheduler.console.curves import SAMPLE_S, SHOWN, CurveSampler
 from scheduler.console.folder import FolderTail
 from scheduler.console.hub import MAXSIZE
+from scheduler.console.view import ExamView
 from scheduler.exam import ExamRunner
 
 from .harness import Client, in_thread, protocol, run_exam
@@ -296,3 +297,20 @@ def test_thumbnails_fit_the_asked_size(tmp_path):
         assert client.get(f"/image/{name}.png?size=3")[0] == 400
     finally:
         server.stop()
+
+
+def test_the_devices_panel_shows_each_link_lost_restored_and_attacked():
+    view = ExamView()
+
+    def line(source: str, kind: str, **data: object) -> None:
+        view.apply({"t_s": 1.0, "source": source, "kind": kind, "step": None, "data": data})
+
+    line("carm", "link_lost", link="serial:///dev/ttyUSB0", detail="pty closed")
+    assert view.devices["carm"].startswith("LINK LOST (pty closed)")
+    assert view.devices["table"] == "ok"
+    line("carm", "link_up", link="serial:///dev/ttyUSB0", detail="")
+    assert view.devices["carm"] == "ok (link up again)"
+    line("injector", "security", what="forged", count=3, detail="bad MAC")
+    assert view.devices["injector"] == "SECURITY: 3 frame(s) dropped (forged)"
+    line("scheduler", "link_lost", detail="not a device")
+    assert "scheduler" not in view.devices
