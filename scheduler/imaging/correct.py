@@ -49,13 +49,13 @@ class FrameCorrector:
         shape = (self.calibration.mode.rows, self.calibration.mode.cols)
         if raw.shape != shape:
             raise ValueError(f"frame {raw.shape} is not the calibrated size {shape}")
+        x: npt.NDArray[np.uint16] | F32 = raw
         if self._gain is not None:
-            x: npt.NDArray[np.generic] = cv2.multiply(raw, self._gain, dtype=cv2.CV_32F)
-        else:
-            x = raw
+            x = np.asarray(cv2.multiply(raw, self._gain, dtype=cv2.CV_32F), np.float32)
         if self._bias is not None:
-            out: U16 = cv2.subtract(x, self._bias, dtype=cv2.CV_16U)
-        elif x is raw:
+            # saturating float → uint16, rounding half to even
+            out = np.asarray(cv2.subtract(x, self._bias, dtype=cv2.CV_16U), np.uint16)
+        elif self._gain is None:
             out = raw.copy()
         else:
             out = np.asarray(cv2.add(x, np.zeros_like(x), dtype=cv2.CV_16U), np.uint16)

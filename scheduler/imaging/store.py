@@ -166,6 +166,7 @@ def _atomic(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # readable like the room file it belongs with
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
