@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from drivers import CArm, Frame
+from drivers import CArm, DeviceError, Frame
 from drivers.carm import PANEL_CORRECTIONS
 from drivers.config import ConfigError
 
@@ -108,6 +108,9 @@ class HostImageChain:
         self.needed = needed
         self.calibration = calibration
         self._self_calibrate = self_calibrate
+        self._pending: asyncio.Future[RoomCalibration] | None = None
+        #: why the chain's own calibration failed (its images are stored uncorrected)
+        self.failure: str | None = None
         self._correctors: dict[tuple[int, int, float], FrameCorrector | None] = {}
 
     @classmethod
@@ -135,17 +138,40 @@ class HostImageChain:
         def take() -> asyncio.Future[RoomCalibration]:
             return asyncio.ensure_future(acquire_calibration(carm, now))
 
-        return cls(options, needed, None, take)
+        chain = cls(options, needed, None, take)
+        chain.start()
+        return chain
 
     @property
     def ready(self) -> bool:
         return not self.needed or self.calibration is not None
 
+    def start(self) -> None:
+        """Start calibrating (a panel that calibrates unattended) if a loop runs: the
+        frames are made while the exam prepares, not when its first image is stored."""
+        if self.ready or self._self_calibrate is None or self._pending is not None:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._pending = self._self_calibrate()
+        # an exam refused or ended before its first image never awaits it
+        self._pending.add_done_callback(lambda f: f.cancelled() or f.exception())
+
     async def prepare(self) -> None:
-        """Take the calibration now if the chain calibrates itself (a simulator's panel)."""
+        """Wait for the chain's own calibration (a simulator's panel). If it cannot be
+        taken, frames are stored as delivered, with a note: nothing acquired is lost."""
         if self.ready or self._self_calibrate is None:
             return
-        self.calibration = await self._self_calibrate()
+        self.start()
+        if self._pending is None:
+            return
+        try:
+            self.calibration = await self._pending
+        except (DeviceError, ValueError) as exc:
+            self.failure = f"the panel could not be calibrated: {exc}"
+            self._self_calibrate = None
 
     def corrector(self, frame: Frame) -> FrameCorrector | None:
         """The corrector of ``frame``'s read-out mode (None: nothing to do or no calibration)."""
