@@ -182,6 +182,22 @@ class TomoSeries:
     ended_at_s: float
 
 
+#: Everything a flat panel's calibration corrects (offset, gain, defect pixels).
+PANEL_CORRECTIONS: frozenset[str] = frozenset({"offset", "gain", "defects"})
+
+
+@dataclass(frozen=True, slots=True)
+class PanelMode:
+    """One read-out mode of the detector: a calibration is only valid in the mode it was
+    taken in (same size and binning)."""
+
+    name: str  # "radiography", "fluoroscopy"
+    rows: int
+    cols: int
+    binning: int
+    pixel_spacing_mm: float
+
+
 @dataclass(frozen=True, slots=True)
 class CArmStatus:
     ready: bool
@@ -206,6 +222,13 @@ class CArm(Bounded, EventSource, ABC):
 
     #: Positioner speed used to bound motion waits when the caller gives no timeout.
     rotation_speed_deg_s: float = 10.0
+    #: What the panel corrects on board before delivering a frame (a subset of
+    #: PANEL_CORRECTIONS); the host image chain does the rest. A C-arm that declares
+    #: nothing is taken to deliver corrected frames, as vendor panels do.
+    panel_corrections: frozenset[str] = PANEL_CORRECTIONS
+    #: True if calibration frames need no one to clear the beam (a simulator): an exam may
+    #: then calibrate the panel itself when the room has no calibration.
+    unattended_calibration: bool = False
 
     def __init__(self, name: str) -> None:
         super().__init__()
@@ -263,6 +286,23 @@ class CArm(Bounded, EventSource, ABC):
     async def safe_state(self, *, timeout_s: float = 0.1) -> None:
         await self.beam_off(timeout_s=timeout_s)
 
+    def panel_modes(self) -> tuple[PanelMode, ...]:
+        """The detector's read-out modes (empty: not declared)."""
+        return ()
+
+    async def calibration_frames(
+        self, mode: str, kind: str, count: int, *, timeout_s: float | None = None
+    ) -> tuple[Frame, ...]:
+        """``count`` uncorrected frames in read-out ``mode``: ``kind`` "dark" (no beam) or
+        "flat" (open field, nothing in the beam, at a technique the device chooses)."""
+        if kind not in ("dark", "flat"):
+            raise ValueError(f"calibration frames are dark or flat, not {kind!r}")
+        if timeout_s is None:
+            timeout_s = 5.0 + 1.0 * count
+        return await self._bounded(
+            "calibration_frames", timeout_s, self._calibration_frames(mode, kind, count)
+        )
+
     @abstractmethod
     async def _set_technique(self, technique: Technique) -> None: ...
 
@@ -280,6 +320,9 @@ class CArm(Bounded, EventSource, ABC):
 
     async def _tomosynthesis(self, request: TomoRequest) -> TomoSeries:
         raise DeviceStateError(self.name, "tomosynthesis", "this C-arm has no tomosynthesis")
+
+    async def _calibration_frames(self, mode: str, kind: str, count: int) -> tuple[Frame, ...]:
+        raise DeviceStateError(self.name, "calibration_frames", "this C-arm cannot calibrate")
 
     @abstractmethod
     async def _beam_off(self) -> None: ...

@@ -20,6 +20,7 @@ from .carm import (
     FluoroRequest,
     FluoroRun,
     Frame,
+    PanelMode,
     PositionerPose,
     Technique,
     TomoRequest,
@@ -103,6 +104,28 @@ class MockCArm(CArm):
         layers = tuple(self._frame() for _ in request.layer_heights_mm)
         return TomoSeries(
             layers, request.layer_heights_mm, request.sweep_deg, request.projections, now, now
+        )
+
+    def panel_modes(self) -> tuple[PanelMode, ...]:
+        return (PanelMode("radiography", 64, 64, 1, 0.4),)
+
+    async def _calibration_frames(self, mode: str, kind: str, count: int) -> tuple[Frame, ...]:
+        await self._call(f"calibration_frames:{kind}")
+        if mode != "radiography":
+            raise DeviceStateError(self.name, "calibration_frames", f"no panel mode {mode!r}")
+        value = 100 if kind == "dark" else 1100
+        technique = Technique(70.0, 100.0, 100.0)
+        return tuple(
+            Frame(
+                np.full((64, 64), value, np.uint16),
+                0.4,
+                self._clock.now(),
+                technique,
+                self.pose,
+                self.collimation,
+                Dose(0.0, 0.0, 0.0),
+            )
+            for _ in range(count)
         )
 
     async def _beam_off(self) -> None:

@@ -32,6 +32,7 @@ from drivers import (
     TomoRequest,
     TomoSeries,
 )
+from drivers.carm import PANEL_CORRECTIONS, PanelMode
 
 from .limits import GeneratorLimits, check_fluoro, check_technique
 from .patient import SimPatient
@@ -41,11 +42,15 @@ from .table import SimTable
 SWEEP_S_PER_PROJECTION = 0.1  # a linear sweep at 10 projections per second
 EXPOSURE_LATENCY_S = 0.02  # hand switch to beam-on with the anode already prepared
 READOUT_S = 0.15  # flat-panel readout after a radiographic exposure
-#: Dark frames averaged into the panel's offset map; vendors use ≥ 32 [S142]. 16 keeps the
-#: map's own noise 4× below a single frame's at a quarter of the start-up cost.
-DARK_FRAMES = 16
 #: Counts added back after offset subtraction so noise around zero signal is not clipped.
 PEDESTAL_COUNTS = 100
+#: Panel modes: "raw" delivers frames as read (offset, gain pattern, defects: the host
+#: calibrates); "corrected" corrects them on board with the panel's factory maps.
+PANEL_MODES = ("raw", "corrected")
+#: Open-field flat frames sit this far above the dark offset (≈ 30 % of the 16-bit range).
+FLAT_COUNTS = 20000.0
+#: Mean absorbed energy per photon of the flat's beam (keV): sets its quantum noise.
+FLAT_MEAN_KEV = 50.0
 
 
 class SimCArm(CArm):
@@ -59,8 +64,14 @@ class SimCArm(CArm):
         table: SimTable,
         seed: int = 0,
         limits: GeneratorLimits | None = None,
+        panel: str = "raw",
     ) -> None:
         super().__init__(name)
+        if panel not in PANEL_MODES:
+            raise ValueError(f"panel must be one of {', '.join(PANEL_MODES)}, not {panel!r}")
+        #: a raw panel leaves every correction to the host's image chain
+        self.panel_corrections = PANEL_CORRECTIONS if panel == "corrected" else frozenset()
+        self.unattended_calibration = True  # nothing real to clear from the beam
         #: the generator's own hard limits (its configuration, not the host's)
         self.limits = limits or GeneratorLimits()
         self._clock = clock
@@ -79,7 +90,6 @@ class SimCArm(CArm):
         #: called with every acquisition result before it is announced (the detector's
         #: image memory: the simulated room persists it so a restarted controller finds it)
         self.on_acquired: Callable[[str, object], None] | None = None
-        self._offset_maps: dict[int, npt.NDArray[np.float32]] = {}
         self._radiography = ImagingChain(patient.phantom, DetectorModel(seed=seed), seed=seed)
         # Fluoroscopy reads the panel 2×2 binned, as real R/F panels do for frame rate [S29].
         self._fluoroscopy = ImagingChain(
@@ -100,7 +110,7 @@ class SimCArm(CArm):
         def build() -> None:
             for chain in (self._radiography, self._fluoroscopy):
                 image = chain.render(geometry, params, conc, volumes, time_s=t_model)
-                self._offset_correct(image.pixels, chain)
+                self._on_board(image.pixels, chain)
 
         await asyncio.get_running_loop().run_in_executor(None, build)
 
@@ -281,7 +291,8 @@ class SimCArm(CArm):
         none = Dose(0.0, 0.0, 0.0)
         layers = tuple(
             Frame(
-                pixels=self._offset_correct(layer, self._radiography),
+                # reconstructed on board from projections the panel corrected itself
+                pixels=_corrected(layer, self._radiography.detector),
                 pixel_spacing_mm=result.pixel_spacing_mm,
                 acquired_at_s=started,
                 technique=technique,
@@ -381,7 +392,7 @@ class SimCArm(CArm):
 
         def develop() -> tuple[RenderedImage, npt.NDArray[np.uint16]]:
             image = chain.render(geometry, params, conc, volumes, time_s=t_model)
-            return image, self._offset_correct(image.pixels, chain)
+            return image, self._on_board(image.pixels, chain)
 
         image, pixels = await asyncio.get_running_loop().run_in_executor(None, develop)
         self._cum_rak_mgy += image.reference_air_kerma_mgy
@@ -400,20 +411,85 @@ class SimCArm(CArm):
             ),
         )
 
-    def _offset_correct(
-        self, raw: npt.NDArray[np.uint16], chain: ImagingChain
-    ) -> npt.NDArray[np.uint16]:
-        """Subtract the dark offset map, as flat panels do on board before delivering a frame.
+    def _on_board(self, raw: npt.NDArray[np.uint16], chain: ImagingChain) -> npt.NDArray[np.uint16]:
+        """The frame as the panel delivers it: as read (raw), or corrected on board."""
+        if not self.panel_corrections:
+            return raw
+        return _corrected(raw, chain.detector)
 
-        Without it fixed-pattern offsets (row banding) dominate low-dose fluoroscopy frames.
-        """
-        key = id(chain)
-        if key not in self._offset_maps:
-            darks = np.stack([chain.dark_frame() for _ in range(DARK_FRAMES)])
-            self._offset_maps[key] = darks.mean(axis=0, dtype=np.float32)
-        corrected = raw.astype(np.float32) - self._offset_maps[key] + PEDESTAL_COUNTS
-        out: npt.NDArray[np.uint16] = np.clip(corrected, 0, 65535).astype(np.uint16)
-        return out
+    # -- calibration -------------------------------------------------------------------------
+    def panel_modes(self) -> tuple[PanelMode, ...]:
+        return tuple(
+            PanelMode(name, d.rows, d.cols, round(d.pixel_mm / base), d.pixel_mm)
+            for name, d, base in (
+                ("radiography", self._radiography.detector, self._radiography.detector.pixel_mm),
+                ("fluoroscopy", self._fluoroscopy.detector, self._radiography.detector.pixel_mm),
+            )
+        )
+
+    async def _calibration_frames(self, mode: str, kind: str, count: int) -> tuple[Frame, ...]:
+        chains = {"radiography": self._radiography, "fluoroscopy": self._fluoroscopy}
+        if mode not in chains:
+            raise DeviceStateError(self.name, "calibration_frames", f"no panel mode {mode!r}")
+        if self._beam_on:
+            raise DeviceStateError(self.name, "calibration_frames", "beam already on")
+        detector = chains[mode].detector
+        images = await asyncio.get_running_loop().run_in_executor(
+            None, _calibration_images, detector, kind, count
+        )
+        technique = Technique(70.0, 100.0, 100.0)  # the flat's open-field beam (10 mAs)
+        none = Dose(0.0, 0.0, 0.0)
+        now = self._clock.now()
+        return tuple(
+            Frame(
+                pixels=self._on_board(np.array(image), chains[mode]),
+                pixel_spacing_mm=detector.pixel_mm,
+                acquired_at_s=now,
+                technique=technique,
+                pose=self._pose,
+                collimation=self._collimation,
+                dose=none,  # nobody in the beam: nothing to book against a patient
+            )
+            for image in images
+        )
 
     def _emit(self, kind: str, **data: object) -> None:
         self._publish(DeviceEvent(self.name, kind, self._clock.now(), data))
+
+
+@functools.lru_cache(maxsize=16)
+def _calibration_images(
+    detector: DetectorModel, kind: str, count: int
+) -> tuple[npt.NDArray[np.uint16], ...]:
+    """Dark or open-field frames of ``detector``, from their own noise stream (the patient's
+    frames keep theirs); deterministic, so cached: a simulated panel calibrates once per
+    process."""
+    rng = np.random.default_rng([detector.seed, 0xCA1, 1 if kind == "flat" else 0])
+    shape = (detector.rows, detector.cols)
+    if kind == "dark":
+        images = [detector.dark(rng) for _ in range(count)]
+    else:
+        signal = np.full(shape, FLAT_COUNTS / detector.counts_per_kev, np.float32)
+        variance = signal * np.float32(FLAT_MEAN_KEV)
+        images = [detector.read_out(signal, variance, rng) for _ in range(count)]
+    for image in images:
+        image.setflags(write=False)
+    return tuple(images)
+
+
+def _corrected(raw: npt.NDArray[np.uint16], detector: DetectorModel) -> npt.NDArray[np.uint16]:
+    """On-board correction with the panel's factory maps: offset and gain, defect pixels
+    replaced by the mean of their row neighbours.
+
+    Without the offset correction fixed-pattern offsets (row banding) dominate low-dose
+    fluoroscopy frames.
+    """
+    x = raw.astype(np.float32) - detector.offset_map()
+    x /= detector.gain_map()
+    x += PEDESTAL_COUNTS
+    rows, cols, _ = detector.defects()
+    left = np.clip(cols - 1, 0, detector.cols - 1)
+    right = np.clip(cols + 1, 0, detector.cols - 1)
+    x[rows, cols] = 0.5 * (x[rows, left] + x[rows, right])
+    out: npt.NDArray[np.uint16] = np.clip(np.rint(x), 0, 65535).astype(np.uint16)
+    return out

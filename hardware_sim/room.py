@@ -11,7 +11,7 @@ from drivers import DeviceEvent, Injector
 from drivers.backends import DeviceSet, RoomDevices, RoomRequest
 from drivers.config import ConfigError
 
-from .carm import SimCArm
+from .carm import PANEL_MODES, SimCArm
 from .faults import FaultInjector, FaultSpecError, parse_faults
 from .follow import InjectorFollower
 from .injector import SimInjector
@@ -80,6 +80,7 @@ class SimRoom:
             self.table,
             seed=self.scenario.seed,
             limits=self.limits.carm,
+            panel=_panel(request),
         )
         self.persistence = RoomPersistence(self)
         #: set when another backend serves the injector: the patient follows it instead
@@ -145,6 +146,15 @@ class SimRoom:
             },
             close=self.aclose,
         )
+
+
+def _panel(request: RoomRequest) -> str:
+    """The ``panel`` option: ``raw`` (default; the host calibrates) or ``corrected`` (on board)."""
+    panel = str(request.options.get("panel", "raw"))
+    if panel not in PANEL_MODES:
+        where = request.base_dir / "room options"
+        raise ConfigError(where, None, "options.panel", f"must be raw or corrected, not {panel!r}")
+    return panel
 
 
 async def open_sim_room(request: RoomRequest) -> DeviceSet | RoomDevices:

@@ -87,7 +87,9 @@ class SimServer:
             RoomRequest(
                 {r: f"sim://{r}" for r in ("carm", "table", "injector")},
                 self.clock,
-                options,
+                # the wire protocol carries neither the panel's corrections nor calibration
+                # frames yet: a served panel corrects on board unless the room says raw
+                {"panel": "corrected", **options},
                 base_dir,
             )
         )

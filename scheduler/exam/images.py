@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 from drivers import DeviceError, Frame, TablePosition
 
+from ..imaging.chain import DevelopedImage
 from ..protocol import CaptureStep, FluoroStep, TomoStep
 from ..records import CaptureRecord, ContrastInfo, TomoInfo
 from ..safety import fluoro_run_time_s
 from .context import ExamContext
 from .events import Captured, CaptureFailed, DoseNoticed, InjectorLinkLost, Kind
 from .results import StepResult
+from .store import DicomStore
 from .timing import status_after_capture
 
 Acquisition = CaptureStep | FluoroStep | TomoStep
@@ -60,6 +63,8 @@ async def record_capture(
         ),
     )
     ctx.frame_bytes = max(ctx.frame_bytes, first.pixels.nbytes)
+    image = await develop(ctx, record)
+    record = image.presentation
     try:
         path = ctx.store.write(record)
     except OSError as exc:
@@ -73,6 +78,9 @@ async def record_capture(
         raise
     ctx.records.append(record)
     result.files.append(path.name)
+    for extra in (image.held, image.for_processing):
+        if extra is not None:
+            _store_extra(ctx, result, extra, for_processing=extra is image.for_processing)
     result.status = status_after_capture(
         result.lateness_s, step.tolerance_s, step.late_window_s, step.id in ctx.taken_late
     )
@@ -107,6 +115,35 @@ async def record_capture(
                 step=step.id, notice=Kind(notice.kind), message=notice.message, value=notice.value
             )
         )
+
+
+async def develop(ctx: ExamContext, record: CaptureRecord) -> DevelopedImage:
+    """``record`` through the store's host image chain (unchanged without one)."""
+    chain = ctx.store.chain if isinstance(ctx.store, DicomStore) else None
+    if chain is None:
+        return DevelopedImage(record, None, None)
+    await chain.prepare()
+    return chain.develop(record)
+
+
+def _store_extra(
+    ctx: ExamContext, result: StepResult, record: CaptureRecord, *, for_processing: bool
+) -> None:
+    """A last-image-hold or "for processing" image: an instance of its own, after the
+    acquisition's; failing to store it does not undo the acquisition's image."""
+    assert isinstance(ctx.store, DicomStore)
+    ctx.instance += 1
+    record = dataclasses.replace(record, instance_number=ctx.instance)
+    try:
+        if for_processing:
+            path = ctx.store.write_for_processing(record)
+        else:
+            path = ctx.store.write(record)
+            ctx.records.append(record)
+    except OSError:
+        ctx.faults.append("storage.write_failed")
+        return
+    result.files.append(path.name)
 
 
 async def _table_position(ctx: ExamContext) -> TablePosition:

@@ -22,6 +22,7 @@ from typing import Any
 from drivers import Clock, DeviceError, DeviceEvent, DeviceLost, DeviceTimeout
 from drivers.backends import DeviceSet
 
+from ..imaging.chain import HostImageChain
 from ..journal import ExamEvent, Journal
 from ..operator import Operator, Request
 from ..protocol import Protocol
@@ -94,7 +95,7 @@ class ExamRunner:
             exam=exam,
             bus=self.bus,
             journal=self.journal,
-            store=store or DicomStore(exam, out_dir),
+            store=store or DicomStore(exam, out_dir, HostImageChain.for_room(room, devices.carm)),
             info=RoomInfo.of(devices),
             policy=effective_policy(room, protocol),
             gate=PauseGate(clock),

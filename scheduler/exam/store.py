@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from ..imaging.chain import HostImageChain
 from ..outputs import write_capture
 from ..records import CaptureRecord, ExamInfo
 
@@ -22,11 +23,20 @@ class ImageStore(Protocol):
 
 
 class DicomStore:
-    """One DICOM file per image in the exam folder, linked into place (never replaced)."""
+    """One DICOM file per image in the exam folder, linked into place (never replaced).
 
-    def __init__(self, exam: ExamInfo, out_dir: Path) -> None:
+    ``chain``: the room's host image chain, which the capture handler runs the frames
+    through before they are written (:func:`scheduler.exam.images.record_capture`).
+    """
+
+    def __init__(self, exam: ExamInfo, out_dir: Path, chain: HostImageChain | None = None) -> None:
         self._exam = exam
         self._out_dir = out_dir
+        self.chain = chain
 
     def write(self, record: CaptureRecord) -> Path:
         return write_capture(record, self._exam, self._out_dir)
+
+    def write_for_processing(self, record: CaptureRecord) -> Path:
+        """The linear "for processing" image of an acquisition (its own instance)."""
+        return write_capture(record, self._exam, self._out_dir, for_processing=True)

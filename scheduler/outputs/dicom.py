@@ -58,6 +58,9 @@ from .dicom_study import _patient, _study_series_equipment
 from .dicom_values import _da, _ds, _dt, _lo, _local, _offset, _text, _tm, exam_zone
 from .timing import format_after_injection
 
+#: a record note that marks a last-image-hold (scheduler.imaging.chain.HELD_NOTE)
+HELD_NOTE = "last image hold"
+
 __all__ = [
     "BITS_STORED",
     "PATIENT_ORIENTATION",
@@ -118,6 +121,10 @@ def _general_image(ds: Dataset, exam: ExamInfo, record: CaptureRecord, zone: dt.
     ds.AcquisitionUID = acquisition_uid_for(
         exam.study_instance_uid, protocol_step_of(record), exam.uid_root
     )
+    if HELD_NOTE in record.notes:
+        # the last-image-hold: the run's last (filtered) frame, held on the display
+        ds.ImageType = ["DERIVED", "PRIMARY", "SINGLE PLANE"]
+        ds.DerivationDescription = "last image hold of a fluoroscopy run (recursive filter)"
 
 
 def _frame_time_ms(record: CaptureRecord) -> float:
@@ -280,12 +287,17 @@ def _tomography(ds: Dataset, tomo: TomoInfo) -> None:
 
 
 def build_dataset(
-    record: CaptureRecord, exam: ExamInfo, series: SeriesInfo | None = None
+    record: CaptureRecord,
+    exam: ExamInfo,
+    series: SeriesInfo | None = None,
+    *,
+    for_processing: bool = False,
 ) -> Dataset:
     """The complete dataset (with file meta) for one capture, without writing it.
 
     ``series`` is the series the image joins (:func:`.dicom_series.series_in_folder`);
-    without it the image starts series number 1 of its own.
+    without it the image starts series number 1 of its own. ``for_processing``: the linear
+    corrected image (Presentation Intent Type FOR PROCESSING) instead of the display one.
     """
     if not record.frames:
         raise ValueError(f"{record.step_id}: a capture without frames cannot be stored")
@@ -309,7 +321,7 @@ def build_dataset(
     _patient(ds, exam, zone)
     _study_series_equipment(ds, exam, record, series, zone)
     _general_image(ds, exam, record, zone)
-    rows, cols, spacing = _pixels(ds, record, multi_frame)
+    rows, cols, spacing = _pixels(ds, record, multi_frame, for_processing)
     if multi_frame:
         _cine(ds, record)
     _acquisition(ds, record, rows, cols, spacing, multi_frame)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from .dicom_values import _da, _lo, _local, _tm
 __all__ = ["SeriesInfo", "new_series", "series_description", "series_in_folder"]
 
 _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime"]
+#: headers remembered (a few hundred bytes each), by file identity
+_HEADER_CACHE = 4096
+_HEADERS: OrderedDict[tuple[str, int, int, int, int], pydicom.Dataset | None] = OrderedDict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,17 +101,37 @@ def _study_images(directory: Path, study_uid: str) -> list[pydicom.Dataset]:
 
 def _header(path: Path) -> pydicom.Dataset | None:
     """The series attributes of a regular file; None for anything else (a FIFO would block
-    a plain open, a symlink may point anywhere) or a file that is not readable DICOM."""
+    a plain open, a symlink may point anywhere) or a file that is not readable DICOM.
+
+    Headers are remembered by the file's identity (device, inode, size, mtime): an exam
+    folder is re-read at every image, and parsing each earlier image's header again made a
+    write's cost grow with the exam (≈ 1 ms per image already stored). A file changed or
+    replaced since has another identity and is read again.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             return None
+        key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if key in _HEADERS:
+            _HEADERS.move_to_end(key)
+            return _HEADERS[key]
         with os.fdopen(os.dup(fd), "rb") as f:
-            return pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
-    except Exception:  # a damaged or foreign file says nothing about our series
+            try:
+                ds: pydicom.Dataset | None = pydicom.dcmread(
+                    f, stop_before_pixels=True, specific_tags=_TAGS
+                )
+            except Exception:  # a damaged or foreign file says nothing about our series
+                ds = None
+        _HEADERS[key] = ds
+        while len(_HEADERS) > _HEADER_CACHE:
+            _HEADERS.popitem(last=False)
+        return ds
+    except OSError:
         return None
     finally:
         os.close(fd)

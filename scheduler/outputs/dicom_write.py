@@ -128,7 +128,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(dir_fd)
 
 
-def write_capture(record: CaptureRecord, exam: ExamInfo, directory: Path) -> Path:
+def write_capture(
+    record: CaptureRecord, exam: ExamInfo, directory: Path, *, for_processing: bool = False
+) -> Path:
     """Write ``record`` as ``{instance:03d}-{step_id}.dcm`` in ``directory``; return the path.
 
     The file appears complete or not at all (temporary file, fsync, link, directory fsync).
@@ -140,7 +142,7 @@ def write_capture(record: CaptureRecord, exam: ExamInfo, directory: Path) -> Pat
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     series = series_in_folder(record, exam, directory, exam_zone(exam.study_datetime))
-    ds = build_dataset(record, exam, series)
+    ds = build_dataset(record, exam, series, for_processing=for_processing)
     path = directory / capture_file_name(record)
     _write_atomically(ds, path)
     return path
