@@ -70,6 +70,7 @@ class SimRoom:
             self.table,
             seed=self.scenario.seed,
             limits=self.limits.carm,
+            timed_trigger=request.options.get("carm_timed_trigger", True) is not False,
         )
         self.persistence = RoomPersistence(self)
         #: set when another backend serves the injector: the patient follows it instead

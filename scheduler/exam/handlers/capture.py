@@ -1,4 +1,4 @@
-"""Capture steps: one radiograph."""
+"""Capture steps: one radiograph, a timed exposure when the C-arm takes one."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class Radiograph:
 
     async def acquire(self, ctx: ExamContext, step: CaptureStep) -> list[Acquired]:
         return [((await ctx.devices.carm.expose(),), None, None)]
+
+    async def acquire_at(self, ctx: ExamContext, step: CaptureStep, at_s: float) -> list[Acquired]:
+        """A timed exposure: the C-arm brings the beam on at ``at_s`` by its own timer."""
+        return [((await ctx.devices.carm.expose(at_s=at_s),), None, None)]
 
     def from_detector(self, kind: str, payload: Any, step: CaptureStep) -> list[Acquired]:
         frame: Frame = payload
