@@ -199,7 +199,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-trigger-") as tmp_name:
         tmp = Path(tmp_name)
         protocol = tmp / "films.yaml"
-        protocol.write_text(protocol_text(args.films, args.spacing, first_s=10.0))
+        protocol.write_text(protocol_text(args.films, args.spacing, first_s=15.0))
         early_room = tmp / "sim-links-untimed.yaml"
         early_room.write_text(
             LINKS_ROOM.read_text().replace(

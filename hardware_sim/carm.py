@@ -217,8 +217,7 @@ class SimCArm(CArm):
         if self._armed is not None:
             raise DeviceStateError(self.name, "expose", "a timed exposure is already armed")
         armed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._armed = armed
-        self._emit("exposure_armed", beam_on_at_s=at_s)
+        self._armed = armed  # not an event: the exam's journal stays line for line as before
         try:
             await self._wait_until(armed, switch_at)
             if not armed.done():

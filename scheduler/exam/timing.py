@@ -105,9 +105,10 @@ def status_after_capture(
 #: for the safety checks (two status round trips), the fsynced journal line (decision 0007)
 #: and a clock re-sync (four ``link.ping``), measured at a few milliseconds on real links.
 COMMAND_LEAD_S = 0.25
-#: On a scaled clock the lead is this many wall leads at most (a 60× rehearsal would
-#: otherwise wake 15 simulated seconds early and stop honouring a pause that soon).
-MAX_LEAD_SCALE = 4.0
+#: On a scaled clock the lead is at most this many wall leads of loop time: a 60× rehearsal
+#: wakes 5 simulated seconds early (83 ms of wall time for the checks, the fsync and the
+#: link), not 15, so a pause or skip that close to a film is still honoured.
+MAX_LEAD_SCALE = 20.0
 #: A timed exposure is armed only if its hand-switch moment is at least this far (wall s)
 #: ahead when the command leaves: the request's trip and the device's checks.
 MIN_ARM_S = 0.005
