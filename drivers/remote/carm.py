@@ -151,9 +151,11 @@ class RemoteCArm(RemoteDevice, CArm):
     async def _expose_at(self, at_s: float) -> Frame:
         """``expose`` with ``at_t_s`` (the time point on the device clock) and ``sync_s``.
 
-        A sync the C-arm would refuse is refused here (``trigger_sync``) without sending
-        anything (:meth:`timed_trigger_ready` re-measures a stale one). Cancelled while armed
-        (the step ended), the driver sends ``beam_off`` so nothing stays armed on the device.
+        The time point is aimed late by the clock offset's error bound (``sync_s``, at most the
+        C-arm's ``max_sync_s``), so the beam never comes on before it: its lateness lies within
+        [0, 2 × bound]. A sync the C-arm would refuse is refused here (``trigger_sync``) without
+        sending anything (:meth:`timed_trigger_ready` re-measures a stale one). Cancelled while
+        armed (the step ended), the driver sends ``beam_off`` so nothing stays armed on it.
         """
         why = await self._timed_trigger_ready()
         if why is not None:
@@ -161,7 +163,9 @@ class RemoteCArm(RemoteDevice, CArm):
         to_device = getattr(self._channel, "to_device_time", None)  # optional (vendor channels)
         assert to_device is not None  # checked by _timed_trigger_ready
         sync_s, _ = self._channel_sync()
-        fields: dict[str, Scalar] = {"at_t_s": to_device(at_s), "sync_s": sync_s}
+        # aimed the offset's error bound late: the beam never comes on before the time point
+        at_t = to_device(at_s, not_before=True)
+        fields: dict[str, Scalar] = {"at_t_s": at_t, "sync_s": sync_s}
         try:
             _, frames = await self._acquire("expose", fields)
         except asyncio.CancelledError:
