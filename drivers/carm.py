@@ -7,6 +7,7 @@ tube tilted 15° caudad is ``secondary_angle_deg = -15``.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -199,6 +200,39 @@ class PanelMode:
 
 
 @dataclass(frozen=True, slots=True)
+class CArmCapabilities:
+    """What a C-arm declares about its own timing (its data sheet, not a measurement).
+
+    ``exposure_latency_s``: from the exposure command (hand switch) to beam-on with the anode
+    prepared; ``readout_s``: from the end of a radiographic exposure to the frame being
+    available. ``timed_trigger``: the C-arm takes ``expose(at_s=T)`` and fires on its own timer
+    so the beam comes on at ``T``; without it a scheduler sends the command
+    ``exposure_latency_s`` early. ``max_sync_s``: for a device on a link, the largest clock
+    offset uncertainty (wall seconds) it accepts with a timed exposure.
+    """
+
+    exposure_latency_s: float = 0.0
+    readout_s: float = 0.0
+    timed_trigger: bool = False
+    max_sync_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range("exposure_latency_s", self.exposure_latency_s, 0.0, 5.0)
+        _check_range("readout_s", self.readout_s, 0.0, 30.0)
+        _check_range("max_sync_s", self.max_sync_s, 0.0, 1.0)
+
+
+#: Fault codes of a timed exposure the device refused or dropped before beam-on (no exposure
+#: was made): the time point already passed, the clock sync is missing or too uncertain, the
+#: host fell silent before the time point, or it was cancelled (``beam_off``).
+TRIGGER_PAST = "trigger_past"
+TRIGGER_SYNC = "trigger_sync"
+TRIGGER_HOST_SILENT = "trigger_host_silent"
+TRIGGER_CANCELLED = "trigger_cancelled"
+TIMED_NOT_FIRED = frozenset({TRIGGER_PAST, TRIGGER_SYNC, TRIGGER_HOST_SILENT, TRIGGER_CANCELLED})
+
+
+@dataclass(frozen=True, slots=True)
 class CArmStatus:
     ready: bool
     beam_on: bool
@@ -210,6 +244,8 @@ class CArmStatus:
     cumulative_reference_air_kerma_mgy: float = 0.0
     cumulative_dap_gy_cm2: float = 0.0
     faults: tuple[str, ...] = field(default_factory=tuple)
+    #: a timed exposure is armed (waiting for its time point)
+    armed: bool = False
 
 
 class CArm(Bounded, EventSource, ABC):
@@ -254,13 +290,33 @@ class CArm(Bounded, EventSource, ABC):
     ) -> None:
         await self._bounded("set_collimation", timeout_s, self._set_collimation(collimation))
 
-    async def expose(self, *, timeout_s: float | None = None) -> Frame:
-        """Take one radiographic exposure with the current technique."""
+    async def capabilities(self, *, timeout_s: float = 1.0) -> CArmCapabilities:
+        """The C-arm's declared latencies and whether it takes timed exposures."""
+        return await self._bounded("capabilities", timeout_s, self._capabilities())
+
+    async def timed_trigger_ready(self, *, timeout_s: float = 1.0) -> str | None:
+        """Get ready for ``expose(at_s=...)`` (a device on a link re-measures its clock offset
+        when stale); returns why a timed exposure cannot be used now, or None when it can."""
+        return await self._bounded("timed_trigger_ready", timeout_s, self._timed_trigger_ready())
+
+    async def expose(self, *, at_s: float | None = None, timeout_s: float | None = None) -> Frame:
+        """Take one radiographic exposure with the current technique.
+
+        ``at_s`` (host loop time): a timed exposure, for a C-arm whose capabilities say
+        ``timed_trigger``. The C-arm arms, and its own timer brings the beam on at ``at_s``; it
+        refuses (:class:`DeviceFault` with a code in :data:`TIMED_NOT_FIRED`, no exposure made)
+        a time point already too close or past, or a clock it cannot trust. ``beam_off``
+        cancels an armed exposure before beam-on. Fire-once like any exposure.
+        """
         if timeout_s is None:
             technique = (await self.status()).technique
             exposure_s = technique.exposure_ms / 1000.0 if technique else 1.0
             timeout_s = exposure_s + 3.0  # prepare + readout margin
-        return await self._bounded("expose", timeout_s, self._expose())
+            if at_s is not None:
+                timeout_s += max(0.0, at_s - asyncio.get_running_loop().time())
+        if at_s is None:
+            return await self._bounded("expose", timeout_s, self._expose())
+        return await self._bounded("expose", timeout_s, self._expose_at(at_s))
 
     async def fluoro(self, request: FluoroRequest, *, timeout_s: float | None = None) -> FluoroRun:
         if timeout_s is None:
@@ -314,6 +370,17 @@ class CArm(Bounded, EventSource, ABC):
 
     @abstractmethod
     async def _expose(self) -> Frame: ...
+
+    async def _capabilities(self) -> CArmCapabilities:
+        """Nothing declared: no latency compensation, no timed trigger."""
+        return CArmCapabilities()
+
+    async def _timed_trigger_ready(self) -> str | None:
+        caps = await self._capabilities()
+        return None if caps.timed_trigger else "this C-arm has no timed trigger"
+
+    async def _expose_at(self, at_s: float) -> Frame:
+        raise DeviceStateError(self.name, "expose", "this C-arm has no timed trigger")
 
     @abstractmethod
     async def _fluoro(self, request: FluoroRequest) -> FluoroRun: ...

@@ -14,6 +14,7 @@ import numpy as np
 from .backends import DeviceSet, RoomRequest
 from .carm import (
     CArm,
+    CArmCapabilities,
     CArmStatus,
     CollimationField,
     Dose,
@@ -54,6 +55,9 @@ class MockCArm(CArm):
         self.collimation = CollimationField(350, 430)
         self.beam_on = False
         self.hang = hang or set()  # calls that never return (to test bounds)
+        #: what it declares; a test may give it a latency or a timed trigger (then
+        #: ``expose(at_s=T)`` returns its frame stamped T, logged as ``expose_at``)
+        self.caps = CArmCapabilities()
 
     async def _call(self, name: str) -> None:
         self._log.add(self._clock, self.name, name)
@@ -88,6 +92,18 @@ class MockCArm(CArm):
         await self._call("expose")
         if self.technique is None:
             raise DeviceStateError(self.name, "expose", "no technique set")
+        return self._frame()
+
+    async def _capabilities(self) -> CArmCapabilities:
+        return self.caps
+
+    async def _expose_at(self, at_s: float) -> Frame:
+        if not self.caps.timed_trigger:
+            return await super()._expose_at(at_s)
+        await self._call("expose_at")
+        if self.technique is None:
+            raise DeviceStateError(self.name, "expose", "no technique set")
+        await self._clock.sleep_until(at_s)
         return self._frame()
 
     async def _fluoro(self, request: FluoroRequest) -> FluoroRun:

@@ -32,7 +32,15 @@ from drivers import (
     TomoRequest,
     TomoSeries,
 )
-from drivers.carm import PANEL_CORRECTIONS, PanelMode
+from drivers.carm import (
+    PANEL_CORRECTIONS,
+    TRIGGER_CANCELLED,
+    TRIGGER_HOST_SILENT,
+    TRIGGER_PAST,
+    CArmCapabilities,
+    PanelMode,
+)
+from drivers.timer import SPIN_S, sleep_until_precise
 
 from .limits import GeneratorLimits, check_fluoro, check_technique
 from .patient import SimPatient
@@ -42,6 +50,9 @@ from .table import SimTable
 SWEEP_S_PER_PROJECTION = 0.1  # a linear sweep at 10 projections per second
 EXPOSURE_LATENCY_S = 0.02  # hand switch to beam-on with the anode already prepared
 READOUT_S = 0.15  # flat-panel readout after a radiographic exposure
+#: The largest host clock-offset uncertainty a timed exposure is accepted with: it is the
+#: beam-on error the host cannot see, so it is kept below the ±2 ms trigger target.
+MAX_SYNC_S = 0.0015
 #: Counts added back after offset subtraction so noise around zero signal is not clipped.
 PEDESTAL_COUNTS = 100
 #: Panel modes: "raw" delivers frames as read (offset, gain pattern, defects: the host
@@ -65,6 +76,7 @@ class SimCArm(CArm):
         seed: int = 0,
         limits: GeneratorLimits | None = None,
         panel: str = "raw",
+        timed_trigger: bool = True,
     ) -> None:
         super().__init__(name)
         if panel not in PANEL_MODES:
@@ -72,6 +84,9 @@ class SimCArm(CArm):
         #: a raw panel leaves every correction to the host's image chain
         self.panel_corrections = PANEL_CORRECTIONS if panel == "corrected" else frozenset()
         self.unattended_calibration = True  # nothing real to clear from the beam
+        #: whether the generator takes timed exposures (a room option can model one that
+        #: does not: the scheduler then sends the command early by the exposure latency)
+        self.timed_trigger = timed_trigger
         #: the generator's own hard limits (its configuration, not the host's)
         self.limits = limits or GeneratorLimits()
         self._clock = clock
@@ -90,6 +105,10 @@ class SimCArm(CArm):
         #: called with every acquisition result before it is announced (the detector's
         #: image memory: the simulated room persists it so a restarted controller finds it)
         self.on_acquired: Callable[[str, object], None] | None = None
+        #: asked when an armed exposure fires: a reason not to (the wire service says the host
+        #: fell silent), or None to fire
+        self.fire_guard: Callable[[], str | None] | None = None
+        self._armed: asyncio.Future[None] | None = None
         self._radiography = ImagingChain(patient.phantom, DetectorModel(seed=seed), seed=seed)
         # Fluoroscopy reads the panel 2×2 binned, as real R/F panels do for frame rate [S29].
         self._fluoroscopy = ImagingChain(
@@ -178,11 +197,72 @@ class SimCArm(CArm):
             "collimation_set", width_mm=collimation.width_mm, height_mm=collimation.height_mm
         )
 
+    async def _capabilities(self) -> CArmCapabilities:
+        return CArmCapabilities(
+            exposure_latency_s=EXPOSURE_LATENCY_S,
+            readout_s=READOUT_S,
+            timed_trigger=self.timed_trigger,
+            max_sync_s=MAX_SYNC_S,
+        )
+
     async def _expose(self) -> Frame:
         technique = self._ready_technique("expose")
         self.check_request("expose", technique)
         await asyncio.sleep(EXPOSURE_LATENCY_S)
         self._generator_check("expose")
+        return await self._radiograph(technique)
+
+    async def _expose_at(self, at_s: float) -> Frame:
+        """Arm now, let the generator's own timer press the hand switch at ``at_s`` minus the
+        exposure latency, so the beam comes on at ``at_s``. ``beam_off`` (and so a host loss)
+        disarms it; the interlocks and :attr:`fire_guard` are checked again when it fires."""
+        if not self.timed_trigger:
+            return await super()._expose_at(at_s)
+        technique = self._ready_technique("expose")
+        self.check_request("expose", technique)
+        switch_at = at_s - EXPOSURE_LATENCY_S
+        if switch_at < self._clock.now():
+            late_ms = (self._clock.now() - switch_at) * 1000.0
+            raise DeviceFault(
+                self.name,
+                "expose",
+                TRIGGER_PAST,
+                f"time point {late_ms:.1f} ms too close or past (exposure latency "
+                f"{EXPOSURE_LATENCY_S * 1000:g} ms): not armed",
+            )
+        if self._armed is not None:
+            raise DeviceStateError(self.name, "expose", "a timed exposure is already armed")
+        armed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._armed = armed  # not an event: the exam's journal stays line for line as before
+        try:
+            await self._wait_until(armed, switch_at)
+            if not armed.done():
+                refusal = self.fire_guard() if self.fire_guard is not None else None
+                if refusal is not None:
+                    self._emit("exposure_disarmed", reason=refusal)
+                    raise DeviceFault(self.name, "expose", TRIGGER_HOST_SILENT, refusal)
+                technique = self._ready_technique("expose")
+                self._generator_check("expose")
+                # the prepared generator's latency; a beam_off meanwhile still stops it
+                await self._wait_until(armed, at_s)
+        finally:
+            self._armed = None
+        if armed.done():
+            raise DeviceFault(
+                self.name, "expose", TRIGGER_CANCELLED, "timed exposure cancelled before beam-on"
+            )
+        return await self._radiograph(technique)
+
+    async def _wait_until(self, armed: asyncio.Future[None], t: float) -> None:
+        """Wait until loop time ``t`` (precisely), or until disarmed (``armed`` done)."""
+        delay = t - 2 * SPIN_S * self._clock.time_scale - self._clock.now()
+        if delay > 0 and not armed.done():
+            await asyncio.wait((armed,), timeout=delay)
+        if not armed.done():
+            await sleep_until_precise(self._clock, t)
+
+    async def _radiograph(self, technique: Technique) -> Frame:
+        """Beam on now for the technique's exposure time, then the readout."""
         self._beam_on = True
         try:
             frame = await self._render(technique, self._radiography)
@@ -322,6 +402,10 @@ class SimCArm(CArm):
         return series
 
     async def _beam_off(self) -> None:
+        armed = self._armed
+        if armed is not None and not armed.done():
+            armed.set_result(None)
+            self._emit("exposure_disarmed", reason="beam_off")
         if self._beam_on:
             self._beam_on = False
             self._emit("beam_off")
@@ -337,6 +421,7 @@ class SimCArm(CArm):
             fluoro_time_s=self._fluoro_time_s,
             cumulative_reference_air_kerma_mgy=self._cum_rak_mgy,
             cumulative_dap_gy_cm2=self._cum_dap,
+            armed=self._armed is not None and not self._armed.done(),
         )
 
     # -- internals -------------------------------------------------------------------------

@@ -81,6 +81,7 @@ class SimRoom:
             seed=self.scenario.seed,
             limits=self.limits.carm,
             panel=_panel(request),
+            timed_trigger=request.options.get("carm_timed_trigger", True) is not False,
         )
         self.persistence = RoomPersistence(self)
         #: set when another backend serves the injector: the patient follows it instead

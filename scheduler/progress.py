@@ -115,8 +115,11 @@ def _describe(event: ExamEvent) -> str:
             return f"injection {d.get('state')}: {d.get('delivered_ml')} mL delivered"
         case "capture":
             late = ""
-            if d.get("planned_s") is not None and d.get("commanded_s") is not None:
-                late = f", lateness {1000 * (d['commanded_s'] - d['planned_s']):+.1f} ms"
+            lateness = d.get("lateness_s")  # the scheduler's, whatever the trigger (results.py)
+            if lateness is None and d.get("planned_s") is not None and d.get("commanded_s"):
+                lateness = d["commanded_s"] - d["planned_s"]  # a journal from before triggers
+            if lateness is not None:
+                late = f", lateness {1000 * lateness:+.1f} ms"
             return f"captured {d.get('file')} ({d.get('position')}, {d.get('kv')} kV{late})"
         case "capture_missed" | "capture_failed":
             return f"capture not taken: {d.get('reason')}"

@@ -63,6 +63,9 @@ def build_summary(
                 "actual_after_injection_s": None
                 if anchor is None or s.device_s is None
                 else _r(s.device_s - anchor),
+                "trigger": s.trigger,
+                "command_due_s": _r(s.command_due_s),
+                "sent_s": _r(s.sent_s),
                 "lateness_s": _r(s.lateness_s),
                 "device_lateness_s": _r(s.device_lateness_s),
                 "detail": s.detail,

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ..carm import (
+    CArmCapabilities,
     CArmStatus,
     CollimationField,
     Dose,
@@ -188,6 +189,7 @@ def carm_status_fields(s: CArmStatus) -> Fields:
         "cumulative_dap_gy_cm2": s.cumulative_dap_gy_cm2,
         "faults": ",".join(s.faults),
         "has_technique": s.technique is not None,
+        "armed": s.armed,
     }
     if s.technique is not None:
         out |= technique_fields(s.technique)
@@ -206,6 +208,25 @@ def carm_status_from(f: Mapping[str, Scalar]) -> CArmStatus:
         cumulative_reference_air_kerma_mgy=num(f, "cumulative_reference_air_kerma_mgy"),
         cumulative_dap_gy_cm2=num(f, "cumulative_dap_gy_cm2"),
         faults=names(f.get("faults")),
+        armed=f.get("armed") is True,  # absent on devices without timed exposures
+    )
+
+
+def capabilities_fields(c: CArmCapabilities) -> Fields:
+    return {
+        "exposure_latency_s": c.exposure_latency_s,
+        "readout_s": c.readout_s,
+        "timed_trigger": c.timed_trigger,
+        "max_sync_s": c.max_sync_s,
+    }
+
+
+def capabilities_from(f: Mapping[str, Scalar]) -> CArmCapabilities:
+    return CArmCapabilities(
+        exposure_latency_s=num(f, "exposure_latency_s"),
+        readout_s=num(f, "readout_s"),
+        timed_trigger=flag(f, "timed_trigger"),
+        max_sync_s=opt_num(f, "max_sync_s") or 0.0,
     )
 
 

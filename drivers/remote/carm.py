@@ -13,12 +13,15 @@ link; the driver fetches it while the next one is made.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 
 import numpy as np
 
 from ..carm import (
+    TRIGGER_SYNC,
     CArm,
+    CArmCapabilities,
     CArmStatus,
     CollimationField,
     FluoroRequest,
@@ -29,12 +32,18 @@ from ..carm import (
     TomoRequest,
     TomoSeries,
 )
-from ..errors import AmbiguousCommand, DeviceError
+from ..errors import (
+    AmbiguousCommand,
+    CommandRejected,
+    DeviceError,
+    DeviceFault,
+)
 from ..events import DeviceEvent
 from ..wire import Scalar
 from ._base import RemoteDevice
 from ._channel import Channel
 from ._fields import (
+    capabilities_from,
     carm_status_from,
     collimation_fields,
     collimation_from,
@@ -52,6 +61,9 @@ from ._ops import typed_faults
 
 #: A frame's pixels must follow its announcement within this (wall) time on a working link.
 FRAME_FETCH_TIMEOUT_S = 5.0
+#: A timed exposure re-measures the clock offset (``link.ping``) when its best sample is older
+#: than this (wall s) or its error bound exceeds half the C-arm's ``max_sync_s``.
+SYNC_REFRESH_S = 5.0
 
 
 class RemoteCArm(RemoteDevice, CArm):
@@ -67,6 +79,8 @@ class RemoteCArm(RemoteDevice, CArm):
             self._detach.append(on_security(self._on_security))
         self._fetches: dict[int, list[asyncio.Task[Frame]]] = {}
         self._technique: Technique | None = None
+        self._caps: CArmCapabilities | None = None
+        self._disarming: set[asyncio.Task[None]] = set()
 
     def _on_device_event(self, name: str, fields: Mapping[str, Scalar], host_time_s: float) -> None:
         if name != "frame":
@@ -110,6 +124,78 @@ class RemoteCArm(RemoteDevice, CArm):
         if len(frames) != 1:
             raise DeviceError(self.name, "expose", f"expected one frame, got {len(frames)}")
         return frames[0]
+
+    async def _capabilities(self) -> CArmCapabilities:
+        """Asked once; a device that does not know the command declares nothing."""
+        if self._caps is None:
+            try:
+                self._caps = capabilities_from(await self._channel.call("capabilities"))
+            except CommandRejected:
+                self._caps = CArmCapabilities()
+        return self._caps
+
+    async def _timed_trigger_ready(self) -> str | None:
+        caps = await self._capabilities()
+        if not caps.timed_trigger:
+            return "this C-arm has no timed trigger"
+        if getattr(self._channel, "to_device_time", None) is None:
+            return "this link maps no device clock"
+        sync_s = await self._fresh_sync(caps)
+        if sync_s > caps.max_sync_s:
+            return (
+                f"clock offset known to ±{sync_s * 1000:.2f} ms, the C-arm needs "
+                f"±{caps.max_sync_s * 1000:g} ms"
+            )
+        return None
+
+    async def _expose_at(self, at_s: float) -> Frame:
+        """``expose`` with ``at_t_s`` (the time point on the device clock) and ``sync_s``.
+
+        The time point is aimed late by the clock offset's error bound (``sync_s``, at most the
+        C-arm's ``max_sync_s``), so the beam never comes on before it: its lateness lies within
+        [0, 2 × bound]. A sync the C-arm would refuse is refused here (``trigger_sync``) without
+        sending anything (:meth:`timed_trigger_ready` re-measures a stale one). Cancelled while
+        armed (the step ended), the driver sends ``beam_off`` so nothing stays armed on it.
+        """
+        why = await self._timed_trigger_ready()
+        if why is not None:
+            raise DeviceFault(self.name, "expose", TRIGGER_SYNC, f"{why}: not sent")
+        to_device = getattr(self._channel, "to_device_time", None)  # optional (vendor channels)
+        assert to_device is not None  # checked by _timed_trigger_ready
+        sync_s, _ = self._channel_sync()
+        # aimed the offset's error bound late: the beam never comes on before the time point
+        at_t = to_device(at_s, not_before=True)
+        fields: dict[str, Scalar] = {"at_t_s": at_t, "sync_s": sync_s}
+        try:
+            _, frames = await self._acquire("expose", fields)
+        except asyncio.CancelledError:
+            task = asyncio.ensure_future(self._disarm())
+            self._disarming.add(task)
+            task.add_done_callback(self._disarming.discard)
+            raise
+        if len(frames) != 1:
+            raise DeviceError(self.name, "expose", f"expected one frame, got {len(frames)}")
+        return frames[0]
+
+    def _channel_sync(self) -> tuple[float, float]:
+        """(offset error bound, its age), wall seconds; inf when the channel cannot say."""
+        clock_sync = getattr(self._channel, "clock_sync", None)
+        if clock_sync is None:
+            return float("inf"), float("inf")
+        bound, age = clock_sync()
+        return float(bound), float(age)
+
+    async def _fresh_sync(self, caps: CArmCapabilities) -> float:
+        bound, age = self._channel_sync()
+        sync_clock = getattr(self._channel, "sync_clock", None)
+        if sync_clock is not None and (bound > caps.max_sync_s / 2 or age > SYNC_REFRESH_S):
+            await sync_clock()
+            bound, _ = self._channel_sync()
+        return bound
+
+    async def _disarm(self) -> None:
+        with contextlib.suppress(DeviceError):
+            await self._channel.call("beam_off")
 
     async def _fluoro(self, request: FluoroRequest) -> FluoroRun:
         done, frames = await self._acquire("fluoro", fluoro_fields(request))

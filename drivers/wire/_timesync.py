@@ -24,6 +24,14 @@ class OffsetEstimator:
         """Half the round trip of the kept sample (inf while only a rough guess is known)."""
         return self._bound
 
+    def uncertainty_at(self, now: float) -> float:
+        """The kept sample's bound grown by the drift since it was taken (host time ``now``)."""
+        return self._bound + max(0.0, now - self._at) * self._drift
+
+    def age_s(self, now: float) -> float:
+        """Host seconds since the kept sample was taken (inf while none)."""
+        return math.inf if self._bound == math.inf else now - self._at
+
     def reset(self) -> None:
         self.offset = None
         self._bound = math.inf
@@ -48,3 +56,8 @@ class OffsetEstimator:
         """Host time of device time ``device_t``; the identity until anything is known."""
         offset = self.offset
         return device_t if offset is None else device_t - offset
+
+    def to_device(self, host_t: float) -> float:
+        """Device time of host time ``host_t`` (the inverse of :meth:`to_host`)."""
+        offset = self.offset
+        return host_t if offset is None else host_t + offset

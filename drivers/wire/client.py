@@ -277,6 +277,26 @@ class WireClient:
         """Bound on the error of :meth:`to_host_time` (half the best round trip; inf if none)."""
         return self._sync.uncertainty_s
 
+    def clock_sync(self) -> tuple[float, float]:
+        """The device-clock offset's error bound now (its best sample's half round trip, grown
+        by the drift allowance since) and that sample's age, both in wall seconds (inf, inf
+        while no request/reply pair is known)."""
+        now = self._loop.time() if self._loop is not None else 0.0
+        scale = self._scale
+        return self._sync.uncertainty_at(now) / scale, self._sync.age_s(now) / scale
+
+    def to_device_time(self, host_time_s: float, *, not_before: bool = False) -> float:
+        """Device clock time of a host loop time (for ``expose`` ``at_t_s``).
+
+        ``not_before``: the device time that is certainly not before ``host_time_s`` (the
+        offset's current error bound added), so a device event there happens no earlier
+        than the host meant, within the bound."""
+        if not not_before:
+            return self._sync.to_device(host_time_s)
+        now = self._loop.time() if self._loop is not None else 0.0
+        bound = self._sync.uncertainty_at(now)
+        return self._sync.to_device(host_time_s + (0.0 if bound == float("inf") else bound))
+
     def to_host_time(self, device_time_s: float) -> float:
         """Host loop time of a device timestamp (``t_s``, ``*_t_s`` fields)."""
         return self._sync.to_host(device_time_s)

@@ -26,8 +26,11 @@ from drivers import (
     TomoRequest,
 )
 from drivers.backends import OperatorEffects
+from drivers.carm import TRIGGER_PAST, TRIGGER_SYNC
+from drivers.errors import DeviceFault, DeviceStateError
 from drivers.remote._fields import (
     Fields,
+    capabilities_fields,
     carm_status_fields,
     collimation_fields,
     collimation_from,
@@ -35,6 +38,7 @@ from drivers.remote._fields import (
     fluoro_from,
     injector_status_fields,
     integer,
+    opt_num,
     pose_fields,
     pose_from,
     position_from,
@@ -64,15 +68,67 @@ class SelfLimiting(Protocol):
     ) -> None: ...
 
 
-class CArmService(Service):
-    """Generator, positioner and collimator; frames leave through the detector's bulk link."""
+@runtime_checkable
+class HostWatch(Protocol):
+    """The part of the device endpoint an armed exposure asks before it fires."""
 
-    def __init__(self, carm: CArm, detector: BulkSender, now: Callable[[], float]) -> None:
+    def controller_quiet_s(self) -> float: ...
+
+
+@runtime_checkable
+class Guarded(Protocol):
+    """A C-arm whose armed exposure asks a guard before it fires (the simulated one)."""
+
+    fire_guard: Callable[[], str | None] | None
+
+
+#: An armed exposure fires only if the controlling host was heard this recently (wall s):
+#: 2.5 heartbeat periods, well inside the 1 s loss bound, so a link lost before the time point
+#: leaves nothing to fire even before the device enters SAFE (which disarms it too).
+ARMED_HOST_SILENCE_S = 0.5
+#: How far ahead a timed exposure may be armed (wall s): an armed generator is a standing
+#: order; the scheduler sends it a few hundred milliseconds before the time point.
+MAX_ARM_AHEAD_S = 5.0
+
+
+class CArmService(Service):
+    """Generator, positioner and collimator; frames leave through the detector's bulk link.
+
+    ``expose`` with ``at_t_s`` (device clock) and ``sync_s`` (the host's clock-offset error
+    bound) is a timed exposure: refused at once (FAULT ``trigger_past`` / ``trigger_sync``) when
+    the time point is too close or past, or the host's sync is missing or worse than the
+    C-arm's ``max_sync_s``; otherwise armed, fired by the C-arm's own timer, disarmed by
+    ``beam_off`` or a host loss, and not fired if the host was silent for
+    :data:`ARMED_HOST_SILENCE_S` when the time came.
+    """
+
+    def __init__(
+        self,
+        carm: CArm,
+        detector: BulkSender,
+        now: Callable[[], float],
+        time_scale: float = 1.0,
+    ) -> None:
         super().__init__(carm.name, now)
         self._carm = carm
         self._detector = detector
+        self._scale = time_scale
         #: the last irradiation accepted, so a host unsure of its request can ask
         self._last_op_id: int | None = None
+        if isinstance(carm, Guarded):
+            carm.fire_guard = self._host_heard
+
+    def _host_heard(self) -> str | None:
+        watch = self._sink
+        if not isinstance(watch, HostWatch):
+            return None
+        quiet = watch.controller_quiet_s()
+        if quiet <= ARMED_HOST_SILENCE_S:
+            return None
+        return f"not fired: the controlling host was silent for {quiet:.2f} s"
+
+    async def cmd_capabilities(self, f: Mapping[str, Scalar]) -> Fields:
+        return capabilities_fields(await self._carm.capabilities())
 
     async def cmd_status(self, f: Mapping[str, Scalar]) -> Fields:
         return carm_status_fields(await self._carm.status()) | {"last_op_id": self._last_op_id}
@@ -95,9 +151,12 @@ class CArmService(Service):
         technique = (await self._carm.status()).technique
         if technique is not None:
             self._check("expose", technique)
+        at = opt_num(f, "at_t_s")
+        if at is not None:
+            await self._check_timed(at, opt_num(f, "sync_s"))
         self._accept(f)
-        self.operation(f, self._expose(integer(f, "op_id")))
-        return {}
+        self.operation(f, self._expose(integer(f, "op_id"), at))
+        return {} if at is None else {"armed_t_s": at}
 
     async def cmd_fluoro(self, f: Mapping[str, Scalar]) -> Fields:
         request = fluoro_from(f)
@@ -114,13 +173,38 @@ class CArmService(Service):
         return {}
 
     async def cmd_beam_off(self, f: Mapping[str, Scalar]) -> Fields:
+        armed = (await self._carm.status()).armed
         await self._carm.beam_off()
-        return {}
+        # the host's confirmation that an armed exposure is gone (its op.failed follows)
+        return {"disarmed": armed and not (await self._carm.status()).armed}
 
     async def safe_state(self) -> None:
         await self._carm.beam_off()
 
     # -- internals ---------------------------------------------------------------------------
+    async def _check_timed(self, at: float, sync_s: float | None) -> None:
+        caps = await self._carm.capabilities()
+        if not caps.timed_trigger:
+            raise DeviceStateError(self.name, "expose", "this C-arm has no timed trigger")
+        if sync_s is None or sync_s > caps.max_sync_s:
+            got = "none" if sync_s is None else f"±{sync_s * 1000:.2f} ms"
+            raise DeviceFault(
+                self.name,
+                "expose",
+                TRIGGER_SYNC,
+                f"clock sync {got} is worse than ±{caps.max_sync_s * 1000:g} ms: not armed",
+            )
+        lead = at - caps.exposure_latency_s - self._now()
+        if lead < 0:
+            raise DeviceFault(
+                self.name,
+                "expose",
+                TRIGGER_PAST,
+                f"time point {-lead * 1000:.1f} ms too close or past: not armed",
+            )
+        if lead > MAX_ARM_AHEAD_S * self._scale:
+            raise ValueError(f"at_t_s is {lead:.1f} s ahead; at most {MAX_ARM_AHEAD_S:g} s")
+
     def _check(self, operation: str, request: Technique | FluoroRequest | TomoRequest) -> None:
         """Refuse now (INTERLOCK) what the C-arm would refuse once the operation ran."""
         if isinstance(self._carm, SelfLimiting):
@@ -156,8 +240,8 @@ class CArmService(Service):
             | dose_fields(frame.dose),
         )
 
-    async def _expose(self, op_id: int) -> Fields:
-        frame = await self._carm.expose()
+    async def _expose(self, op_id: int, at: float | None) -> Fields:
+        frame = await self._carm.expose(at_s=at)
         await self._send_frame(op_id, 0, frame)
         return {"frames": 1}
 

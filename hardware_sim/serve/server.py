@@ -116,7 +116,9 @@ class SimServer:
             services["effects"] = EffectsService("effects", SimEffects(room), now)
         for role, service in services.items():
             await self._serve(role, service)
-        carm_service = CArmService(room.carm, self.devices["detector"].endpoint, now)
+        carm_service = CArmService(
+            room.carm, self.devices["detector"].endpoint, now, self.clock.time_scale
+        )
         await self._serve("carm", carm_service)
         for role, device in (
             ("carm", room.carm),

@@ -210,6 +210,13 @@ class DeviceEndpoint(FaultHooks):
         """A host holds the control lease (its frames arrive within the loss bound)."""
         return self._sessions.controller is not None
 
+    def controller_quiet_s(self) -> float:
+        """Wall seconds since the control-lease holder's last authenticated frame (inf when no
+        host holds the lease): what an armed timed exposure asks before it fires."""
+        if self._sessions.controller is None:
+            return float("inf")
+        return (self._clock.now() - self._live.last_rx) / self._scale
+
     @property
     def sessions(self) -> int:
         """Open authenticated sessions (controller and observers)."""

@@ -106,6 +106,9 @@ async def record_capture(
             layer_height_mm=None if tomo is None else tomo.layer_height_mm,
             reference_air_kerma_mgy=kerma,
             dap_gy_cm2=dap,
+            trigger=result.trigger,
+            lateness_s=result.lateness_s,
+            device_lateness_s=result.device_lateness_s,
             record=record,
         )
     )

@@ -12,7 +12,14 @@ Times are loop seconds (virtual under the simulator):
 Lateness is about time points the patient's images depend on, nothing else: a prompt's
 confirmation delay is the operator's time, not lateness.
 
-* ``lateness_s`` = commanded - planned, for timed acquisitions: the scheduler's own timing;
+* ``trigger``: how an acquisition's command went out: ``timed`` (armed on the C-arm, which
+  brings the beam on at the time point by its own clock: the *commanded* time is that time
+  point), ``early`` (sent the C-arm's declared exposure latency before the time point) or
+  ``immediate`` (sent at the time point); ``command_due_s`` when it was due (the time point,
+  or the time point minus the latency), ``sent_s`` when the command left;
+
+* ``lateness_s`` = commanded - due (commanded - planned without a trigger), for timed
+  acquisitions: the scheduler's own timing;
 * ``device_lateness_s`` = actual - planned, for timed acquisitions; for the injection start,
   actual - commanded (how long the injector took to report the start it was sent).
 """
@@ -50,15 +57,20 @@ class StepResult:
     planned_s: float | None = None
     commanded_s: float | None = None
     device_s: float | None = None
+    #: timed | early | immediate (acquisitions); None for other steps
+    trigger: str | None = None
+    command_due_s: float | None = None
+    sent_s: float | None = None
     detail: str = ""
     files: list[str] = field(default_factory=list)
 
     @property
     def lateness_s(self) -> float | None:
-        """Commanded - planned, for a timed acquisition; None otherwise."""
+        """The scheduler's lateness for a timed acquisition (module docstring); else None."""
         if self.type not in ACQUISITIONS or self.planned_s is None or self.commanded_s is None:
             return None
-        return self.commanded_s - self.planned_s
+        due = self.command_due_s if self.command_due_s is not None else self.planned_s
+        return self.commanded_s - due
 
     @property
     def device_lateness_s(self) -> float | None:

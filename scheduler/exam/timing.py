@@ -8,6 +8,11 @@ time point reached. Past it:
   protocol's ``when_paused`` decides — ``take_late`` takes it up to ``late_window_s`` (default
   ``tolerance_s``) late, ``miss`` records it missed;
 * late because preparing the view took too long: taken within ``tolerance_s``, else missed.
+
+The command itself (:func:`choose_trigger`): the scheduler wakes :func:`command_lead_s` before
+the time point, checks and journals, then either arms a timed exposure on a C-arm that takes
+one (the beam comes on at the time point by the device's own clock), or sends the command
+early by the C-arm's declared exposure latency, or at the time point (decision 0016).
 """
 
 from __future__ import annotations
@@ -93,3 +98,66 @@ def status_after_capture(
     if late_window_s is not None and taken_late:
         tolerance_s = max(tolerance_s, late_window_s)
     return "late" if lateness_s is not None and lateness_s > tolerance_s else "done"
+
+
+# -- the trigger: when an acquisition's command leaves ----------------------------------------
+#: Wall seconds before a timed acquisition's command is due that the scheduler wakes: enough
+#: for the safety checks (two status round trips), the fsynced journal line (decision 0007)
+#: and a clock re-sync (four ``link.ping``), measured at a few milliseconds on real links.
+COMMAND_LEAD_S = 0.25
+#: On a scaled clock the lead is at most this many wall leads of loop time: a 60× rehearsal
+#: wakes 5 simulated seconds early (83 ms of wall time for the checks, the fsync and the
+#: link), not 15, so a pause or skip that close to a film is still honoured.
+MAX_LEAD_SCALE = 20.0
+#: A timed exposure is armed only if its hand-switch moment is at least this far (wall s)
+#: ahead when the command leaves: the request's trip and the device's checks.
+MIN_ARM_S = 0.005
+
+Mode = Literal["timed", "early", "immediate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """How an acquisition's command goes out.
+
+    ``timed``: sent now, armed for the beam to come on at ``due_s`` (the time point) by the
+    device's own timer; ``early``: sent at ``due_s`` = time point minus the C-arm's declared
+    exposure latency; ``immediate``: sent at ``due_s`` (the time point), or at once when None
+    (untimed, or already past).
+    """
+
+    mode: Mode
+    due_s: float | None = None
+
+    @property
+    def send_at_s(self) -> float | None:
+        """When the command must leave (None: at once)."""
+        return None if self.mode == "timed" else self.due_s
+
+
+def command_lead_s(exposure_latency_s: float, time_scale: float) -> float:
+    """Loop seconds before a time point the scheduler wakes to prepare its command."""
+    return exposure_latency_s + COMMAND_LEAD_S * min(time_scale, MAX_LEAD_SCALE)
+
+
+def choose_trigger(
+    *,
+    deadline_s: float | None,
+    now_s: float,
+    exposure_latency_s: float,
+    timed_ok: bool,
+    time_scale: float = 1.0,
+) -> Trigger:
+    """The trigger for a command being prepared at ``now_s`` for time point ``deadline_s``.
+
+    ``exposure_latency_s`` is the C-arm's declared command-to-beam-on latency (0 for kinds
+    that are not compensated); ``timed_ok``: the C-arm takes a timed exposure right now.
+    """
+    if deadline_s is None:
+        return Trigger("immediate")
+    switch_at = deadline_s - exposure_latency_s
+    if timed_ok and switch_at - now_s >= MIN_ARM_S * time_scale:
+        return Trigger("timed", deadline_s)
+    if exposure_latency_s > 0:
+        return Trigger("early", switch_at)
+    return Trigger("immediate", deadline_s)

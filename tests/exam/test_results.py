@@ -30,9 +30,11 @@ def test_actual_is_the_device_reported_time_everywhere(standard: Any):
         assert s["actual_s"] is not None, s
         assert s["actual_after_injection_s"] == pytest.approx(s["actual_s"] - anchor, abs=1e-5)
         if s["type"] == "capture":
-            # the C-arm's own exposure report, not the command time
+            # the C-arm's own exposure report, not the command time (a timed film's beam-on
+            # is its commanded time point: decision 0016; untimed ones come on after it)
             assert s["actual_s"] == pytest.approx(exposures[s["id"]], abs=1e-6)
-            assert s["actual_s"] > s["commanded_s"]
+            assert s["actual_s"] >= s["commanded_s"]
+            assert s["actual_s"] > s["commanded_s"] or s["trigger"] == "timed"
 
 
 def test_lateness_is_about_timed_acquisitions_and_the_injection_start(standard: Any):

@@ -16,6 +16,11 @@ class AcquisitionCommanded(Event):
     command: str  # expose | fluoro | tomo
     planned_s: float | None
     kerma_before_mgy: float
+    #: timed (armed for the beam to come on at beam_at_s) | early | immediate (sent at
+    #: command_due_s); journaled, fsynced, before the command leaves (decision 0007)
+    trigger: str = "immediate"
+    command_due_s: float | None = None
+    beam_at_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +72,11 @@ class Captured(Event):
     layer_height_mm: float | None
     reference_air_kerma_mgy: float
     dap_gy_cm2: float
+    #: the acquisition's trigger, the scheduler's lateness (results.py) and the device's
+    #: beam-on time - planned
+    trigger: str | None = None
+    lateness_s: float | None = None
+    device_lateness_s: float | None = None
     record: CaptureRecord | None = field(
         default=None, repr=False, compare=False, metadata=NOT_JOURNALED
     )

@@ -12,10 +12,12 @@ and the exam goes on.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from drivers import CArmStatus, DeviceFault, DeviceLost, DeviceTimeout, Technique
+from drivers import CArmStatus, DeviceError, DeviceFault, DeviceLost, DeviceTimeout, Technique
+from drivers.carm import TRIGGER_PAST, TRIGGER_SYNC
 from drivers.errors import LIMIT_FAULT, DeviceLimitExceeded
+from drivers.timer import sleep_until_precise
 
 from ...safety import InterlockRefused, check_exposure
 from ...storage import MARGIN_BYTES, StorageFull, check_space, frames_of
@@ -32,7 +34,14 @@ from ..faults import note_fault, safe_carm_status
 from ..images import Acquired, Acquisition, record_capture
 from ..recovery import recover_in_flight
 from ..results import StepResult
-from ..timing import held_reason, late_verdict, retry_in_window
+from ..timing import (
+    Trigger,
+    choose_trigger,
+    command_lead_s,
+    held_reason,
+    late_verdict,
+    retry_in_window,
+)
 from .view import prepare_view
 from .waits import due, wait_for
 
@@ -80,8 +89,10 @@ async def run_acquisition(
         refused_by_device(ctx, step, result, exc)
         return
     ctx.prepared = (step, technique)
+    latency = await exposure_latency_s(kind, ctx)
+    wake = None if deadline is None else deadline - command_lead_s(latency, ctx.clock.time_scale)
     try:
-        await wait_for(ctx, deadline, result.label)
+        await wait_for(ctx, deadline, result.label, wake_s=wake)
     finally:
         ctx.prepared = None
     paused += await ctx.gate.wait()
@@ -121,18 +132,32 @@ async def fire(
     """The acquisition, re-tried only as the policy allows; None when it ended the step."""
     policy = ctx.policy
     attempts = 0
+    timed_refused = False
     while True:
         carm_status = await _check_before_acquisition(kind, ctx, step)
-        result.commanded_s = ctx.clock.now()
+        trigger = await _trigger(kind, ctx, deadline, allow_timed=not timed_refused)
+        timed = trigger.due_s if trigger.mode == "timed" else None
+        result.trigger, result.command_due_s = trigger.mode, trigger.due_s
+        # journaled and fsynced before the command leaves (decision 0007)
         ctx.emit(
             AcquisitionCommanded(
                 step=step.id,
                 command=kind.command,
                 planned_s=result.planned_s,
                 kerma_before_mgy=carm_status.cumulative_reference_air_kerma_mgy,
+                trigger=trigger.mode,
+                command_due_s=trigger.due_s,
+                beam_at_s=timed,
             )
         )
+        if trigger.send_at_s is not None:
+            await sleep_until_precise(ctx.clock, trigger.send_at_s)
+        result.sent_s = ctx.clock.now()
+        # a timed exposure is commanded for its time point; the others for when they left
+        result.commanded_s = result.sent_s if timed is None else timed
         try:
+            if timed is not None and isinstance(kind, TimedKind):
+                return await kind.acquire_at(ctx, step, timed)
             return await kind.acquire(ctx, step)
         except DeviceLost as exc:
             # Fire-once: the link died with the command in flight; the outcome is unknown.
@@ -151,6 +176,12 @@ async def fire(
             if exc.fault == LIMIT_FAULT:
                 refused_by_device(ctx, step, result, exc)
                 return None
+            if trigger.mode == "timed" and exc.fault in TIMED_REFUSALS:
+                # Not armed, no exposure made: send it the ordinary way, at once.
+                timed_refused = True
+                note_fault(ctx, "carm", exc.fault, "timed exposure refused; sent untimed")
+                ctx.emit(CaptureRetry(step=step.id, fault=exc.fault, attempt=1, reason=str(exc)))
+                continue
             attempts += 1
             retry_at = ctx.clock.now() + policy.generator_retry_delay_s
             in_window = retry_in_window(retry_at, deadline, window)
@@ -184,6 +215,55 @@ async def fire(
             result.status, result.detail = "missed", reason
             ctx.emit(CaptureFailed(step=step.id, reason=reason))
             return None
+
+
+@runtime_checkable
+class TimedKind(Protocol):
+    """An acquisition kind the C-arm can fire on its own timer (a radiograph)."""
+
+    async def acquire_at(self, ctx: ExamContext, step: Any, at_s: float) -> list[Acquired]: ...
+
+
+#: A timed exposure the C-arm refused before arming it (no exposure made): sent untimed.
+TIMED_REFUSALS = frozenset({TRIGGER_PAST, TRIGGER_SYNC})
+
+
+async def exposure_latency_s(kind: AcquisitionKind, ctx: ExamContext) -> float:
+    """The C-arm's declared command-to-beam-on latency, for kinds whose command is timed or
+    sent early by it (radiographs); 0 for the others and for a C-arm that cannot say."""
+    if not isinstance(kind, TimedKind):
+        return 0.0
+    try:
+        return (await ctx.devices.carm.capabilities()).exposure_latency_s
+    except DeviceError:
+        return 0.0
+
+
+async def _trigger(
+    kind: AcquisitionKind, ctx: ExamContext, deadline: float | None, *, allow_timed: bool
+) -> Trigger:
+    """How this acquisition's command goes out (:func:`~scheduler.exam.timing.choose_trigger`)."""
+    if deadline is None:
+        return Trigger("immediate")
+    carm = ctx.devices.carm
+    latency, timed_ok = 0.0, False
+    if isinstance(kind, TimedKind):
+        try:
+            caps = await carm.capabilities()
+            latency = caps.exposure_latency_s
+            # not ready (sync too uncertain): the journal's command line says "early"
+            timed_ok = (
+                allow_timed and caps.timed_trigger and await carm.timed_trigger_ready() is None
+            )
+        except DeviceError:
+            pass  # the C-arm cannot say: the command goes at the time point, as it always did
+    return choose_trigger(
+        deadline_s=deadline,
+        now_s=ctx.clock.now(),
+        exposure_latency_s=latency,
+        timed_ok=timed_ok,
+        time_scale=ctx.clock.time_scale,
+    )
 
 
 def refused_by_device(

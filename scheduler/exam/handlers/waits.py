@@ -21,18 +21,23 @@ def due(ctx: ExamContext, at_s: float | None, result: StepResult) -> float | Non
     return deadline
 
 
-async def wait_for(ctx: ExamContext, deadline_s: float | None, label: str) -> None:
-    """Sleep until ``deadline_s`` (an absolute loop time); nothing to wait for when None.
+async def wait_for(
+    ctx: ExamContext, deadline_s: float | None, label: str, *, wake_s: float | None = None
+) -> None:
+    """Sleep until ``deadline_s`` (an absolute loop time), or until ``wake_s`` when given (an
+    acquisition wakes its command lead before the time point it announces); nothing to wait
+    for when ``deadline_s`` is None.
 
     The wait is where operator actions fit: a skip of this step ends it here
     (:class:`~scheduler.operator.SkipStep`), and films the operator asked for are taken
-    while there is time enough before the deadline (they never move it).
+    while there is time enough before the wake (they never move it).
     """
     # imported here: the films are acquisitions, and acquisitions wait with this function
     from .operator_films import take_films
 
     if deadline_s is None:
         return
+    until_s = deadline_s if wake_s is None else min(wake_s, deadline_s)
     ctx.next_deadline_s, ctx.next_step = deadline_s, label
     step = ctx.current_step
     ctx.emit(Waiting(step=step, label=label, deadline_s=deadline_s))
@@ -41,8 +46,8 @@ async def wait_for(ctx: ExamContext, deadline_s: float | None, label: str) -> No
             skip = ctx.requests.take_skip(step) if step is not None else None
             if skip is not None:
                 raise SkipStep(skip)
-            await take_films(ctx, before_s=deadline_s)
-            if not await ctx.requests.wait(ctx.clock, deadline_s):
+            await take_films(ctx, before_s=until_s)
+            if not await ctx.requests.wait(ctx.clock, until_s):
                 break
     finally:
         ctx.next_deadline_s, ctx.next_step = None, ""
