@@ -13,6 +13,7 @@ from ._geometry import ViewMaps
 from ._params import TechniqueParams
 from ._scatter import scatter
 from .detector import DetectorModel
+from .grid import SPR_KV_EXPONENT, Grid
 from .xray import binned_spectrum, iodine_mu_per_mg_cm2, kerma_ugy_per_photon_mm2, mu_per_mm
 
 F32 = npt.NDArray[np.float32]
@@ -26,11 +27,32 @@ class SpectralWeights:
     kerma_roi: F32  # (bins, roi pixels): µGy per mAs behind the tissue in the ROI
     iodine_k: F64  # exponent per mg/cm² iodine, per bin
     scatter_energy_kev: float
+    scatter_scale: float  # × the view's no-grid 80 kVp SPR: kV dependence and grid T_s/T_p
 
 
-def spectral_weights(det: DetectorModel, vm: ViewMaps, t: TechniqueParams) -> SpectralWeights:
-    """Energy-resolved tissue transmission × fluence × detector weight of a view (per mAs)."""
+def grid_factors(vm: ViewMaps, t: TechniqueParams, grid: Grid | None) -> tuple[F64, float]:
+    """(T_p per energy bin, SPR scale): the grid's primary transmission and the factor that
+    turns the view's no-grid SPR at 80 kVp into this technique's SPR behind the grid (T_s/T_p
+    averaged over the spectrum behind the view's median thickness, detector-weighted)."""
     e, n = binned_spectrum(t.kvp, t.filtration_mm_al, t.filtration_mm_cu)
+    kv = (t.kvp / 80.0) ** SPR_KV_EXPONENT
+    if grid is None:
+        return np.ones(len(e)), kv
+    tp = grid.primary_transmission(e)
+    ts = grid.scatter_transmission(e)
+    behind = n * e * np.exp(-mu_per_mm("water", e) * 10.0 * vm.median_mass_g_cm2)
+    w = behind / max(float(behind.sum()), 1e-300)
+    return tp, kv * float(np.sum(w * ts)) / float(np.sum(w * tp))
+
+
+def spectral_weights(
+    det: DetectorModel, vm: ViewMaps, t: TechniqueParams, grid: Grid | None = None
+) -> SpectralWeights:
+    """Energy-resolved tissue transmission × fluence × grid × detector weight of a view (per
+    mAs)."""
+    e, n = binned_spectrum(t.kvp, t.filtration_mm_al, t.filtration_mm_cu)
+    tp, spr_scale = grid_factors(vm, t, grid)
+    n = n * tp  # detector input behind the grid
     ew = det.energy_weights(e)
     kph = kerma_ugy_per_photon_mm2(e)
     mus = {name: mu_per_mm(name, e) for name in vm.materials}
@@ -42,6 +64,7 @@ def spectral_weights(det: DetectorModel, vm: ViewMaps, t: TechniqueParams) -> Sp
             expo += np.float32(mus[name][k]) * arr
         trans = np.exp(-expo)
         trans *= vm.field_grid
+        trans *= vm.grid_cutoff
         sig[k] = np.float32(n[k] * ew[k]) * vm.fluence_factor * trans
         # kerma behind the patient per mAs (µGy), per ROI pixel; fluence per mm² at r
         area = np.float32(det.pixel_mm**2)
@@ -53,7 +76,7 @@ def spectral_weights(det: DetectorModel, vm: ViewMaps, t: TechniqueParams) -> Sp
     # mean absorbed energy behind ~20 cm of tissue (for the scatter's noise)
     tot = sig.reshape(len(e), -1).sum(axis=1)
     se = float(np.sum(tot * e) / max(float(np.sum(tot)), 1e-30))
-    return SpectralWeights(e, sig, np.stack(kr), iodine_mu_per_mg_cm2(e), se)
+    return SpectralWeights(e, sig, np.stack(kr), iodine_mu_per_mg_cm2(e), se, spr_scale)
 
 
 def exact_grid(
@@ -77,9 +100,9 @@ def exact_grid(
     mas = np.float32(technique.mas)
     sig *= mas
     var *= mas
-    # scatter (low frequency): SPR ∝ mass thickness, spread widely
+    # scatter (low frequency): the view's SPR map × this technique's scale, spread widely
     if scatter_to_primary > 0:
-        sc = scatter(vm, sig)
+        sc = scatter(vm, sig, w.scatter_scale)
         sig += sc
         var += sc * np.float32(w.scatter_energy_kev)
     return sig, var, roi_kerma * float(technique.mas)

@@ -101,7 +101,7 @@ class FastPath:
             )
         variance = var_primary.copy()
         if self.scatter_to_primary > 0:
-            sc = scatter(vm, primary)
+            sc = scatter(vm, primary, syn.scatter_scale)
             signal += sc
             variance += sc * np.float32(syn.scatter_energy_kev)
         if self.noise_bank:  # the electronic noise comes from the same pre-blurred bank
@@ -304,6 +304,7 @@ class FastPath:
         if self.scatter_to_primary > 0:
             up = self.scratch("scatter_up", (gr, gc))
             small = self.scatter_of_change(vm, lay, thin_dp)
+            small *= np.float32(syn.scatter_scale)
             cv2.resize(small, (gc, gr), dst=up, interpolation=cv2.INTER_LINEAR)
             fr, fc = self.field_box(vm)  # as the exact path: no scatter outside the field
             up[: fr.start] = 0.0

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from ._params import ViewGeometry
 from .detector import DetectorModel
+from .grid import Grid, spr_no_grid
 from .phantom import Phantom, Primitive
 from .xray import MATERIALS
 
@@ -103,7 +104,9 @@ class ViewMaps:
     materials: dict[str, F32]
     iodine: dict[str, F32]
     ureter_arc: dict[str, F32]  # chord-weighted arc length sums
-    spr: F32
+    spr: F32  # scatter-to-primary ratio without a grid at 80 kVp (kV, grid: per technique)
+    grid_cutoff: F32  # the grid's geometric primary transmission (1 without a grid)
+    median_mass_g_cm2: float  # typical thickness in the field (for the grid's spectra)
     field_grid: npt.NDArray[np.bool_]
     field_full: npt.NDArray[np.bool_]
     roi: tuple[slice, slice]
@@ -200,9 +203,10 @@ def build_view(
     det: DetectorModel,
     g: ViewGeometry,
     grid_factor: int,
-    scatter_to_primary: float,
+    grid: Grid | None = None,
 ) -> ViewMaps:
-    """Path lengths, iodine maps, SPR and collimation of a view on the ray grid."""
+    """Path lengths, iodine maps, SPR, grid cut-off and collimation of a view on the ray
+    grid."""
     fr = resolve(phantom, g)
     f = grid_factor
     gr, gc = math.ceil(det.rows / f), math.ceil(det.cols / f)
@@ -222,9 +226,9 @@ def build_view(
     mats: dict[str, F32] = {}
     iod: dict[str, F32] = {}
     arcs: dict[str, F32] = {}
-    grid = (u, v, px)
+    uv_px = (u, v, px)
     for prim in phantom.primitives:
-        bb = bbox(prim, fr, grid)
+        bb = bbox(prim, fr, uv_px)
         if bb is None:
             continue
         rs, cs = bb
@@ -254,10 +258,22 @@ def build_view(
     mass = np.zeros((gr, gc), np.float32)
     for name, arr in mats.items():
         mass += arr * np.float32(MATERIALS[name].density_g_cm3 / 10.0)  # g/cm²
-    spr = (np.float32(scatter_to_primary / 20.0) * np.maximum(mass, 0.0)).astype(np.float32)
     # collimation (field at the detector plane, centred on the central ray)
     half_w = min(g.field_width_mm, det.cols * det.pixel_mm) / 2.0
     half_h = min(g.field_height_mm, det.rows * det.pixel_mm) / 2.0
+    # scatter: the no-grid SPR of the local thickness and the field at the patient's exit
+    exit_scale = ((g.sid_mm - DETECTOR_BELOW_TABLE_MM) / g.sid_mm) ** 2
+    area_cm2 = 4.0 * half_w * half_h / 100.0 * exit_scale
+    spr = spr_no_grid(np.maximum(mass, 0.0), area_cm2, 80.0).astype(np.float32)
+    cutoff = np.ones((gr, gc), np.float32)
+    if grid is not None:
+        rel = fr.source - fr.det_centre
+        height = -float(rel @ fr.normal)
+        if grid.strips_along == "rows":
+            delta = grid.misalignment(u, float(rel @ fr.ex), height)[None, :]
+        else:
+            delta = grid.misalignment(v, float(rel @ fr.ey), height)[:, None]
+        cutoff *= grid.cutoff(delta).astype(np.float32)
     field_grid = (np.abs(u)[None, :] <= half_w) & (np.abs(v)[:, None] <= half_h)
     uf = (np.arange(det.cols) + 0.5 - det.cols / 2.0) * det.pixel_mm
     vf = (np.arange(det.rows) + 0.5 - det.rows / 2.0) * det.pixel_mm
@@ -279,6 +295,8 @@ def build_view(
         iodine=iod,
         ureter_arc=arcs,
         spr=spr,
+        grid_cutoff=cutoff,
+        median_mass_g_cm2=float(np.median(mass[field_grid])) if field_grid.any() else 0.0,
         field_grid=field_grid,
         field_full=field_full.astype(np.float32) > 0,
         roi=roi,

@@ -103,6 +103,7 @@ class Synthesis:
     var: F32  # (3, gr, gc) variance weights, keV² per mAs
     kerma: F32  # (3, roi) kerma weights, µGy per mAs per ROI pixel
     scatter_energy_kev: float
+    scatter_scale: float  # × the view's SPR map (kV, grid)
     air_kerma_1m_ugy_per_mas: float
     steps: dict[str, float]  # background concentration quantum (mg/mL) per compartment
     backgrounds: OrderedDict[tuple[int, int, float], Background] = field(
@@ -217,4 +218,4 @@ def build_synthesis(vm: ViewMaps, w: SpectralWeights, t: TechniqueParams) -> Syn
         sens = xmax * 0.1 * lmax  # exponent per mg/mL
         steps[comp] = BACKGROUND_EXPONENT_STEP / sens if sens > 0 else math.inf
     k1m = air_kerma_ugy_per_mas(t.kvp, t.filtration_mm_al, t.filtration_mm_cu)
-    return Synthesis(negx, amp, var, kerma, w.scatter_energy_kev, k1m, steps)
+    return Synthesis(negx, amp, var, kerma, w.scatter_energy_kev, w.scatter_scale, k1m, steps)

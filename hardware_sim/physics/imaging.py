@@ -26,8 +26,12 @@ ms each, small bounding boxes); ureters are modulated by travelling peristaltic 
 60/peristalsis s moving 25 mm/s, so a film shows segments, not a uniform tube [S48–S50];
 soft tissue carries 10 % interstitial + 3 % plasma iodine (total-body opacification).
 
-Scatter: an anti-scatter-grid-level scatter-to-primary ratio ∝ the mass thickness
-(``scatter_to_primary`` at 20 g/cm²), spread by a broad Gaussian (σ 40 mm).
+Scatter and grid (:mod:`.grid`): the no-grid scatter-to-primary ratio of each ray's mass
+thickness, the field size and the kV (a fit to published SPRs of water phantoms), spread by a
+broad Gaussian (σ 40 mm); behind a focused linear grid (``grid=``, default 12:1, 40 lines/cm,
+focused at 115 cm; ``grid=None`` for a grid-less room) the primary is multiplied per energy bin
+by the grid's T_p(E) and per ray by its geometric cut-off (tube angled across the strips or
+off the focal distance), the scatter by T_s/T_p.
 
 Fast synthesis (``ImagingChain(fast=True)``, the default).  The first render of a (view,
 technique) takes the exact path above (a one-off view, e.g. a tomography projection, pays no
@@ -123,6 +127,7 @@ from ._synthesis import (
     interpolatory_weights,
 )
 from .detector import DetectorModel, NoiseBank
+from .grid import Grid
 from .phantom import Phantom
 from .xray import binned_spectrum
 
@@ -137,6 +142,7 @@ __all__ = [
     "INTERSTITIAL_FRACTION",
     "PERISTALSIS_PER_MIN",
     "POSITION_ANGLES_DEG",
+    "STANDARD_GRID",
     "TISSUE_PLASMA_FRACTION",
     "URETER_BASELINE_FILL",
     "URETER_BOLUS_HALF_LENGTH_MM",
@@ -170,6 +176,10 @@ _gauss_nodes = gauss_nodes
 _interpolatory_weights = interpolatory_weights
 _fit_synthesis = fit_synthesis
 
+#: The room's bucky grid: 12:1, 40 lines/cm, 36 µm lead, aluminium interspace, focused at the
+#: standard 115 cm SID, strips along the table (see :mod:`.grid` for the literature).
+STANDARD_GRID = Grid()
+
 
 # ---------------------------------------------------------------------------------------------
 # the chain
@@ -183,18 +193,22 @@ class ImagingChain:
         detector: DetectorModel,
         seed: int = 0,
         *,
-        scatter_to_primary: float = 0.45,
+        scatter: bool = True,
+        grid: Grid | None = STANDARD_GRID,
         view_cache_size: int = 4,
         fast: bool = True,
         noise_bank: bool = True,
     ) -> None:
         """``fast``: synthesise repeat frames of a (view, technique) from a precompute (see the
         module docstring); ``noise_bank``: in the fast path take the noise from a
-        pre-generated bank (else fresh noise per frame)."""
+        pre-generated bank (else fresh noise per frame); ``scatter``: add scattered radiation;
+        ``grid``: the anti-scatter grid in front of the panel, None for none."""
         self.phantom = phantom
         self.detector = detector
         self.seed = seed
-        self.scatter_to_primary = scatter_to_primary
+        self.grid = grid
+        # 1.0/0.0: scatter on/off for the paths (the SPR itself comes from the view and grid)
+        self.scatter_to_primary = 1.0 if scatter else 0.0
         self.fast = fast
         self.noise_bank = noise_bank
         self._views: OrderedDict[ViewGeometry, ViewMaps] = OrderedDict()
@@ -205,7 +219,7 @@ class ImagingChain:
         self._counter = 0
         self._grid_factor = 2 if max(detector.rows, detector.cols) > 256 else 1
         self._bank: NoiseBank | None = None
-        self._fastpath = FastPath(phantom, detector, scatter_to_primary, noise_bank)
+        self._fastpath = FastPath(phantom, detector, self.scatter_to_primary, noise_bank)
 
     # -- public ---------------------------------------------------------------------------------
     def render(
@@ -333,7 +347,7 @@ class ImagingChain:
         if vm is not None:
             self._views.move_to_end(g)
             return vm
-        vm = build_view(self.phantom, self.detector, g, self._grid_factor, self.scatter_to_primary)
+        vm = build_view(self.phantom, self.detector, g, self._grid_factor, self.grid)
         self._views[g] = vm
         trim(self._views, self._cache_size)
         return vm
@@ -344,7 +358,7 @@ class ImagingChain:
         if w is not None:
             self._weights.move_to_end(key)
             return w
-        w = spectral_weights(self.detector, vm, t)
+        w = spectral_weights(self.detector, vm, t, self.grid)
         self._weights[key] = w
         trim(self._weights, self._cache_size)
         return w
