@@ -115,7 +115,7 @@ from ._iodine import (
 )
 from ._lru import trim
 from ._params import RenderedImage, TechKey, TechniqueParams, ViewGeometry, tech_key
-from ._scatter import dose, scatter_blocks
+from ._scatter import dose, scatter, scatter_blocks
 from ._synthesis import (
     BACKGROUND_COMPARTMENTS,
     BACKGROUND_EXPONENT_STEP,
@@ -129,7 +129,7 @@ from ._synthesis import (
 from .detector import DetectorModel, NoiseBank
 from .grid import Grid
 from .phantom import Phantom
-from .xray import binned_spectrum
+from .xray import binned_spectrum, kerma_ugy_per_photon_mm2
 
 F32 = npt.NDArray[np.float32]
 U16 = npt.NDArray[np.uint16]
@@ -305,6 +305,33 @@ class ImagingChain:
             cv2.resize(sig_g, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR), np.float32
         )
         return full, kerma
+
+    def detector_kerma_per_mas(
+        self,
+        geometry: ViewGeometry,
+        technique: TechniqueParams,
+        iodine_mg_ml: Mapping[str, float],
+        volumes_ml: Mapping[str, float] | None = None,
+        time_s: float = 0.0,
+    ) -> tuple[F32, F32, F32]:
+        """Air kerma at the panel (behind the grid, primary + scatter) in µGy per mAs on the ray
+        grid, with the grid's column and row coordinates (mm from the panel centre): what an
+        ionisation chamber in front of the panel reads (``hardware_sim/aec.py``)."""
+        vm = self._view(geometry)
+        w = self._spectral(geometry, vm, technique)
+        areal = self._iodine_areal_mg_cm2(vm, iodine_mg_ml, volumes_ml, time_s)
+        e, n = binned_spectrum(
+            technique.kvp, technique.filtration_mm_al, technique.filtration_mm_cu
+        )
+        per_kev = kerma_ugy_per_photon_mm2(e) / np.maximum(self.detector.energy_weights(e), 1e-30)
+        area = self.detector.pixel_mm**2
+        kerma = np.zeros((vm.grid_rows, vm.grid_cols), np.float32)
+        for k in range(len(e)):
+            att = np.exp(np.float32(-w.iodine_k[k]) * areal)
+            kerma += np.float32(per_kev[k] / area) * w.signal[k] * att
+        if self.scatter_to_primary > 0:
+            kerma += scatter(vm, kerma, w.scatter_scale)
+        return kerma, vm.u.astype(np.float32), vm.v.astype(np.float32)
 
     def dark_frame(self) -> U16:
         rng = np.random.default_rng([self.seed, self._counter, 0xDA])
