@@ -320,7 +320,7 @@ class ImagingChain:
         vm = self._view(geometry)
         w = self._spectral(geometry, vm, technique)
         areal = self._iodine_areal_mg_cm2(vm, iodine_mg_ml, volumes_ml, time_s)
-        e, n = binned_spectrum(
+        e, _ = binned_spectrum(
             technique.kvp, technique.filtration_mm_al, technique.filtration_mm_cu
         )
         per_kev = kerma_ugy_per_photon_mm2(e) / np.maximum(self.detector.energy_weights(e), 1e-30)

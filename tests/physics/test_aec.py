@@ -52,7 +52,7 @@ def test_aec_holds_the_detector_dose_from_18_to_30_cm(
 ) -> None:
     settings = AecSettings()
     ei, mas = [], []
-    for cm, chain in chains.items():
+    for chain in chains.values():
         t = TechniqueParams(kvp=kvp, mas=1.0)
         r = aec_exposure(chain, KUB, t, 400.0, {}, None, 0.0, settings)
         assert r.terminated_by == "chamber"
