@@ -60,7 +60,7 @@ class FastPath:
 
     def grid_blur_sigma(self, vm: ViewMaps) -> float:
         det = self.detector
-        return det.blur_px * det.pixel_mm / vm.grid_px_mm
+        return det.lsf_sigma_px * det.pixel_mm / vm.grid_px_mm
 
     def background(
         self, vm: ViewMaps, syn: Synthesis, conc: Mapping[str, float], mas: float

@@ -126,7 +126,7 @@ from ._synthesis import (
     gauss_nodes,
     interpolatory_weights,
 )
-from .detector import DetectorModel, NoiseBank
+from .detector import DetectorModel, NoiseBank, apply_lsf
 from .grid import Grid
 from .phantom import Phantom
 from .xray import binned_spectrum, kerma_ugy_per_photon_mm2
@@ -290,11 +290,7 @@ class ImagingChain:
                 np.float32,
             )
             full *= vm.field_full
-            if det.blur_px > 0:
-                full = np.asarray(
-                    cv2.GaussianBlur(full, (0, 0), det.blur_px, borderType=cv2.BORDER_REFLECT),
-                    np.float32,
-                )
+            full = apply_lsf(full, det.lsf_kernel())
             return full, kerma
         if method != "fast":
             raise ValueError(f"method must be 'fast' or 'exact', not {method!r}")
