@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -15,6 +16,9 @@ from .detector import DetectorModel
 from .grid import Grid, spr_no_grid
 from .phantom import Phantom, Primitive
 from .xray import MATERIALS
+
+if TYPE_CHECKING:
+    from ._detail import DetailMaps
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -115,6 +119,8 @@ class ViewMaps:
     )
     parts: Parts | None = None  # fast path: cropped compartment maps (built on demand)
     field_box: tuple[slice, slice] | None = None  # the collimated field on the grid
+    #: native-pitch detail per focal spot (mm), built on demand (see _detail)
+    detail: dict[float, DetailMaps | None] = field(default_factory=dict)
 
 
 @dataclass

@@ -89,6 +89,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from ._detail import DetailMaps, build_detail
 from ._display import to_display, vals_mask_body
 from ._exact import SpectralWeights, exact_grid, slab_signal, spectral_weights
 from ._fast import FastPath
@@ -242,18 +243,10 @@ class ImagingChain:
             return self._render_fast(geometry, vm, syn, technique, iodine_mg_ml, volumes_ml, time_s)
         self._seen[key] = None
         trim(self._seen, 4 * self._cache_size)
-        sig, var, roi_kerma = self._exact_grid(
+        full_sig, full_var, roi_kerma = self._exact_full(
             geometry, vm, technique, iodine_mg_ml, volumes_ml, time_s
         )
         det = self.detector
-        full_sig: F32 = np.asarray(
-            cv2.resize(sig, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR), np.float32
-        )
-        full_var: F32 = np.asarray(
-            cv2.resize(var, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR), np.float32
-        )
-        full_sig *= vm.field_full
-        full_var *= vm.field_full
         rng = np.random.default_rng([self.seed, self._counter])
         self._counter += 1
         pixels = det.read_out(full_sig, full_var, rng)
@@ -282,16 +275,10 @@ class ImagingChain:
         vm = self._view(geometry)
         det = self.detector
         if method == "exact":
-            sig, _, kerma = self._exact_grid(
+            full, _, kerma = self._exact_full(
                 geometry, vm, technique, iodine_mg_ml, volumes_ml, time_s
             )
-            full = np.asarray(
-                cv2.resize(sig, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR),
-                np.float32,
-            )
-            full *= vm.field_full
-            full = apply_lsf(full, det.lsf_kernel())
-            return full, kerma
+            return apply_lsf(full, det.lsf_kernel()), kerma
         if method != "fast":
             raise ValueError(f"method must be 'fast' or 'exact', not {method!r}")
         key = tech_key(geometry, technique)
@@ -300,6 +287,8 @@ class ImagingChain:
         full = np.asarray(
             cv2.resize(sig_g, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR), np.float32
         )
+        if self._fastpath.detail is not None:
+            full += self._fastpath.detail
         return full, kerma
 
     def detector_kerma_per_mas(
@@ -381,12 +370,44 @@ class ImagingChain:
         if w is not None:
             self._weights.move_to_end(key)
             return w
-        w = spectral_weights(self.detector, vm, t, self.grid)
+        dm = self._detail(g, vm, t.focal_spot_mm)
+        w = spectral_weights(self.detector, vm, t, self.grid, dm)
         self._weights[key] = w
         trim(self._weights, self._cache_size)
         return w
 
+    def _detail(self, g: ViewGeometry, vm: ViewMaps, focal_spot_mm: float) -> DetailMaps | None:
+        key = round(focal_spot_mm, 2)
+        if key not in vm.detail:
+            vm.detail[key] = build_detail(self.phantom, self.detector, vm, focal_spot_mm)
+        return vm.detail[key]
+
     # -- exact path -----------------------------------------------------------------------------
+    def _exact_full(
+        self,
+        g: ViewGeometry,
+        vm: ViewMaps,
+        technique: TechniqueParams,
+        conc: Mapping[str, float],
+        volumes: Mapping[str, float] | None,
+        time_s: float,
+    ) -> tuple[F32, F32, float]:
+        """(mean keV, variance keV², detector kerma µGy) at the panel's pixels, before the
+        light spread: the grid upsampled, the native-pitch detail on the primary."""
+        w = self._spectral(g, vm, technique)
+        areal = self._iodine_areal_mg_cm2(vm, conc, volumes, time_s)
+        sig, var, kerma, primary = exact_grid(vm, w, areal, technique, self.scatter_to_primary)
+        det = self.detector
+        size = (det.cols, det.rows)
+        full_sig = np.asarray(cv2.resize(sig, size, interpolation=cv2.INTER_LINEAR), np.float32)
+        full_var = np.asarray(cv2.resize(var, size, interpolation=cv2.INTER_LINEAR), np.float32)
+        if w.detail is not None:
+            up = cv2.resize(primary, size, interpolation=cv2.INTER_LINEAR)
+            full_sig += up * (w.detail - np.float32(1.0))
+        full_sig *= vm.field_full
+        full_var *= vm.field_full
+        return full_sig, full_var, kerma
+
     def _exact_grid(
         self,
         g: ViewGeometry,
@@ -399,12 +420,13 @@ class ImagingChain:
         """(mean keV, variance keV², detector kerma µGy) on the grid, bin by bin."""
         w = self._spectral(g, vm, technique)
         areal = self._iodine_areal_mg_cm2(vm, conc, volumes, time_s)
-        return exact_grid(vm, w, areal, technique, self.scatter_to_primary)
+        sig, var, kerma, _ = exact_grid(vm, w, areal, technique, self.scatter_to_primary)
+        return sig, var, kerma
 
     # -- fast path ------------------------------------------------------------------------------
     def _synthesis(self, g: ViewGeometry, vm: ViewMaps, t: TechniqueParams) -> Synthesis:
         key = tech_key(g, t)
-        syn = build_synthesis(vm, self._spectral(g, vm, t), t)
+        syn = build_synthesis(vm, self._spectral(g, vm, t), t, self.detector.lsf_kernel())
         self._synth[key] = syn
         trim(self._synth, self._cache_size)
         return syn
@@ -425,6 +447,8 @@ class ImagingChain:
         std = self._fastpath.scratch("std_full", (det.rows, det.cols))
         cv2.resize(sig_g, (det.cols, det.rows), dst=sig, interpolation=cv2.INTER_LINEAR)
         cv2.resize(std_g, (det.cols, det.rows), dst=std, interpolation=cv2.INTER_LINEAR)
+        if self._fastpath.detail is not None:
+            cv2.add(sig, self._fastpath.detail, dst=sig)
         key = self._counter
         self._counter += 1
         read: F32 | None = None
