@@ -25,6 +25,7 @@ interest; deviation index DI = 10·log₁₀(EI / EI_T) (AAPM TG-116, Shepard et
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
+
+from drivers.carm import AecMode, ExposureIndex, Frame, Technique
 
 from .physics import DetectorModel, ImagingChain, TechniqueParams, ViewGeometry
 from .physics.grid import Grid
@@ -165,3 +168,67 @@ def aec_exposure(
     if mas > cap:
         mas, by = cap, "backup"
     return AecResult(mas, mas / ma * 1000.0, per_mas * mas, by)
+
+
+def frame_exposure_index(
+    det: DetectorModel, pixels: npt.NDArray[np.uint16], pedestal: float, target_ei: float
+) -> ExposureIndex:
+    """EI of an offset-corrected frame (``pixels`` − ``pedestal`` = signal counts) over the
+    value of interest, the centre chamber's field (where the AEC measures by default)."""
+    u = (np.arange(det.cols) + 0.5 - det.cols / 2.0) * det.pixel_mm
+    v = (np.arange(det.rows) + 0.5 - det.rows / 2.0) * det.pixel_mm
+    mask = chamber_mask(u.astype(np.float32), v.astype(np.float32), ("centre",))
+    counts = float(pixels[mask].mean()) - pedestal if mask.any() else 0.0
+    return ExposureIndex(exposure_index(det, max(counts, 0.0) / det.counts_per_kev), target_ei)
+
+
+class AecUnit:
+    """The simulated generator's AEC: ends radiographic exposures on the chambers, and fails
+    on demand (``fail_next``: the chambers stop answering, the back-up timer ends the
+    exposure; the frame is kept, the fault reported)."""
+
+    def __init__(self) -> None:
+        self.faults_pending = 0
+
+    def fail_next(self, count: int = 1) -> None:
+        self.faults_pending += count
+
+    def end_exposure(
+        self,
+        chain: ImagingChain,
+        scene: tuple[ViewGeometry, TechniqueParams, dict[str, float], dict[str, float], float],
+        technique: Technique,
+        max_mas: float,
+    ) -> tuple[Technique, tuple[str, dict[str, object]]]:
+        """(the technique as exposed, (event kind, event data)) for an AEC ``technique``:
+        ``aec_terminated`` (the chambers ended it), ``aec_backup`` (the back-up timer did:
+        too little radiation reached the chambers) or ``aec_fault`` (the AEC failed)."""
+        mode = technique.aec
+        assert mode is not None
+        geometry, params, conc, volumes, t = scene
+        settings = AecSettings(mode.fields, mode.target_ei, mode.backup_ms, max_mas)
+        if self.faults_pending:
+            self.faults_pending -= 1
+            cap = min(max_mas, technique.ma * mode.backup_ms / 1000.0)
+            result = AecResult(cap, cap / technique.ma * 1000.0, 0.0, "backup")
+            kind = "aec_fault"
+        else:
+            result = aec_exposure(chain, geometry, params, technique.ma, conc, volumes, t, settings)
+            kind = "aec_terminated" if result.terminated_by == "chamber" else "aec_backup"
+        exposed = dataclasses.replace(technique, exposure_ms=max(result.exposure_ms, 0.5))
+        data: dict[str, object] = {
+            "operation": "expose",
+            "mas": exposed.mas,
+            "exposure_ms": exposed.exposure_ms,
+            "fields": ",".join(mode.fields),
+            "terminated_by": result.terminated_by,
+        }
+        return exposed, (kind, data)
+
+
+def with_exposure_index(frame: Frame, det: DetectorModel, pedestal: float) -> Frame:
+    """``frame`` with its EI (target: the AEC's, else :data:`TARGET_EI`)."""
+    aec: AecMode | None = frame.technique.aec
+    target = aec.target_ei if aec is not None else TARGET_EI
+    ei = frame_exposure_index(det, frame.pixels, pedestal, target)
+    return dataclasses.replace(frame, exposure_index=ei)
