@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from ._geometry import Frame, ViewMaps, bbox, chords
+from ._geometry import DETAIL_MATERIALS, Frame, ViewMaps, bbox, chords
 from .detector import DetectorModel
 from .phantom import Phantom, Primitive
 from .xray import mu_per_mm
@@ -47,9 +47,8 @@ from .xray import mu_per_mm
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
-DETAIL_MATERIALS = frozenset({"bone", "bone_trabecular", "air"})
 FOCAL_SPOT_SIGMA_PER_MM = 0.4  # σ of the focal spot's profile per mm of nominal size
-MIN_BLUR_PX = 0.05
+MIN_BLUR_PX = 0.25  # below, a Gaussian of σ px changes a pixel by < 1 % of its neighbours
 TARGET_ANGLE_DEG = 12.0  # as the spectra (xray.spectrum)
 HEEL_DEPTH_UM_AT_80KV = 1.0
 HEEL_DEPTH_KV_EXPONENT = 1.7
@@ -63,6 +62,7 @@ class DetailMaps:
 
     native: dict[str, F32]
     coarse: dict[str, F32]
+    coarse_shape: tuple[int, int]
 
 
 def is_detail(prim: Primitive) -> bool:
@@ -86,15 +86,17 @@ def _trace(
     v: F64,
     px: float,
     blur: list[float] | None,
+    window: tuple[slice, slice],
 ) -> dict[str, F32]:
-    pts = (
-        fr.det_centre[None, None, :]
-        + u[None, :, None] * fr.ex[None, None, :]
-        + v[:, None, None] * fr.ey[None, None, :]
+    # |P − S| for P = det_centre + u·ex + v·ey (ex ⊥ ey, unit): no per-pixel 3-vectors
+    d0 = fr.det_centre - fr.source
+    ray_len: F64 = np.sqrt(
+        float(d0 @ d0)
+        + (u * u + 2.0 * u * float(d0 @ fr.ex))[None, :]
+        + (v * v + 2.0 * v * float(d0 @ fr.ey))[:, None]
     )
-    rel = pts - fr.source
-    ray_len: F64 = np.sqrt(np.sum(rel * rel, axis=2))
     shape = (len(v), len(u))
+    wr, wc = window
     out: dict[str, F32] = {}
     for i, prim in enumerate(prims):
         bb = bbox(prim, fr, (u, v, px))
@@ -102,12 +104,13 @@ def _trace(
             continue
         rs, cs = bb
         sigma = blur[i] if blur is not None else 0.0
-        if sigma > MIN_BLUR_PX:
-            pad = math.ceil(3.0 * sigma) + 1
-            rs = slice(max(rs.start - pad, 0), min(rs.stop + pad, shape[0]))
-            cs = slice(max(cs.start - pad, 0), min(cs.stop + pad, shape[1]))
+        pad = math.ceil(3.0 * sigma) + 1 if sigma > MIN_BLUR_PX else 0
+        rs = slice(max(rs.start - pad, wr.start), min(rs.stop + pad, wr.stop))
+        cs = slice(max(cs.start - pad, wc.start), min(cs.stop + pad, wc.stop))
+        if rs.start >= rs.stop or cs.start >= cs.stop:
+            continue  # outside the collimated field
         ch = chords(prim, fr, u, v, ray_len, rs, cs)
-        if sigma > MIN_BLUR_PX:
+        if pad:
             ch = np.asarray(
                 cv2.GaussianBlur(ch, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT), np.float32
             )
@@ -116,6 +119,18 @@ def _trace(
         if prim.displaces is not None:
             out.setdefault(prim.displaces, np.zeros(shape, np.float32))[rs, cs] -= ch
     return out
+
+
+def _field_window(mask: npt.NDArray[np.bool_], pad: int) -> tuple[slice, slice]:
+    rows = np.nonzero(mask.any(axis=1))[0]
+    cols = np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return slice(0, 0), slice(0, 0)
+    h, w = mask.shape
+    return (
+        slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + 1 + pad, h)),
+        slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + 1 + pad, w)),
+    )
 
 
 def build_detail(
@@ -131,15 +146,19 @@ def build_detail(
         return None
     u = np.asarray((np.arange(det.cols) + 0.5 - det.cols / 2.0) * det.pixel_mm, np.float64)
     v = np.asarray((np.arange(det.rows) + 0.5 - det.rows / 2.0) * det.pixel_mm, np.float64)
-    native = _trace(prims, fr, u, v, det.pixel_mm, blur)
-    coarse = _trace(prims, fr, vm.u, vm.v, vm.grid_px_mm, None)
-    return DetailMaps(native, coarse)
+    # only inside the collimated field (padded: the light spread and upsampling reach out)
+    native = _trace(prims, fr, u, v, det.pixel_mm, blur, _field_window(vm.field_full, 4))
+    if not native:
+        return None
+    # on the ray grid: the same primitives' maps, accumulated by build_view
+    return DetailMaps(native, vm.detail_coarse, (vm.grid_rows, vm.grid_cols))
 
 
-def _transmission(maps: Mapping[str, F32], mu: Mapping[str, F64], w: F64) -> F32:
-    some = next(iter(maps.values()))
-    out = np.zeros(some.shape, np.float32)
-    e = np.empty(some.shape, np.float32)
+def _transmission(
+    maps: Mapping[str, F32], mu: Mapping[str, F64], w: F64, shape: tuple[int, int]
+) -> F32:
+    out = np.zeros(shape, np.float32)
+    e = np.empty(shape, np.float32)
     for g in range(len(w)):
         e.fill(0.0)
         for name, arr in maps.items():
@@ -151,8 +170,8 @@ def _transmission(maps: Mapping[str, F32], mu: Mapping[str, F64], w: F64) -> F32
 
 def detail_ratio(dm: DetailMaps, mu: Mapping[str, F64], weights: F64, rows: int, cols: int) -> F32:
     """R (module docstring), rows×cols; ``mu[m][g]`` and ``weights[g]`` per energy group."""
-    t_n = _transmission(dm.native, mu, weights)
-    t_c = _transmission(dm.coarse, mu, weights)
+    t_n = _transmission(dm.native, mu, weights, (rows, cols))
+    t_c = _transmission(dm.coarse, mu, weights, dm.coarse_shape)
     up = cv2.resize(t_c, (cols, rows), interpolation=cv2.INTER_LINEAR)
     out: F32 = np.asarray(t_n / np.maximum(up, np.float32(1e-30)), np.float32)
     return out

@@ -25,6 +25,8 @@ F64 = npt.NDArray[np.float64]
 
 DETECTOR_BELOW_TABLE_MM = 70.0  # table top → image receptor (table, grid, cover)
 POSITION_ANGLES_DEG = {"supine": 0.0, "prone": 180.0, "lpo": -32.0, "rpo": 32.0}
+#: materials with fine structure (bone edges, trabeculae, gas) restored at the panel's pitch
+DETAIL_MATERIALS = frozenset({"bone", "bone_trabecular", "air"})
 INTERSTITIAL_FRACTION = 0.10  # ECF share of soft tissue carrying interstitial iodine
 TISSUE_PLASMA_FRACTION = 0.03  # plasma share of soft tissue
 
@@ -106,6 +108,7 @@ class ViewMaps:
     ray_len: F64  # |P − S| per grid pixel
     fluence_factor: F32  # (1000/r)² · cos(incidence) · detector pixel area  (mm² at 1 m)
     materials: dict[str, F32]
+    detail_coarse: dict[str, F32]  # the detail primitives' share of ``materials`` (see _detail)
     iodine: dict[str, F32]
     ureter_arc: dict[str, F32]  # chord-weighted arc length sums
     spr: F32  # scatter-to-primary ratio without a grid at 80 kVp (kV, grid: per technique)
@@ -230,6 +233,7 @@ def build_view(
     cos_inc = np.abs(rel @ fr.normal) / ray_len
     fluence = ((1000.0 / ray_len) ** 2 * cos_inc * det.pixel_mm**2).astype(np.float32)
     mats: dict[str, F32] = {}
+    fine: dict[str, F32] = {}
     iod: dict[str, F32] = {}
     arcs: dict[str, F32] = {}
     uv_px = (u, v, px)
@@ -243,6 +247,12 @@ def build_view(
             mats.setdefault(prim.material, np.zeros((gr, gc), np.float32))[rs, cs] += ch
         if prim.displaces is not None:
             mats.setdefault(prim.displaces, np.zeros((gr, gc), np.float32))[rs, cs] -= ch
+        if prim.material in DETAIL_MATERIALS or prim.displaces in DETAIL_MATERIALS:
+            for name, sign in ((prim.material, 1.0), (prim.displaces, -1.0)):
+                if name is not None:
+                    fine.setdefault(name, np.zeros((gr, gc), np.float32))[rs, cs] += (
+                        np.float32(sign) * ch
+                    )
         if prim.compartment is not None:
             iod.setdefault(prim.compartment, np.zeros((gr, gc), np.float32))[rs, cs] += (
                 np.float32(prim.iodine_scale) * ch
@@ -298,6 +308,7 @@ def build_view(
         ray_len=ray_len,
         fluence_factor=fluence,
         materials=mats,
+        detail_coarse=fine,
         iodine=iod,
         ureter_arc=arcs,
         spr=spr,
