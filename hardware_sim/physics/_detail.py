@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from ._geometry import DETAIL_MATERIALS, Frame, ViewMaps, bbox, chords
+from ._geometry import DETAIL_MATERIALS, Frame, ViewMaps, bbox, chords, map_for
 from .detector import DetectorModel
 from .phantom import Phantom, Primitive
 from .xray import mu_per_mm
@@ -115,9 +115,9 @@ def _trace(
                 cv2.GaussianBlur(ch, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT), np.float32
             )
         if prim.material is not None:
-            out.setdefault(prim.material, np.zeros(shape, np.float32))[rs, cs] += ch
+            map_for(out, prim.material, shape)[rs, cs] += ch
         if prim.displaces is not None:
-            out.setdefault(prim.displaces, np.zeros(shape, np.float32))[rs, cs] -= ch
+            map_for(out, prim.displaces, shape)[rs, cs] -= ch
     return out
 
 

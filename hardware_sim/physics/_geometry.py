@@ -144,6 +144,15 @@ class Parts:
     ureters: dict[str, UreterPart]
 
 
+def map_for(maps: dict[str, F32], name: str, shape: tuple[int, int]) -> F32:
+    """``maps[name]``, a zero map of ``shape`` made on first use (``setdefault`` would
+    allocate a whole map on every call)."""
+    m = maps.get(name)
+    if m is None:
+        m = maps[name] = np.zeros(shape, np.float32)
+    return m
+
+
 def chords(
     prim: Primitive, fr: Frame, vm_u: F64, vm_v: F64, ray_len: F64, rows: slice, cols: slice
 ) -> F32:
@@ -244,23 +253,17 @@ def build_view(
         rs, cs = bb
         ch = chords(prim, fr, u, v, ray_len, rs, cs)
         if prim.material is not None:
-            mats.setdefault(prim.material, np.zeros((gr, gc), np.float32))[rs, cs] += ch
+            map_for(mats, prim.material, (gr, gc))[rs, cs] += ch
         if prim.displaces is not None:
-            mats.setdefault(prim.displaces, np.zeros((gr, gc), np.float32))[rs, cs] -= ch
+            map_for(mats, prim.displaces, (gr, gc))[rs, cs] -= ch
         if prim.material in DETAIL_MATERIALS or prim.displaces in DETAIL_MATERIALS:
             for name, sign in ((prim.material, 1.0), (prim.displaces, -1.0)):
                 if name is not None:
-                    fine.setdefault(name, np.zeros((gr, gc), np.float32))[rs, cs] += (
-                        np.float32(sign) * ch
-                    )
+                    map_for(fine, name, (gr, gc))[rs, cs] += np.float32(sign) * ch
         if prim.compartment is not None:
-            iod.setdefault(prim.compartment, np.zeros((gr, gc), np.float32))[rs, cs] += (
-                np.float32(prim.iodine_scale) * ch
-            )
+            map_for(iod, prim.compartment, (gr, gc))[rs, cs] += np.float32(prim.iodine_scale) * ch
             if prim.arc_mm is not None:
-                arcs.setdefault(prim.compartment, np.zeros((gr, gc), np.float32))[rs, cs] += (
-                    np.float32(prim.arc_mm) * ch
-                )
+                map_for(arcs, prim.compartment, (gr, gc))[rs, cs] += np.float32(prim.arc_mm) * ch
     for k in list(iod):
         np.maximum(iod[k], 0.0, out=iod[k])
     soft = np.maximum(mats.get("soft_tissue", np.zeros((gr, gc), np.float32)), 0.0)
