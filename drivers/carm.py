@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -28,6 +29,39 @@ class FocalSpot(enum.StrEnum):
 
 FOCAL_SPOT_MM = {FocalSpot.SMALL: 0.6, FocalSpot.LARGE: 1.2}
 
+#: The ionisation-chamber fields of a three-field bucky AEC (seen from the tube).
+AEC_FIELDS = ("left", "centre", "right")
+
+
+@dataclass(frozen=True, slots=True)
+class AecMode:
+    """Automatic exposure control: the selected chamber ``fields`` end the exposure when the
+    panel reaches ``target_ei`` (IEC 62494-1 exposure index); the back-up timer ends it after
+    ``backup_ms`` at the latest. The technique's own exposure time is then only nominal."""
+
+    fields: tuple[str, ...] = ("centre",)
+    target_ei: float = 250.0
+    backup_ms: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if not self.fields or any(f not in AEC_FIELDS for f in self.fields):
+            raise ValueError(f"AEC fields {self.fields!r}: one or more of {AEC_FIELDS}")
+        _check_range("target_ei", self.target_ei, 10.0, 10000.0)
+        _check_range("backup_ms", self.backup_ms, 1.0, 6300.0)
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureIndex:
+    """IEC 62494-1 exposure index of a frame, its target, and the deviation index."""
+
+    ei: float
+    target: float
+
+    @property
+    def deviation(self) -> float:
+        """DI = 10·log₁₀(EI/EI_T)."""
+        return 10.0 * math.log10(max(self.ei, 1e-9) / self.target)
+
 
 @dataclass(frozen=True, slots=True)
 class Technique:
@@ -42,6 +76,7 @@ class Technique:
     focal_spot: FocalSpot = FocalSpot.LARGE
     filtration_mm_al: float = 2.5
     filtration_mm_cu: float = 0.0
+    aec: AecMode | None = None  # None: manual; else the AEC ends the exposure
 
     def __post_init__(self) -> None:
         _check_range("kv", self.kv, 40.0, 150.0)
@@ -118,6 +153,7 @@ class Frame:
     collimation: CollimationField
     dose: Dose
     bits_stored: int = 16
+    exposure_index: ExposureIndex | None = None
 
 
 @dataclass(frozen=True, slots=True)

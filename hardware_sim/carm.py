@@ -42,6 +42,7 @@ from drivers.carm import (
 )
 from drivers.timer import SPIN_S, sleep_until_precise
 
+from .aec import AecUnit, with_exposure_index
 from .limits import GeneratorLimits, check_fluoro, check_technique
 from .patient import SimPatient
 from .physics import DetectorModel, ImagingChain, RenderedImage, TechniqueParams, ViewGeometry
@@ -102,6 +103,8 @@ class SimCArm(CArm):
         self._cum_dap = 0.0
         self._generator_faults_pending = 0
         self._frames_to_drop = 0
+        #: the generator's automatic exposure control (``aec.fail_next()`` injects its fault)
+        self.aec = AecUnit()
         #: called with every acquisition result before it is announced (the detector's
         #: image memory: the simulated room persists it so a restarted controller finds it)
         self.on_acquired: Callable[[str, object], None] | None = None
@@ -262,10 +265,13 @@ class SimCArm(CArm):
             await sleep_until_precise(self._clock, t)
 
     async def _radiograph(self, technique: Technique) -> Frame:
-        """Beam on now for the technique's exposure time, then the readout."""
+        """Beam on now for the technique's exposure time (the AEC's when it has one), then
+        the readout."""
+        technique = self._aec_end(technique)
         self._beam_on = True
         try:
             frame = await self._render(technique, self._radiography)
+            frame = with_exposure_index(frame, self._radiography.detector, PEDESTAL_COUNTS)
             await asyncio.sleep(technique.exposure_ms / 1000.0)
         finally:
             self._beam_on = False
@@ -425,6 +431,17 @@ class SimCArm(CArm):
         )
 
     # -- internals -------------------------------------------------------------------------
+    def _aec_end(self, technique: Technique) -> Technique:
+        """With an AEC technique, the exposure time the chambers end at (hardware_sim/aec.py)."""
+        if technique.aec is None:
+            return technique
+        scene = self._scene(technique)
+        exposed, (kind, data) = self.aec.end_exposure(
+            self._radiography, scene, technique, self.limits.max_mas
+        )
+        self._emit(kind, **data)
+        return exposed
+
     def _ready_technique(self, operation: str) -> Technique:
         if self._technique is None:
             raise DeviceStateError(self.name, operation, "no technique set")

@@ -70,6 +70,7 @@ def build_summary(
                 "device_lateness_s": _r(s.device_lateness_s),
                 "detail": s.detail,
                 "files": s.files,
+                **_exposure_index(result, s.id),
             }
             for s in result.steps
         ],
@@ -108,6 +109,15 @@ def build_summary(
         "interrupted": result.interrupted,
         "faults": result.faults,
     }
+
+
+def _exposure_index(result: ExamResult, step_id: str) -> dict[str, Any]:
+    """The step's radiograph's exposure and deviation index (IEC 62494-1), when it has one."""
+    for r in result.records:
+        ei = r.frames[0].exposure_index if r.step_id == step_id and r.frames else None
+        if ei is not None:
+            return {"exposure_index": round(ei.ei, 1), "deviation_index": round(ei.deviation, 2)}
+    return {}
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:

@@ -56,11 +56,13 @@ class FastPath:
         self.scatter_to_primary = scatter_to_primary
         self.noise_bank = noise_bank
         self.buffers: dict[str, F32] = {}
+        #: the panel-resolution detail of the last :meth:`grid` call's background (or None)
+        self.detail: F32 | None = None
         self.kernels: dict[float, F32 | None] = {}
 
     def grid_blur_sigma(self, vm: ViewMaps) -> float:
         det = self.detector
-        return det.blur_px * det.pixel_mm / vm.grid_px_mm
+        return det.lsf_sigma_px * det.pixel_mm / vm.grid_px_mm
 
     def background(
         self, vm: ViewMaps, syn: Synthesis, conc: Mapping[str, float], mas: float
@@ -99,9 +101,14 @@ class FastPath:
             signal = np.asarray(
                 cv2.GaussianBlur(primary, (0, 0), sg, borderType=cv2.BORDER_REFLECT), np.float32
             )
+        detail = None
+        if syn.detail_blurred is not None:
+            rows, cols = syn.detail_blurred.shape
+            up = cv2.resize(signal, (cols, rows), interpolation=cv2.INTER_LINEAR)
+            detail = np.asarray(up * syn.detail_blurred, np.float32)
         variance = var_primary.copy()
         if self.scatter_to_primary > 0:
-            sc = scatter(vm, primary)
+            sc = scatter(vm, primary, syn.scatter_scale)
             signal += sc
             variance += sc * np.float32(syn.scatter_energy_kev)
         if self.noise_bank:  # the electronic noise comes from the same pre-blurred bank
@@ -114,6 +121,7 @@ class FastPath:
             primary=primary,
             var_primary=var_primary,
             signal=signal,
+            detail=detail,
             variance=variance,
         )
         syn.backgrounds[key] = bg
@@ -220,6 +228,7 @@ class FastPath:
         The two arrays are reused buffers, valid until the next call."""
         gr, gc = vm.grid_rows, vm.grid_cols
         bg = self.background(vm, syn, conc, float(technique.mas))
+        self.detail = bg.detail
         sig = self.scratch("sig", (gr, gc))
         var = self.scratch("var", (gr, gc))
         kerma = bg.kerma_mean
@@ -304,6 +313,7 @@ class FastPath:
         if self.scatter_to_primary > 0:
             up = self.scratch("scatter_up", (gr, gc))
             small = self.scatter_of_change(vm, lay, thin_dp)
+            small *= np.float32(syn.scatter_scale)
             cv2.resize(small, (gc, gr), dst=up, interpolation=cv2.INTER_LINEAR)
             fr, fc = self.field_box(vm)  # as the exact path: no scatter outside the field
             up[: fr.start] = 0.0

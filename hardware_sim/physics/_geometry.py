@@ -6,20 +6,27 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from ._params import ViewGeometry
 from .detector import DetectorModel
+from .grid import Grid, spr_no_grid
 from .phantom import Phantom, Primitive
 from .xray import MATERIALS
+
+if TYPE_CHECKING:
+    from ._detail import DetailMaps
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
 DETECTOR_BELOW_TABLE_MM = 70.0  # table top → image receptor (table, grid, cover)
 POSITION_ANGLES_DEG = {"supine": 0.0, "prone": 180.0, "lpo": -32.0, "rpo": 32.0}
+#: materials with fine structure (bone edges, trabeculae, gas) restored at the panel's pitch
+DETAIL_MATERIALS = frozenset({"bone", "bone_trabecular", "air"})
 INTERSTITIAL_FRACTION = 0.10  # ECF share of soft tissue carrying interstitial iodine
 TISSUE_PLASMA_FRACTION = 0.03  # plasma share of soft tissue
 
@@ -101,9 +108,12 @@ class ViewMaps:
     ray_len: F64  # |P − S| per grid pixel
     fluence_factor: F32  # (1000/r)² · cos(incidence) · detector pixel area  (mm² at 1 m)
     materials: dict[str, F32]
+    detail_coarse: dict[str, F32]  # the detail primitives' share of ``materials`` (see _detail)
     iodine: dict[str, F32]
     ureter_arc: dict[str, F32]  # chord-weighted arc length sums
-    spr: F32
+    spr: F32  # scatter-to-primary ratio without a grid at 80 kVp (kV, grid: per technique)
+    grid_cutoff: F32  # the grid's geometric primary transmission (1 without a grid)
+    median_mass_g_cm2: float  # typical thickness in the field (for the grid's spectra)
     field_grid: npt.NDArray[np.bool_]
     field_full: npt.NDArray[np.bool_]
     roi: tuple[slice, slice]
@@ -112,6 +122,8 @@ class ViewMaps:
     )
     parts: Parts | None = None  # fast path: cropped compartment maps (built on demand)
     field_box: tuple[slice, slice] | None = None  # the collimated field on the grid
+    #: native-pitch detail per focal spot (mm), built on demand (see _detail)
+    detail: dict[float, DetailMaps | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -130,6 +142,15 @@ class UreterPart:
 class Parts:
     fixed: dict[str, tuple[tuple[slice, slice], F32]]  # bounding box, cropped map
     ureters: dict[str, UreterPart]
+
+
+def map_for(maps: dict[str, F32], name: str, shape: tuple[int, int]) -> F32:
+    """``maps[name]``, a zero map of ``shape`` made on first use (``setdefault`` would
+    allocate a whole map on every call)."""
+    m = maps.get(name)
+    if m is None:
+        m = maps[name] = np.zeros(shape, np.float32)
+    return m
 
 
 def chords(
@@ -200,9 +221,10 @@ def build_view(
     det: DetectorModel,
     g: ViewGeometry,
     grid_factor: int,
-    scatter_to_primary: float,
+    grid: Grid | None = None,
 ) -> ViewMaps:
-    """Path lengths, iodine maps, SPR and collimation of a view on the ray grid."""
+    """Path lengths, iodine maps, SPR, grid cut-off and collimation of a view on the ray
+    grid."""
     fr = resolve(phantom, g)
     f = grid_factor
     gr, gc = math.ceil(det.rows / f), math.ceil(det.cols / f)
@@ -220,27 +242,28 @@ def build_view(
     cos_inc = np.abs(rel @ fr.normal) / ray_len
     fluence = ((1000.0 / ray_len) ** 2 * cos_inc * det.pixel_mm**2).astype(np.float32)
     mats: dict[str, F32] = {}
+    fine: dict[str, F32] = {}
     iod: dict[str, F32] = {}
     arcs: dict[str, F32] = {}
-    grid = (u, v, px)
+    uv_px = (u, v, px)
     for prim in phantom.primitives:
-        bb = bbox(prim, fr, grid)
+        bb = bbox(prim, fr, uv_px)
         if bb is None:
             continue
         rs, cs = bb
         ch = chords(prim, fr, u, v, ray_len, rs, cs)
         if prim.material is not None:
-            mats.setdefault(prim.material, np.zeros((gr, gc), np.float32))[rs, cs] += ch
+            map_for(mats, prim.material, (gr, gc))[rs, cs] += ch
         if prim.displaces is not None:
-            mats.setdefault(prim.displaces, np.zeros((gr, gc), np.float32))[rs, cs] -= ch
+            map_for(mats, prim.displaces, (gr, gc))[rs, cs] -= ch
+        if prim.material in DETAIL_MATERIALS or prim.displaces in DETAIL_MATERIALS:
+            for name, sign in ((prim.material, 1.0), (prim.displaces, -1.0)):
+                if name is not None:
+                    map_for(fine, name, (gr, gc))[rs, cs] += np.float32(sign) * ch
         if prim.compartment is not None:
-            iod.setdefault(prim.compartment, np.zeros((gr, gc), np.float32))[rs, cs] += (
-                np.float32(prim.iodine_scale) * ch
-            )
+            map_for(iod, prim.compartment, (gr, gc))[rs, cs] += np.float32(prim.iodine_scale) * ch
             if prim.arc_mm is not None:
-                arcs.setdefault(prim.compartment, np.zeros((gr, gc), np.float32))[rs, cs] += (
-                    np.float32(prim.arc_mm) * ch
-                )
+                map_for(arcs, prim.compartment, (gr, gc))[rs, cs] += np.float32(prim.arc_mm) * ch
     for k in list(iod):
         np.maximum(iod[k], 0.0, out=iod[k])
     soft = np.maximum(mats.get("soft_tissue", np.zeros((gr, gc), np.float32)), 0.0)
@@ -254,10 +277,22 @@ def build_view(
     mass = np.zeros((gr, gc), np.float32)
     for name, arr in mats.items():
         mass += arr * np.float32(MATERIALS[name].density_g_cm3 / 10.0)  # g/cm²
-    spr = (np.float32(scatter_to_primary / 20.0) * np.maximum(mass, 0.0)).astype(np.float32)
     # collimation (field at the detector plane, centred on the central ray)
     half_w = min(g.field_width_mm, det.cols * det.pixel_mm) / 2.0
     half_h = min(g.field_height_mm, det.rows * det.pixel_mm) / 2.0
+    # scatter: the no-grid SPR of the local thickness and the field at the patient's exit
+    exit_scale = ((g.sid_mm - DETECTOR_BELOW_TABLE_MM) / g.sid_mm) ** 2
+    area_cm2 = 4.0 * half_w * half_h / 100.0 * exit_scale
+    spr = spr_no_grid(np.maximum(mass, 0.0), area_cm2, 80.0).astype(np.float32)
+    cutoff = np.ones((gr, gc), np.float32)
+    if grid is not None:
+        rel = fr.source - fr.det_centre
+        height = -float(rel @ fr.normal)
+        if grid.strips_along == "rows":
+            delta = grid.misalignment(u, float(rel @ fr.ex), height)[None, :]
+        else:
+            delta = grid.misalignment(v, float(rel @ fr.ey), height)[:, None]
+        cutoff *= grid.cutoff(delta).astype(np.float32)
     field_grid = (np.abs(u)[None, :] <= half_w) & (np.abs(v)[:, None] <= half_h)
     uf = (np.arange(det.cols) + 0.5 - det.cols / 2.0) * det.pixel_mm
     vf = (np.arange(det.rows) + 0.5 - det.rows / 2.0) * det.pixel_mm
@@ -276,9 +311,12 @@ def build_view(
         ray_len=ray_len,
         fluence_factor=fluence,
         materials=mats,
+        detail_coarse=fine,
         iodine=iod,
         ureter_arc=arcs,
         spr=spr,
+        grid_cutoff=cutoff,
+        median_mass_g_cm2=float(np.median(mass[field_grid])) if field_grid.any() else 0.0,
         field_grid=field_grid,
         field_full=field_full.astype(np.float32) > 0,
         roi=roi,

@@ -43,9 +43,16 @@ class RenderedImage:
     detector_kerma_ugy: float  # mean detector input air kerma behind the patient (centre)
 
 
-TechKey = tuple[ViewGeometry, float, float, float]
+TechKey = tuple[ViewGeometry, float, float, float, float]
 
 
 def tech_key(g: ViewGeometry, t: TechniqueParams) -> TechKey:
-    """Cache key of the spectral precomputes (mAs scales them and is applied per frame)."""
-    return (g, round(t.kvp, 1), round(t.filtration_mm_al, 2), round(t.filtration_mm_cu, 2))
+    """Cache key of the spectral precomputes (mAs scales them and is applied per frame; the
+    focal spot sets the detail's blur)."""
+    return (
+        g,
+        round(t.kvp, 1),
+        round(t.filtration_mm_al, 2),
+        round(t.filtration_mm_cu, 2),
+        round(t.focal_spot_mm, 2),
+    )

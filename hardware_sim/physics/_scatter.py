@@ -1,4 +1,5 @@
-"""Scatter (SPR ∝ mass thickness, spread by a broad Gaussian) and the dose of a frame."""
+"""Scatter (the view's SPR map × a per-technique scale, spread by a broad Gaussian) and the
+dose of a frame.  The SPR model and the grid are in :mod:`.grid`."""
 
 from __future__ import annotations
 
@@ -23,8 +24,12 @@ def scatter_blocks(gr: int, gc: int) -> tuple[int, int]:
     return gr // sh, gc // sw
 
 
-def scatter(vm: ViewMaps, primary: F32) -> F32:
+def scatter(vm: ViewMaps, primary: F32, scale: float = 1.0) -> F32:
+    """Scatter reaching the panel: ``primary × SPR`` (× ``scale``), spread; none outside the
+    collimated field."""
     small = scatter_small(vm, primary * vm.spr)
+    if scale != 1.0:
+        small *= np.float32(scale)
     big = cv2.resize(small, (vm.grid_cols, vm.grid_rows), interpolation=cv2.INTER_LINEAR)
     return (big * vm.field_grid).astype(np.float32)
 

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ._exact import SpectralWeights
 from ._geometry import ViewMaps
 from ._params import TechniqueParams
+from .detector import apply_lsf
 from .xray import air_kerma_ugy_per_mas
 
 F32 = npt.NDArray[np.float32]
@@ -35,6 +36,7 @@ class Background:
     primary: F32  # Σ amp
     var_primary: F32  # Σ var
     signal: F32  # light-spread primary + scatter
+    detail: F32 | None  # panel-resolution detail to add to the upsampled signal (or None)
     variance: F32  # var_primary + scatter × its mean energy
     layouts: OrderedDict[LayoutKey, Layout] = field(default_factory=OrderedDict)
 
@@ -103,6 +105,8 @@ class Synthesis:
     var: F32  # (3, gr, gc) variance weights, keV² per mAs
     kerma: F32  # (3, roi) kerma weights, µGy per mAs per ROI pixel
     scatter_energy_kev: float
+    scatter_scale: float  # × the view's SPR map (kV, grid)
+    detail_blurred: F32 | None  # LSF ⊗ R − 1 at the panel's pixels (see _detail), or None
     air_kerma_1m_ugy_per_mas: float
     steps: dict[str, float]  # background concentration quantum (mg/mL) per compartment
     backgrounds: OrderedDict[tuple[int, int, float], Background] = field(
@@ -206,8 +210,14 @@ def fit_synthesis(
 # ---------------------------------------------------------------------------------------------
 
 
-def build_synthesis(vm: ViewMaps, w: SpectralWeights, t: TechniqueParams) -> Synthesis:
-    """The per-(view, technique) precompute of the fast path from the spectral weights."""
+def build_synthesis(
+    vm: ViewMaps, w: SpectralWeights, t: TechniqueParams, lsf: F32 | None = None
+) -> Synthesis:
+    """The per-(view, technique) precompute of the fast path from the spectral weights
+    (``lsf``: the panel's light-spread kernel, for the detail)."""
+    blurred = None
+    if w.detail is not None:
+        blurred = apply_lsf(w.detail, lsf) - np.float32(1.0)
     negx, amp, var, kerma = fit_synthesis(w, vm.roi)
     xmax = float(-negx.min()) if negx.size else 0.0
     steps: dict[str, float] = {}
@@ -217,4 +227,6 @@ def build_synthesis(vm: ViewMaps, w: SpectralWeights, t: TechniqueParams) -> Syn
         sens = xmax * 0.1 * lmax  # exponent per mg/mL
         steps[comp] = BACKGROUND_EXPONENT_STEP / sens if sens > 0 else math.inf
     k1m = air_kerma_ugy_per_mas(t.kvp, t.filtration_mm_al, t.filtration_mm_cu)
-    return Synthesis(negx, amp, var, kerma, w.scatter_energy_kev, k1m, steps)
+    return Synthesis(
+        negx, amp, var, kerma, w.scatter_energy_kev, w.scatter_scale, blurred, k1m, steps
+    )

@@ -26,8 +26,12 @@ ms each, small bounding boxes); ureters are modulated by travelling peristaltic 
 60/peristalsis s moving 25 mm/s, so a film shows segments, not a uniform tube [S48–S50];
 soft tissue carries 10 % interstitial + 3 % plasma iodine (total-body opacification).
 
-Scatter: an anti-scatter-grid-level scatter-to-primary ratio ∝ the mass thickness
-(``scatter_to_primary`` at 20 g/cm²), spread by a broad Gaussian (σ 40 mm).
+Scatter and grid (:mod:`.grid`): the no-grid scatter-to-primary ratio of each ray's mass
+thickness, the field size and the kV (a fit to published SPRs of water phantoms), spread by a
+broad Gaussian (σ 40 mm); behind a focused linear grid (``grid=``, default 12:1, 40 lines/cm,
+focused at 115 cm; ``grid=None`` for a grid-less room) the primary is multiplied per energy bin
+by the grid's T_p(E) and per ray by its geometric cut-off (tube angled across the strips or
+off the focal distance), the scatter by T_s/T_p.
 
 Fast synthesis (``ImagingChain(fast=True)``, the default).  The first render of a (view,
 technique) takes the exact path above (a one-off view, e.g. a tomography projection, pays no
@@ -85,6 +89,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from ._detail import DetailMaps, build_detail
 from ._display import to_display, vals_mask_body
 from ._exact import SpectralWeights, exact_grid, slab_signal, spectral_weights
 from ._fast import FastPath
@@ -111,7 +116,7 @@ from ._iodine import (
 )
 from ._lru import trim
 from ._params import RenderedImage, TechKey, TechniqueParams, ViewGeometry, tech_key
-from ._scatter import dose, scatter_blocks
+from ._scatter import dose, scatter, scatter_blocks
 from ._synthesis import (
     BACKGROUND_COMPARTMENTS,
     BACKGROUND_EXPONENT_STEP,
@@ -122,9 +127,10 @@ from ._synthesis import (
     gauss_nodes,
     interpolatory_weights,
 )
-from .detector import DetectorModel, NoiseBank
+from .detector import DetectorModel, NoiseBank, apply_lsf
+from .grid import Grid
 from .phantom import Phantom
-from .xray import binned_spectrum
+from .xray import binned_spectrum, kerma_ugy_per_photon_mm2
 
 F32 = npt.NDArray[np.float32]
 U16 = npt.NDArray[np.uint16]
@@ -137,6 +143,7 @@ __all__ = [
     "INTERSTITIAL_FRACTION",
     "PERISTALSIS_PER_MIN",
     "POSITION_ANGLES_DEG",
+    "STANDARD_GRID",
     "TISSUE_PLASMA_FRACTION",
     "URETER_BASELINE_FILL",
     "URETER_BOLUS_HALF_LENGTH_MM",
@@ -170,6 +177,10 @@ _gauss_nodes = gauss_nodes
 _interpolatory_weights = interpolatory_weights
 _fit_synthesis = fit_synthesis
 
+#: The room's bucky grid: 12:1, 40 lines/cm, 36 µm lead, aluminium interspace, focused at the
+#: standard 115 cm SID, strips along the table (see :mod:`.grid` for the literature).
+STANDARD_GRID = Grid()
+
 
 # ---------------------------------------------------------------------------------------------
 # the chain
@@ -183,18 +194,22 @@ class ImagingChain:
         detector: DetectorModel,
         seed: int = 0,
         *,
-        scatter_to_primary: float = 0.45,
+        scatter: bool = True,
+        grid: Grid | None = STANDARD_GRID,
         view_cache_size: int = 4,
         fast: bool = True,
         noise_bank: bool = True,
     ) -> None:
         """``fast``: synthesise repeat frames of a (view, technique) from a precompute (see the
         module docstring); ``noise_bank``: in the fast path take the noise from a
-        pre-generated bank (else fresh noise per frame)."""
+        pre-generated bank (else fresh noise per frame); ``scatter``: add scattered radiation;
+        ``grid``: the anti-scatter grid in front of the panel, None for none."""
         self.phantom = phantom
         self.detector = detector
         self.seed = seed
-        self.scatter_to_primary = scatter_to_primary
+        self.grid = grid
+        # 1.0/0.0: scatter on/off for the paths (the SPR itself comes from the view and grid)
+        self.scatter_to_primary = 1.0 if scatter else 0.0
         self.fast = fast
         self.noise_bank = noise_bank
         self._views: OrderedDict[ViewGeometry, ViewMaps] = OrderedDict()
@@ -205,7 +220,7 @@ class ImagingChain:
         self._counter = 0
         self._grid_factor = 2 if max(detector.rows, detector.cols) > 256 else 1
         self._bank: NoiseBank | None = None
-        self._fastpath = FastPath(phantom, detector, scatter_to_primary, noise_bank)
+        self._fastpath = FastPath(phantom, detector, self.scatter_to_primary, noise_bank)
 
     # -- public ---------------------------------------------------------------------------------
     def render(
@@ -228,18 +243,10 @@ class ImagingChain:
             return self._render_fast(geometry, vm, syn, technique, iodine_mg_ml, volumes_ml, time_s)
         self._seen[key] = None
         trim(self._seen, 4 * self._cache_size)
-        sig, var, roi_kerma = self._exact_grid(
+        full_sig, full_var, roi_kerma = self._exact_full(
             geometry, vm, technique, iodine_mg_ml, volumes_ml, time_s
         )
         det = self.detector
-        full_sig: F32 = np.asarray(
-            cv2.resize(sig, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR), np.float32
-        )
-        full_var: F32 = np.asarray(
-            cv2.resize(var, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR), np.float32
-        )
-        full_sig *= vm.field_full
-        full_var *= vm.field_full
         rng = np.random.default_rng([self.seed, self._counter])
         self._counter += 1
         pixels = det.read_out(full_sig, full_var, rng)
@@ -268,20 +275,10 @@ class ImagingChain:
         vm = self._view(geometry)
         det = self.detector
         if method == "exact":
-            sig, _, kerma = self._exact_grid(
+            full, _, kerma = self._exact_full(
                 geometry, vm, technique, iodine_mg_ml, volumes_ml, time_s
             )
-            full = np.asarray(
-                cv2.resize(sig, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR),
-                np.float32,
-            )
-            full *= vm.field_full
-            if det.blur_px > 0:
-                full = np.asarray(
-                    cv2.GaussianBlur(full, (0, 0), det.blur_px, borderType=cv2.BORDER_REFLECT),
-                    np.float32,
-                )
-            return full, kerma
+            return apply_lsf(full, det.lsf_kernel()), kerma
         if method != "fast":
             raise ValueError(f"method must be 'fast' or 'exact', not {method!r}")
         key = tech_key(geometry, technique)
@@ -290,7 +287,36 @@ class ImagingChain:
         full = np.asarray(
             cv2.resize(sig_g, (det.cols, det.rows), interpolation=cv2.INTER_LINEAR), np.float32
         )
+        if self._fastpath.detail is not None:
+            full += self._fastpath.detail
         return full, kerma
+
+    def detector_kerma_per_mas(
+        self,
+        geometry: ViewGeometry,
+        technique: TechniqueParams,
+        iodine_mg_ml: Mapping[str, float],
+        volumes_ml: Mapping[str, float] | None = None,
+        time_s: float = 0.0,
+    ) -> tuple[F32, F32, F32]:
+        """Air kerma at the panel (behind the grid, primary + scatter) in µGy per mAs on the ray
+        grid, with the grid's column and row coordinates (mm from the panel centre): what an
+        ionisation chamber in front of the panel reads (``hardware_sim/aec.py``)."""
+        vm = self._view(geometry)
+        w = self._spectral(geometry, vm, technique)
+        areal = self._iodine_areal_mg_cm2(vm, iodine_mg_ml, volumes_ml, time_s)
+        e, _ = binned_spectrum(
+            technique.kvp, technique.filtration_mm_al, technique.filtration_mm_cu
+        )
+        per_kev = kerma_ugy_per_photon_mm2(e) / np.maximum(self.detector.energy_weights(e), 1e-30)
+        area = self.detector.pixel_mm**2
+        kerma = np.zeros((vm.grid_rows, vm.grid_cols), np.float32)
+        for k in range(len(e)):
+            att = np.exp(np.float32(-w.iodine_k[k]) * areal)
+            kerma += np.float32(per_kev[k] / area) * w.signal[k] * att
+        if self.scatter_to_primary > 0:
+            kerma += scatter(vm, kerma, w.scatter_scale)
+        return kerma, vm.u.astype(np.float32), vm.v.astype(np.float32)
 
     def dark_frame(self) -> U16:
         rng = np.random.default_rng([self.seed, self._counter, 0xDA])
@@ -333,7 +359,7 @@ class ImagingChain:
         if vm is not None:
             self._views.move_to_end(g)
             return vm
-        vm = build_view(self.phantom, self.detector, g, self._grid_factor, self.scatter_to_primary)
+        vm = build_view(self.phantom, self.detector, g, self._grid_factor, self.grid)
         self._views[g] = vm
         trim(self._views, self._cache_size)
         return vm
@@ -344,12 +370,44 @@ class ImagingChain:
         if w is not None:
             self._weights.move_to_end(key)
             return w
-        w = spectral_weights(self.detector, vm, t)
+        dm = self._detail(g, vm, t.focal_spot_mm)
+        w = spectral_weights(self.detector, vm, t, self.grid, dm)
         self._weights[key] = w
         trim(self._weights, self._cache_size)
         return w
 
+    def _detail(self, g: ViewGeometry, vm: ViewMaps, focal_spot_mm: float) -> DetailMaps | None:
+        key = round(focal_spot_mm, 2)
+        if key not in vm.detail:
+            vm.detail[key] = build_detail(self.phantom, self.detector, vm, focal_spot_mm)
+        return vm.detail[key]
+
     # -- exact path -----------------------------------------------------------------------------
+    def _exact_full(
+        self,
+        g: ViewGeometry,
+        vm: ViewMaps,
+        technique: TechniqueParams,
+        conc: Mapping[str, float],
+        volumes: Mapping[str, float] | None,
+        time_s: float,
+    ) -> tuple[F32, F32, float]:
+        """(mean keV, variance keV², detector kerma µGy) at the panel's pixels, before the
+        light spread: the grid upsampled, the native-pitch detail on the primary."""
+        w = self._spectral(g, vm, technique)
+        areal = self._iodine_areal_mg_cm2(vm, conc, volumes, time_s)
+        sig, var, kerma, primary = exact_grid(vm, w, areal, technique, self.scatter_to_primary)
+        det = self.detector
+        size = (det.cols, det.rows)
+        full_sig = np.asarray(cv2.resize(sig, size, interpolation=cv2.INTER_LINEAR), np.float32)
+        full_var = np.asarray(cv2.resize(var, size, interpolation=cv2.INTER_LINEAR), np.float32)
+        if w.detail is not None:
+            up = cv2.resize(primary, size, interpolation=cv2.INTER_LINEAR)
+            full_sig += up * (w.detail - np.float32(1.0))
+        full_sig *= vm.field_full
+        full_var *= vm.field_full
+        return full_sig, full_var, kerma
+
     def _exact_grid(
         self,
         g: ViewGeometry,
@@ -362,12 +420,13 @@ class ImagingChain:
         """(mean keV, variance keV², detector kerma µGy) on the grid, bin by bin."""
         w = self._spectral(g, vm, technique)
         areal = self._iodine_areal_mg_cm2(vm, conc, volumes, time_s)
-        return exact_grid(vm, w, areal, technique, self.scatter_to_primary)
+        sig, var, kerma, _ = exact_grid(vm, w, areal, technique, self.scatter_to_primary)
+        return sig, var, kerma
 
     # -- fast path ------------------------------------------------------------------------------
     def _synthesis(self, g: ViewGeometry, vm: ViewMaps, t: TechniqueParams) -> Synthesis:
         key = tech_key(g, t)
-        syn = build_synthesis(vm, self._spectral(g, vm, t), t)
+        syn = build_synthesis(vm, self._spectral(g, vm, t), t, self.detector.lsf_kernel())
         self._synth[key] = syn
         trim(self._synth, self._cache_size)
         return syn
@@ -388,6 +447,8 @@ class ImagingChain:
         std = self._fastpath.scratch("std_full", (det.rows, det.cols))
         cv2.resize(sig_g, (det.cols, det.rows), dst=sig, interpolation=cv2.INTER_LINEAR)
         cv2.resize(std_g, (det.cols, det.rows), dst=std, interpolation=cv2.INTER_LINEAR)
+        if self._fastpath.detail is not None:
+            cv2.add(sig, self._fastpath.detail, dst=sig)
         key = self._counter
         self._counter += 1
         read: F32 | None = None

@@ -123,6 +123,10 @@ MATERIALS: dict[str, Material] = {
         _mat("stone", 2.2, {"Ca": 27.4, "C": 16.4, "O": 54.8, "H": 1.4}),
         _mat("aluminium", 2.699, {"Al": 100.0}),
         _mat("copper", 8.96, {"Cu": 100.0}),
+        _mat("lead", 11.35, {"Pb": 100.0}),  # anti-scatter grid strips
+        _mat("tungsten", 19.3, {"W": 100.0}),  # anode (heel effect)
+        # grid interspace of carbon-fibre / polymer (fibre-interspaced grids)
+        _mat("fibre", 1.0, {"C": 85.0, "H": 7.0, "O": 8.0}),
         _mat("csi", 4.51, {"Cs": 51.15, "I": 48.85}),
     )
 }

@@ -198,6 +198,11 @@ def _acquisition(
     dose = record.event_dose
     ds.ImageAndFluoroscopyAreaDoseProduct = _ds(dose.dap_gy_cm2 * 10.0)  # 1 Gy·cm² = 10 dGy·cm²
     ds.EntranceDoseInmGy = _ds(dose.entrance_air_kerma_mgy)
+    ei = record.frames[0].exposure_index if record.frames else None
+    if ei is not None:  # IEC 62494-1 (Exposure Index Macro, PS3.3 C.8.11.7.1)
+        ds.ExposureIndex = _ds(ei.ei)
+        ds.TargetExposureIndex = _ds(ei.target)
+        ds.DeviationIndex = _ds(ei.deviation)
 
     # Collimator: the field at the receptor plane, centred, in 1-based pixel columns/rows.
     w_px = record.collimation.width_mm / spacing

@@ -19,7 +19,7 @@ from hardware_sim.physics import (
     TechniqueParams,
     ViewGeometry,
 )
-from hardware_sim.physics.detector import NoiseBank
+from hardware_sim.physics.detector import NoiseBank, apply_lsf
 
 KUB = ViewGeometry()
 FILM = TechniqueParams(kvp=72.0, mas=32.0)
@@ -228,7 +228,7 @@ def test_noise_bank_has_the_light_spread_correlation():
     det = DetectorModel(rows=256, cols=256)
     bank = NoiseBank(det, seed=1)
     white = np.random.default_rng(0).standard_normal((2048, 256)).astype(np.float32)
-    ref = cv2.GaussianBlur(white, (0, 0), det.blur_px, borderType=cv2.BORDER_REFLECT)
+    ref = apply_lsf(white, det.lsf_kernel())
 
     def corr(a: np.ndarray, dr: int, dc: int) -> float:
         a = a - a.mean()
