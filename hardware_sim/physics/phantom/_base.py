@@ -55,7 +55,7 @@ class PhantomBase:
         return math.sqrt((a * math.sin(t)) ** 2 + (b * math.cos(t)) ** 2)
 
     def kidney_variant(self, side: str) -> str:
-        """"normal", "duplex", "pelvic" or "horseshoe" for the kidney on ``side``."""
+        """ "normal", "duplex", "pelvic" or "horseshoe" for the kidney on ``side``."""
         v = self.build.kidney_variant
         if v == "horseshoe":
             return "horseshoe"

@@ -21,7 +21,10 @@ from ._shapes import Primitive, _axes_along, _unit, cylinder, ellipsoid
 F64 = npt.NDArray[np.float64]
 CALYX_ANGLES_DEG = (5.0, 32.0, 58.0, 78.0, 100.0, 122.0, 148.0, 175.0)
 UPPER_MOIETY_BELOW_DEG = 70.0  # calyces above this angle from the upper pole: upper moiety
-TUMOUR_IODINE_SCALE = -4.0  # removes the urine's iodine across the pelvis's whole depth
+TUMOUR_IODINE_SCALE = -1.0  # the mass displaces its own volume of urine
+#: semi-axis across the pelvis: the pelvis's is 5.5·k (k ≤ 1.8), so the mass fills the lumen's
+#: whole depth at any volume — a sessile tumour seen en face
+TUMOUR_DEPTH = 11.0
 
 
 class Collecting(Kidneys):
@@ -59,8 +62,7 @@ class Collecting(Kidneys):
             for j0 in (junction_upper, junction_lower):
                 prims.append(cylinder(pelvis_c, j0, 3.0 * ks, None, None, pel, name="major calyx"))
         cysts = [
-            (self._finding_centre(f), f.diameter_mm / 2.0)
-            for f in self.findings_of("cyst", side)
+            (self._finding_centre(f), f.diameter_mm / 2.0) for f in self.findings_of("cyst", side)
         ]
         sinus = at(13.0, 0.0, -2.0)
         # minor calyces: cups around the sinus, concave toward the papillae
@@ -78,8 +80,11 @@ class Collecting(Kidneys):
             radial = _unit(cpt - sinus)
             neck = cpt - radial * 8.0 * kk
             if duplex:
-                hub = junction_upper if a_deg < UPPER_MOIETY_BELOW_DEG else (
-                    junction_lower if a_deg > 110 else pelvis_c)
+                hub = (
+                    junction_upper
+                    if a_deg < UPPER_MOIETY_BELOW_DEG
+                    else (junction_lower if a_deg > 110 else pelvis_c)
+                )
             else:
                 hub = junction_upper if a_deg < 70 else junction_lower if a_deg > 110 else pelvis_c
             prims.append(cylinder(hub, neck, 1.8 * ks, None, None, pel, name="infundibulum"))
@@ -92,7 +97,7 @@ class Collecting(Kidneys):
         for f in self.findings_of("pelvis_tumour", side):
             r = f.diameter_mm / 2.0 / self.scale
             c = pelvis_c + rot[2] * (3.0 * ks)
-            prims.append(ellipsoid(c, (r, 30.0 * ks, r), None, None, rot, pel,
+            prims.append(ellipsoid(c, (r, TUMOUR_DEPTH * kk, r), None, None, rot, pel,
                                    TUMOUR_IODINE_SCALE, name="pelvis tumour"))  # fmt: skip
         return prims
 

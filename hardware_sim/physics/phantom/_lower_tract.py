@@ -97,7 +97,7 @@ class LowerTract(Collecting):
             r = f.diameter_mm / 2.0 / self.scale
             x = sx * max(a - r - 2.0, 0.0)
             prims.append(ellipsoid((x, centre[1], centre[2]), (r, r, r), None, None, None,
-                                   "bladder", -4.0, name="bladder tumour"))  # fmt: skip
+                                   "bladder", -1.0, name="bladder tumour"))  # fmt: skip
         return prims
 
     def _urethra(self) -> list[Primitive]:
