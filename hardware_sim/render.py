@@ -152,6 +152,7 @@ def render_scenario(
         if t == void_s:
             kinetics.start_voiding()
     written.append(_contact_sheet(out_dir, [p for p in written if p.name[:2].isdigit()]))
+    say(f"{written[-1].name}: every film")
     written += _write_curves(out_dir, rows, [f.time_s for f in films], void_s)
     say(f"curves: {rows[-1][0] / 60.0:g} min")
     return written

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -215,6 +215,13 @@ class FluoroStep(_Acquisition):
 NOMINAL_KIDNEY_MIDPLANE_MM = 75.0
 
 
+def _layers_in_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of a tomo step: layer heights *or* offsets from the kidney mid-plane (the
+    model fills the heights in from offsets), so editors ask for one of the two."""
+    schema["required"] = [r for r in schema.get("required", []) if r != "layer_heights_mm"]
+    schema["oneOf"] = [{"required": ["layer_heights_mm"]}, {"required": ["layer_offsets_mm"]}]
+
+
 class TomoStep(_Acquisition):
     """Linear tomosynthesis (nephrotomography): one sweep, one image per layer height.
 
@@ -222,6 +229,8 @@ class TomoStep(_Acquisition):
     offsets from the patient's kidney mid-plane (``layer_offsets_mm``); with offsets,
     ``layer_heights_mm`` holds the heights for a nominal 75-mm mid-plane (what planning and
     preflight see) and the exam resolves the patient's own (:mod:`scheduler.tomo_layers`)."""
+
+    model_config = ConfigDict(json_schema_extra=_layers_in_schema)
 
     type: Literal["tomo"]
     view: ViewSpec = ViewSpec(field="kidneys")

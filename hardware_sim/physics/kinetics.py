@@ -14,7 +14,10 @@ compartment           meaning
 ``pelvis_left/right`` urine in calyces and renal pelvis (volume ≥ residual 3 mL; 5–10 mL is the
                       note's suggested size, unsourced)
 ``ureter_left/right`` urine being carried down by peristalsis (1–5 contractions/min [S48-S50])
-``bladder``           urine in the bladder; emptied by :meth:`ContrastKinetics.void`
+``bladder``           urine in the bladder; emptied by :meth:`ContrastKinetics.void` or, over
+                      seconds, by :meth:`ContrastKinetics.start_voiding`
+``urethra``           the stream while the patient voids: the bladder's concentration while
+                      urine flows, else 0 (it holds no iodine of its own: amount always 0)
 ====================  ======================================================================
 
 Rate equations (C = A/V, all clearances in mL/min, t in min)::
@@ -123,6 +126,7 @@ class ContrastKinetics:
         "ureter_left",
         "ureter_right",
         "bladder",
+        "urethra",
     )
     FLUID_COMPARTMENTS: tuple[str, ...] = (
         "pelvis_left",
@@ -347,7 +351,9 @@ class ContrastKinetics:
         k = cls(params)
         k._t = float(snapshot["time_s"])
         for name in cls.COMPARTMENTS:
-            k._a[name] = float(snapshot[f"a_{name}"])
+            k._a[name] = float(
+                snapshot.get(f"a_{name}", 0.0) if name == "urethra" else snapshot[f"a_{name}"]
+            )
         for name in cls.FLUID_COMPARTMENTS:
             k._v[name] = float(snapshot[f"v_{name}"])
         k._compression = bool(snapshot.get("compression", 0.0))
