@@ -8,8 +8,10 @@ kinetics run to 60 min (or past the last film) and films are rendered on the way
 * a KUB (centred on the iliac crest, 35 × 43 cm) before contrast and from 15 min on; kidney
   films (centred 12 cm above the crest, 35 × 30 cm) in between, as the film sequence of the
   research note §1.3;
-* the bladder is voided right after the last film and a post-void film (tube 15° caudad,
-  centred 5 cm above the symphysis) is taken 2 min later;
+* the patient starts to void right after the last film; a voiding film of the bladder base
+  and urethra (centred 2 cm below the symphysis) is taken 5 s into micturition and a
+  post-void film (tube 15° caudad, centred 5 cm above the symphysis) 2 min later;
+* ``contact-sheet.png``: every film, tiled (the scenario at a glance);
 * optionally one nephrotomography panel: a 30°, 25-projection linear sweep at ``tomo_time_s``
   reconstructed at ``tomo_heights_mm`` above the table top (on the panel read 2 × 2 binned,
   512², to keep it quick);
@@ -52,6 +54,9 @@ KUB_VIEW = ViewGeometry(centre_z_mm=0.0, field_width_mm=350.0, field_height_mm=4
 KIDNEY_VIEW = ViewGeometry(centre_z_mm=120.0, field_width_mm=350.0, field_height_mm=300.0)
 KIDNEY_FILMS_UNTIL_S = 900.0  # from 15 min on: full-length KUB (release film) [note §1.3]
 POST_VOID_DELAY_S = 120.0
+VOIDING_FILM_DELAY_S = 5.0  # into micturition: the stream runs, the urethra is open
+SHEET_TILE_PX = 384
+SHEET_COLUMNS = 4
 POST_VOID_TUBE_ANGLE_DEG = 15.0  # caudad, centred 5 cm above the symphysis [note §1.3]
 CURVE_STEP_S = 10.0
 CURVE_MIN_END_S = 3600.0
@@ -81,19 +86,28 @@ def render_scenario(
     progress: Callable[[str], None] | None = None,
     tomo_time_s: float | None = 60.0,
     tomo_heights_mm: Sequence[float] = (80.0, 90.0, 100.0),
+    size_px: int | None = None,
 ) -> list[Path]:
     """Render the film series, a nephrotomography panel and the compartment curves of the
     scenario at ``scenario_path`` into ``out_dir`` (created); returns the written paths.
 
     Contrast: ``bolus_ml`` of ``concentration_mg_ml`` at ``flow_ml_s`` from t = 0.  Films at
     ``times_s`` (s after the start of the injection; ≤ 0 is the scout), then a post-void film.
-    ``tomo_time_s=None`` (or no heights) skips the nephrotomograms.
+    ``tomo_time_s=None`` (or no heights) skips the nephrotomograms.  ``size_px`` renders on
+    a square panel of that many pixels over the same 43 cm (default: the full panel).
     """
     say = progress or (lambda _msg: None)
     scenario = load_scenario(scenario_path)
     out_dir.mkdir(parents=True, exist_ok=True)
     kinetics, phantom = _patient_models(scenario)
-    chain = ImagingChain(phantom, DetectorModel(seed=scenario.seed), seed=scenario.seed)
+    detector = (
+        DetectorModel(seed=scenario.seed)
+        if size_px is None
+        else _small_panel(size_px, scenario.seed)
+    )
+    # a small panel renders each film directly: the fast path's per-view precompute pays off
+    # only over many frames of a view
+    chain = ImagingChain(phantom, detector, seed=scenario.seed, fast=size_px is None)
     technique = TechniqueParams(
         kvp=FILM_KVP,
         mas=round(
@@ -103,7 +117,7 @@ def render_scenario(
         ),
     )
     films = _films(times_s, phantom)
-    void_s = max([0.0, *(f.time_s for f in films if f.name != "post-void")])
+    void_s = max([0.0, *(f.time_s for f in films if f.name not in AFTER_VOID)])
     do_tomo = tomo_time_s is not None and len(tomo_heights_mm) > 0
     end_s = max(CURVE_MIN_END_S, films[-1].time_s)
     bolus_s = bolus_ml / flow_ml_s if flow_ml_s > 0 else 0.0
@@ -138,7 +152,9 @@ def render_scenario(
             )
             say(f"{written[-1].name}: nephrotomography at {_when(t)}")
         if t == void_s:
-            kinetics.void()
+            kinetics.start_voiding()
+    written.append(_contact_sheet(out_dir, [p for p in written if p.name[:2].isdigit()]))
+    say(f"{written[-1].name}: every film")
     written += _write_curves(out_dir, rows, [f.time_s for f in films], void_s)
     say(f"curves: {rows[-1][0] / 60.0:g} min")
     return written
@@ -179,9 +195,41 @@ def _films(times_s: Sequence[float], phantom: Phantom) -> list[_Film]:
         centre_z_mm=symphysis_z + 50.0,
         field_height_mm=300.0,
     )
+    voiding = replace(KUB_VIEW, centre_z_mm=symphysis_z - 20.0, field_height_mm=300.0)
+    t_voiding = last + VOIDING_FILM_DELAY_S
+    films.append(_Film(t_voiding, "voiding", f"voiding ({_when(t_voiding)})  urethra", voiding))
     t_post = last + POST_VOID_DELAY_S
     films.append(_Film(t_post, "post-void", f"post-void ({_when(t_post)})  bladder", post))
     return films
+
+
+AFTER_VOID = ("voiding", "post-void")
+
+
+def _small_panel(size_px: int, seed: int) -> DetectorModel:
+    """A square panel of ``size_px`` over 43 cm, its ADC gain scaled with the pixel area so
+    that its bigger pixels read the same counts per µGy (and do not saturate)."""
+    pitch = 430.0 / size_px
+    gain = DetectorModel.electrons_per_count * (pitch / DetectorModel.pixel_mm) ** 2
+    return DetectorModel(
+        rows=size_px, cols=size_px, pixel_mm=pitch, electrons_per_count=gain, seed=seed
+    )
+
+
+def _contact_sheet(out_dir: Path, films: Sequence[Path]) -> Path:
+    """Every film of the series on one page, in order, ``SHEET_COLUMNS`` across."""
+    tiles = []
+    for f in films:
+        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            raise OSError(f"could not read {f}")
+        tiles.append(cv2.resize(img, (SHEET_TILE_PX, SHEET_TILE_PX), interpolation=cv2.INTER_AREA))
+    while len(tiles) % SHEET_COLUMNS:
+        tiles.append(np.zeros((SHEET_TILE_PX, SHEET_TILE_PX), np.uint8))
+    rows = [np.hstack(tiles[i : i + SHEET_COLUMNS]) for i in range(0, len(tiles), SHEET_COLUMNS)]
+    path = out_dir / "contact-sheet.png"
+    _write_png(path, np.vstack(rows))
+    return path
 
 
 def _labelled(img: U8, text: str) -> U8:

@@ -37,6 +37,13 @@ class SimEffects:
             patient.set_compression(True)
         elif action == "compression_off":
             patient.set_compression(False)
+        elif action == "voiding":
+            to_void = patient.start_voiding()
+            self._room.table._publish(
+                DeviceEvent(
+                    "patient", "voiding", self._room.clock.now(), {"to_void_ml": round(to_void, 1)}
+                )
+            )
         elif action == "void":
             voided = patient.void()
             self._room.table._publish(
@@ -141,6 +148,8 @@ class SimRoom:
                 "patient_birth_date": s.birth_date.isoformat() if s.birth_date else None,
                 "patient_weight_kg": s.build.weight_kg,
                 "patient_height_cm": s.build.height_cm,
+                "patient_ap_thickness_cm": s.build.ap_thickness_cm,
+                "kidney_midplane_mm": round(self.patient.kidney_midplane_mm(), 1),
                 "scenario": str(Path(self.scenario_path)),
                 "sim_room": self,
                 "persistence": self.persistence,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -210,14 +210,65 @@ class FluoroStep(_Acquisition):
     settle_s: float = Field(default=2.0, ge=0, le=60)
 
 
+#: Kidney mid-plane assumed for planning when layers are given as offsets: about a third of
+#: a 22-cm adult's AP diameter above the table [S10][S12][S22] (the exam resolves each patient's)
+NOMINAL_KIDNEY_MIDPLANE_MM = 75.0
+
+
+def _layers_in_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of a tomo step: layer heights *or* offsets from the kidney mid-plane (the
+    model fills the heights in from offsets), so editors ask for one of the two."""
+    schema["required"] = [r for r in schema.get("required", []) if r != "layer_heights_mm"]
+    schema["oneOf"] = [{"required": ["layer_heights_mm"]}, {"required": ["layer_offsets_mm"]}]
+
+
 class TomoStep(_Acquisition):
-    """Linear tomosynthesis (nephrotomography): one sweep, one image per layer height."""
+    """Linear tomosynthesis (nephrotomography): one sweep, one image per layer height.
+
+    Layers are given either as heights above the table top (``layer_heights_mm``) or as
+    offsets from the patient's kidney mid-plane (``layer_offsets_mm``); with offsets,
+    ``layer_heights_mm`` holds the heights for a nominal 75-mm mid-plane (what planning and
+    preflight see) and the exam resolves the patient's own (:mod:`scheduler.tomo_layers`)."""
+
+    model_config = ConfigDict(json_schema_extra=_layers_in_schema)
 
     type: Literal["tomo"]
     view: ViewSpec = ViewSpec(field="kidneys")
     layer_heights_mm: list[float] = Field(
         min_length=1, max_length=12, description="above the table top, e.g. [80, 90, 100]"
     )
+    layer_offsets_mm: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=12,
+        description="instead of layer_heights_mm: from the kidneys' mid-plane (+ anterior), "
+        "e.g. [-10, 0, 10]",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _offsets(cls, data: object) -> object:
+        if not isinstance(data, dict) or data.get("layer_offsets_mm") is None:
+            return data
+        offsets = data["layer_offsets_mm"]
+        if not isinstance(offsets, list) or not all(
+            isinstance(o, int | float) and not isinstance(o, bool) for o in offsets
+        ):
+            return data  # the field's own validation names the problem
+        nominal = [NOMINAL_KIDNEY_MIDPLANE_MM + float(o) for o in offsets]
+        given = data.get("layer_heights_mm")
+        if given is not None and given != nominal:
+            raise ValueError("give layer_heights_mm or layer_offsets_mm, not both")
+        return {**data, "layer_heights_mm": nominal}
+
+    @field_validator("layer_offsets_mm")
+    @classmethod
+    def _offsets_range(cls, value: list[float] | None) -> list[float] | None:
+        for o in value or ():
+            if not -60.0 <= o <= 60.0:
+                raise ValueError(f"layer offset {o:g} mm outside ±60 mm of the kidney mid-plane")
+        return value
+
     sweep_deg: float = Field(default=30.0, ge=5, le=60)
     projections: int = Field(default=25, ge=3, le=101)
     technique: TechniqueSpec | None = Field(
@@ -279,7 +330,9 @@ class InjectStep(_Step):
         return sum(p.volume_ml for p in self.phases)
 
 
-Action = Literal["compression_on", "compression_off", "void", "reposition", "note"]
+#: ``void``: the patient voids (off the table) and is back; ``voiding``: the patient starts to
+#: void on the table now, for a voiding film of the urethra taken by the next capture
+Action = Literal["compression_on", "compression_off", "void", "voiding", "reposition", "note"]
 
 
 class PromptStep(_Step):

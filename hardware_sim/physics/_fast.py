@@ -341,6 +341,8 @@ class FastPath:
                 flat_sig[part.index] += dp
                 continue
             h, w = part.box[0].stop - part.box[0].start, part.box[1].stop - part.box[1].start
+            if h == 0 or w == 0:  # all of this ureter lies inside the windows (a short one)
+                continue
             src = self.scratch("thin_src", (gr * gc,))[: h * w]
             src.fill(0.0)
             src[part.local] = dp

@@ -35,7 +35,7 @@ def volume_map(
         return vm.volume_cache[key]
     vol = 1.05**q
     if comp == "bladder":
-        prims = [phantom.bladder_primitive(vol)]
+        prims = phantom.bladder_primitives(vol)
     else:
         prims = phantom.collecting_system(comp.removeprefix("pelvis_"), vol)
     grid = (vm.u, vm.v, vm.grid_px_mm)

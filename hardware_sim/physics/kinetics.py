@@ -14,7 +14,10 @@ compartment           meaning
 ``pelvis_left/right`` urine in calyces and renal pelvis (volume ≥ residual 3 mL; 5–10 mL is the
                       note's suggested size, unsourced)
 ``ureter_left/right`` urine being carried down by peristalsis (1–5 contractions/min [S48-S50])
-``bladder``           urine in the bladder; emptied by :meth:`ContrastKinetics.void`
+``bladder``           urine in the bladder; emptied by :meth:`ContrastKinetics.void` or, over
+                      seconds, by :meth:`ContrastKinetics.start_voiding`
+``urethra``           the stream while the patient voids: the bladder's concentration while
+                      urine flows, else 0 (it holds no iodine of its own: amount always 0)
 ====================  ======================================================================
 
 Rate equations (C = A/V, all clearances in mL/min, t in min)::
@@ -62,6 +65,7 @@ import math
 from dataclasses import asdict, dataclass
 
 SIDES = ("left", "right")
+_VOIDING_KEYS = ("voiding_start_s", "voiding_total_ml", "voiding_duration_s", "voiding_done_ml")
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,12 @@ class KineticsParams:
     obstructed_gfr_fraction: float = 0.6  # acute obstruction lowers GFR (assumed)
     hydronephrosis_ml: float = 25.0  # unopacified urine in an obstructed pelvis at t = 0
     void_residual_ml: float = 15.0  # post-void residual urine
+    void_max_flow_ml_s: float = 20.0  # Qmax of a voiding on the table [ICS; Abrams 2006]
+    # Chronic kidney disease: fewer nephrons each carry a larger osmotic load and cannot
+    # concentrate (isosthenuria): urine flow per filtered load rises by 1/ability, the urine
+    # and the pyelogram are faint [Dyer, Radiographics 2001 "Abnormalities of the nephrogram"];
+    # tubular transit slows (tubular_transit_s above), the nephrogram rises late and stays.
+    concentrating_ability: float = 1.0
     max_substep_s: float = 0.5
     # First pass of the bolus: the unmixed contrast reaches the arteries after the circulation
     # time and is dispersed on the way (heart, lungs). Films at 10–14 s catch it in the
@@ -116,6 +126,7 @@ class ContrastKinetics:
         "ureter_left",
         "ureter_right",
         "bladder",
+        "urethra",
     )
     FLUID_COMPARTMENTS: tuple[str, ...] = (
         "pelvis_left",
@@ -149,6 +160,8 @@ class ContrastKinetics:
         self.eliminated_mg = 0.0  # non-renal clearance + voided urine
         self.voided_ml_total = 0.0
         self._nonrenal_mg = 0.0
+        # a voiding on the table: (start time s, volume to void mL, duration s, voided so far)
+        self._voiding: tuple[float, float, float, float] | None = None
 
     # -- time -------------------------------------------------------------------------------
     @property
@@ -174,6 +187,8 @@ class ContrastKinetics:
             self._step(h, iodine_rate_mg_s)
             t += h
             self._disperse(t, h)
+            if self._voiding is not None:
+                self._void_step(t)
         self._t += dt_s
 
     def advance_to(self, t_s: float, iodine_rate_mg_s: float = 0.0) -> None:
@@ -183,8 +198,52 @@ class ContrastKinetics:
     def set_compression(self, on: bool) -> None:
         self._compression = bool(on)
 
+    def start_voiding(self) -> float:
+        """The patient starts to void now (on the table, for a voiding film): the bladder
+        empties to ``void_residual_ml`` over the next seconds with a bell-shaped flow
+        (Q(τ) = Qmax·sin(π·τ/T), T = π·V/(2·Qmax)), the urethra carrying the bladder's urine
+        while it flows.  Returns the volume that will be voided (mL)."""
+        to_void = self._v["bladder"] - min(self._v["bladder"], self.params.void_residual_ml)
+        if to_void <= 0:
+            return 0.0
+        duration = math.pi * to_void / (2.0 * self.params.void_max_flow_ml_s)
+        self._voiding = (self._t, to_void, duration, 0.0)
+        return to_void
+
+    def voiding_flow_ml_s(self) -> float:
+        """Urine flow through the urethra now (0 unless voiding)."""
+        if self._voiding is None:
+            return 0.0
+        start, total, duration, _ = self._voiding
+        tau = self._t - start
+        if not 0.0 <= tau < duration:
+            return 0.0
+        return total * math.pi / (2.0 * duration) * math.sin(math.pi * tau / duration)
+
+    def _void_step(self, t: float) -> None:
+        assert self._voiding is not None
+        start, total, duration, done = self._voiding
+        tau = min(max(t - start, 0.0), duration)
+        target = total * (1.0 - math.cos(math.pi * tau / duration)) / 2.0
+        self._drain_bladder(target - done)
+        self._voiding = None if tau >= duration else (start, total, duration, target)
+
+    def _drain_bladder(self, volume_ml: float) -> float:
+        v = self._v["bladder"]
+        out = min(max(volume_ml, 0.0), v)
+        if out <= 0.0:
+            return 0.0
+        iodine_out = self._a["bladder"] * out / v
+        self._a["bladder"] -= iodine_out
+        self._v["bladder"] = v - out
+        self.eliminated_mg += iodine_out
+        self.voided_ml_total += out
+        return out
+
     def void(self) -> float:
-        """Empty the bladder down to the residual volume; returns the voided volume (mL)."""
+        """Empty the bladder down to the residual volume (ending any voiding in progress);
+        returns the voided volume (mL)."""
+        self._voiding = None
         v = self._v["bladder"]
         residual = min(v, self.params.void_residual_ml)
         voided = v - residual
@@ -237,6 +296,8 @@ class ContrastKinetics:
         for name in self.FLUID_COMPARTMENTS:
             v = self._v[name]
             out[name] = self._a[name] / v if v > 1e-6 else 0.0
+        # the urethra holds the bladder's urine while the stream runs, nothing otherwise
+        out["urethra"] = out["bladder"] if self.voiding_flow_ml_s() > 0.0 else 0.0
         return out
 
     def amounts_mg(self) -> dict[str, float]:
@@ -280,6 +341,9 @@ class ContrastKinetics:
         s["eliminated_mg"] = self.eliminated_mg
         s["nonrenal_mg"] = self._nonrenal_mg
         s["voided_ml_total"] = self.voided_ml_total
+        if self._voiding is not None:
+            for key, value in zip(_VOIDING_KEYS, self._voiding, strict=True):
+                s[key] = value
         return s
 
     @classmethod
@@ -287,7 +351,9 @@ class ContrastKinetics:
         k = cls(params)
         k._t = float(snapshot["time_s"])
         for name in cls.COMPARTMENTS:
-            k._a[name] = float(snapshot[f"a_{name}"])
+            k._a[name] = float(
+                snapshot.get(f"a_{name}", 0.0) if name == "urethra" else snapshot[f"a_{name}"]
+            )
         for name in cls.FLUID_COMPARTMENTS:
             k._v[name] = float(snapshot[f"v_{name}"])
         k._compression = bool(snapshot.get("compression", 0.0))
@@ -302,6 +368,9 @@ class ContrastKinetics:
         k.eliminated_mg = float(snapshot["eliminated_mg"])
         k._nonrenal_mg = float(snapshot.get("nonrenal_mg", 0.0))
         k.voided_ml_total = float(snapshot.get("voided_ml_total", 0.0))
+        if _VOIDING_KEYS[0] in snapshot:
+            start, total, duration, done = (float(snapshot[key]) for key in _VOIDING_KEYS)
+            k._voiding = (start, total, duration, done)
         return k
 
     def params_dict(self) -> dict[str, object]:
@@ -357,6 +426,8 @@ class ContrastKinetics:
                 * p.hydration
                 * (p.baseline_urine_ml_min + p.osmotic_diuresis_ml_per_mg * load)
             )
+            if p.concentrating_ability != 1.0:
+                q_urine /= max(p.concentrating_ability, 0.05)
             # pelvis: mixing tank with a residual volume, drains its excess exponentially
             a[pel] += tub_out
             v_in = q_urine * hm

@@ -366,9 +366,11 @@ def test_unknown_patient_lists_the_known_ones(tmp_path, capsys, no_devices):
     out = tmp_path / "out"
     code = main(["run", str(write(tmp_path, BASE)), "--patient", "nobody", "--out", str(out)])
     assert code == 2
+    known = ", ".join(sorted(p.stem for p in (ROOT / "configs" / "patients").glob("*.yaml")))
+    assert "normal" in known and "left-obstruction" in known
     assert stderr_lines(capsys) == [
-        "error: --patient: unknown patient scenario 'nobody' (known: left-obstruction, "
-        "normal, reduced-function; or give a path to a .yaml file)"
+        f"error: --patient: unknown patient scenario 'nobody' (known: {known}; "
+        "or give a path to a .yaml file)"
     ]
     assert not out.exists() and no_devices == []
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hardware_sim.physics import ContrastKinetics, DetectorModel, PatientBuild, Phantom
-from hardware_sim.render import render_scenario
+from hardware_sim.render import SHEET_TILE_PX, render_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMES = (0.0, 300.0, 900.0)
@@ -38,7 +38,9 @@ def test_writes_the_series(rendered: tuple[Path, list[Path], list[str]]) -> None
         "nephrotomo-60s.png",
         "01-5min.png",
         "02-15min.png",
-        "03-post-void.png",
+        "03-voiding.png",
+        "04-post-void.png",
+        "contact-sheet.png",
         "curves.csv",
         "curves.png",
     ]
@@ -52,6 +54,8 @@ def test_writes_the_series(rendered: tuple[Path, list[Path], list[str]]) -> None
         assert img is not None, p
         if p.name == "curves.png":
             assert img.shape[0] > 300 and img.shape[1] > 500
+        elif p.name == "contact-sheet.png":  # the five films, four across
+            assert img.shape == (2 * SHEET_TILE_PX, 4 * SHEET_TILE_PX)
         elif p.name.startswith("nephrotomo"):
             assert img.shape == (40 + 512, 3 * 512)  # title band + three 512² layers
         else:

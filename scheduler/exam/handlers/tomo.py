@@ -9,6 +9,7 @@ from drivers import Dose, Technique, TomoRequest, TomoSeries
 from ...commands import technique_for
 from ...protocol import TomoStep
 from ...records import TomoInfo
+from ...tomo_layers import layer_heights
 from ..context import ExamContext
 from ..images import Acquired
 from ..results import StepResult
@@ -27,7 +28,7 @@ class Sweep:
     async def acquire(self, ctx: ExamContext, step: TomoStep) -> list[Acquired]:
         series = await ctx.devices.carm.tomosynthesis(
             TomoRequest(
-                tuple(step.layer_heights_mm),
+                layer_heights(step, ctx.devices.info),
                 self.technique(ctx, step),
                 step.sweep_deg,
                 step.projections,
