@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ._params import ViewGeometry
 from .detector import DetectorModel
 from .phantom import Phantom, Primitive
+from .texture import apply_texture
 from .xray import MATERIALS
 
 F32 = npt.NDArray[np.float32]
@@ -241,6 +242,7 @@ def build_view(
                 arcs.setdefault(prim.compartment, np.zeros((gr, gc), np.float32))[rs, cs] += (
                     np.float32(prim.arc_mm) * ch
                 )
+    apply_texture(phantom, fr, u, v, px, mats)  # anatomy: soft-tissue and trabecular texture
     for k in list(iod):
         np.maximum(iod[k], 0.0, out=iod[k])
     soft = np.maximum(mats.get("soft_tissue", np.zeros((gr, gc), np.float32)), 0.0)

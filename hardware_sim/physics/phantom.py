@@ -314,6 +314,9 @@ class Phantom:
         prims += self._vessels()
         prims += self._bowel_gas()
         prims += self._findings()
+        from .organs import add_abdominal_anatomy  # (organs builds on this module)
+
+        prims = add_abdominal_anatomy(self, prims)
         self.primitives: tuple[Primitive, ...] = tuple(prims)
 
     # -- geometry helpers ---------------------------------------------------------------------
