@@ -11,7 +11,7 @@ Entry point: :func:`add_abdominal_anatomy` (one call in :class:`~.phantom.Phanto
 random choices come from their own stream, ``default_rng([build.seed, ANATOMY_STREAM])``, so
 the colon pattern is fixed by the patient's seed and independent of how many draws the rest of
 the phantom makes.  Sizes are for the 175-cm, 75-kg, 22-cm reference build and scale with the
-body: x with the abdominal width, y with the AP thickness, z with height (``Phantom.z``).
+body: x and y with the abdominal contents' width and depth, z with height (``Phantom.z``).
 """
 
 from __future__ import annotations
@@ -43,21 +43,37 @@ HAUSTRAL_SPACING_MM = 24.0
 # colon contents: (gas-filled, gas cap over stool, stool with bubbles) per region
 COLON_STATES = ("gas", "mixed", "stool")
 COLON_REGIONS: dict[str, tuple[float, float, float]] = {
-    "ascending": (0.15, 0.35, 0.50),
+    "ascending": (0.10, 0.30, 0.60),  # in front of / beside the kidneys: mostly stool
     "transverse": (0.50, 0.30, 0.20),  # most anterior: gas collects there supine
-    "descending": (0.25, 0.25, 0.50),
+    "descending": (0.15, 0.25, 0.60),
     "sigmoid": (0.40, 0.30, 0.30),
     "rectum": (0.50, 0.20, 0.30),
 }
 
 
+def contents_half_axes(ph: Phantom) -> tuple[float, float]:
+    """Half width and half AP depth (mm) of the abdominal contents: inside the subcutaneous
+    fat, the muscle wall and the properitoneal fat (as :meth:`Phantom._body` lays them)."""
+    return ph.width_mm / 2.0 - ph.fat_mm - 16.0, ph.ap_mm / 2.0 - 0.8 * ph.fat_mm - 13.0
+
+
+REFERENCE_FAT_MM = 8.0 + 3.0 * (75.0 / 1.75**2 - 22.0)  # as Phantom for the reference build
+REFERENCE_CONTENTS = (
+    REFERENCE_WIDTH_MM / 2.0 - REFERENCE_FAT_MM - 16.0,
+    REFERENCE_AP_MM / 2.0 - 0.8 * REFERENCE_FAT_MM - 13.0,
+)
+
+
 class _Scale:
-    """Reference-build millimetres → this patient (x by width, y by AP, z by height)."""
+    """Reference-build millimetres → this patient: x and y by the abdominal contents' width
+    and depth (organs live inside them; the wall and fat around them do not scale), z by
+    height."""
 
     def __init__(self, ph: Phantom) -> None:
         self.ph = ph
-        self.x = ph.width_mm / REFERENCE_WIDTH_MM
-        self.y = ph.ap_mm / REFERENCE_AP_MM
+        a, b = contents_half_axes(ph)
+        self.x = a / REFERENCE_CONTENTS[0]
+        self.y = b / REFERENCE_CONTENTS[1]
         self.k = float((self.x * self.y * ph.scale_z) ** (1.0 / 3.0))  # organ size
 
     def p(self, x: float, y: float, z: float) -> F64:
@@ -238,16 +254,16 @@ def colon_path(phantom: Phantom, s: _Scale) -> tuple[F64, F64, list[str]]:
     yr = phantom.y_spine + 30.0 * s.y  # rectum, in front of the sacrum
     # x, y (relative), z, radius, region
     ctrl: list[tuple[float, float, float, float, str]] = [
-        (-75.0, ya - 50.0 * s.y, -85.0, 30.0, "ascending"),  # caecum
-        (-96.0, ya - 45.0 * s.y, -30.0, 27.0, "ascending"),
-        (-102.0, ya - 45.0 * s.y, 30.0, 26.0, "ascending"),
-        (-92.0, ya - 30.0 * s.y, 92.0, 25.0, "transverse"),  # hepatic flexure
-        (-55.0, ya - 8.0 * s.y, 80.0, 24.0, "transverse"),
-        (-5.0, ya - 4.0 * s.y, 58.0, 23.0, "transverse"),
+        (-85.0, ya - 50.0 * s.y, -85.0, 28.0, "ascending"),  # caecum
+        (-103.0, ya - 45.0 * s.y, -30.0, 23.0, "ascending"),
+        (-104.0, ya - 45.0 * s.y, 30.0, 22.0, "ascending"),
+        (-98.0, ya - 30.0 * s.y, 62.0, 22.0, "transverse"),  # hepatic flexure
+        (-55.0, ya - 8.0 * s.y, 70.0, 23.0, "transverse"),
+        (-5.0, ya - 4.0 * s.y, 52.0, 23.0, "transverse"),
         (45.0, ya - 6.0 * s.y, 72.0, 22.0, "transverse"),
-        (88.0, ya - 22.0 * s.y, 125.0, 21.0, "descending"),  # splenic flexure
-        (108.0, ya - 48.0 * s.y, 80.0, 18.0, "descending"),
-        (108.0, ya - 52.0 * s.y, 0.0, 17.0, "descending"),
+        (92.0, ya - 22.0 * s.y, 160.0, 19.0, "descending"),  # splenic flexure
+        (110.0, ya - 48.0 * s.y, 110.0, 15.0, "descending"),
+        (110.0, ya - 52.0 * s.y, 0.0, 15.0, "descending"),
         (98.0, ya - 45.0 * s.y, -60.0, 16.0, "sigmoid"),
         (58.0, ya - 22.0 * s.y, -95.0, 16.0, "sigmoid"),
         (18.0, ya - 18.0 * s.y, -80.0, 16.0, "sigmoid"),

@@ -22,7 +22,7 @@ from hardware_sim.physics import (
     _geometry,
 )
 from hardware_sim.physics._geometry import build_view
-from hardware_sim.physics.organs import organ_volume_ml, waist_fraction
+from hardware_sim.physics.organs import contents_half_axes, organ_volume_ml, waist_fraction
 from hardware_sim.physics.phantom import Primitive
 from hardware_sim.physics.texture import apply_texture
 
@@ -80,10 +80,8 @@ def test_organs_scale_with_the_patient(phantom: Phantom) -> None:
     ratio = organ_volume_ml(child.primitives, "liver") / organ_volume_ml(
         phantom.primitives, "liver"
     )
-    body = (child.width_mm * child.ap_mm * child.scale_z) / (phantom.width_mm * phantom.ap_mm)
-    assert ratio == pytest.approx(body, rel=0.02)
-    a = child.width_mm / 2.0 - child.fat_mm - 16.0  # the abdominal contents
-    b = child.ap_mm / 2.0 - 0.8 * child.fat_mm - 13.0
+    (a, b), (a0, b0) = contents_half_axes(child), contents_half_axes(phantom)
+    assert ratio == pytest.approx(a * b * child.scale_z / (a0 * b0), rel=0.02)
     for p in child.primitives:
         if p.name in ("liver", "spleen", "visceral fat", "colon gas", "stool gas"):
             x, y, _ = p.centre
