@@ -297,7 +297,9 @@ def colon(phantom: Phantom, s: _Scale, rng: np.random.Generator) -> list[Primiti
     that across the haustral folds between sacs), a gas cap over stool (anterior: gas rises
     in a supine patient) or stool mottled with small gas bubbles.  The state is a Markov chain
     along the colon (a sac keeps its neighbour's state with probability 0.6, else draws from
-    its region's mix, :data:`COLON_STATES`/:data:`COLON_REGIONS`).  Sigmoid and rectum have no
+    its region's mix, :data:`COLON_STATES`/:data:`COLON_REGIONS`); where the colon turns by
+    more than 30° from one sac to the next (a flexure) the sac holds no gas cylinder, so that
+    flat-ended cylinders do not overlap and count gas twice.  Sigmoid and rectum have no
     haustra: their sacs touch.  The bowel wall and stool are soft tissue, like what surrounds
     them, so only the gas shows."""
     curve, radii, regions = colon_path(phantom, s)
@@ -306,6 +308,7 @@ def colon(phantom: Phantom, s: _Scale, rng: np.random.Generator) -> list[Primiti
     h = HAUSTRAL_SPACING_MM * s.k
     out: list[Primitive] = []
     state = "stool"
+    prev_t: F64 | None = None
     for centre_s in np.arange(0.5 * h, float(arc[-1]) - 0.5 * h, h):
         i = int(np.searchsorted(arc, centre_s))
         i = min(max(i, 1), len(curve) - 1)
@@ -318,10 +321,12 @@ def colon(phantom: Phantom, s: _Scale, rng: np.random.Generator) -> list[Primiti
         if rng.random() >= 0.6:
             state = COLON_STATES[int(rng.choice(3, p=COLON_REGIONS[region]))]
         haustra = region not in ("sigmoid", "rectum")
-        if state == "gas":
+        bend = prev_t is not None and float(t @ prev_t) < math.cos(math.radians(30.0))
+        prev_t = t
+        if state == "gas" and not bend:
             out += _gas_sac(c + rot[1] * 0.1 * r, rot, (0.85 * r, 0.75 * r), h, haustra)
             continue
-        if state == "mixed":
+        if state == "mixed" and not bend:
             out += _gas_sac(c + rot[1] * 0.45 * r, rot, (0.7 * r, 0.35 * r), h, haustra)
         n = int(rng.integers(5, 10) if state == "mixed" else rng.integers(12, 22))
         for _ in range(n):
