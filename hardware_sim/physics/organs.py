@@ -258,10 +258,11 @@ def colon_path(phantom: Phantom, s: _Scale) -> tuple[F64, F64, list[str]]:
         (-103.0, ya - 45.0 * s.y, -30.0, 23.0, "ascending"),
         (-104.0, ya - 45.0 * s.y, 30.0, 22.0, "ascending"),
         (-98.0, ya - 30.0 * s.y, 62.0, 22.0, "transverse"),  # hepatic flexure
-        (-55.0, ya - 8.0 * s.y, 70.0, 23.0, "transverse"),
-        (-5.0, ya - 4.0 * s.y, 52.0, 23.0, "transverse"),
-        (45.0, ya - 6.0 * s.y, 72.0, 22.0, "transverse"),
-        (92.0, ya - 22.0 * s.y, 160.0, 19.0, "descending"),  # splenic flexure
+        (-55.0, ya - 8.0 * s.y, 52.0, 23.0, "transverse"),
+        (-5.0, ya - 4.0 * s.y, 38.0, 23.0, "transverse"),  # sagging to L3
+        (45.0, ya - 6.0 * s.y, 42.0, 22.0, "transverse"),
+        (86.0, ya - 14.0 * s.y, 66.0, 20.0, "transverse"),
+        (100.0, ya - 40.0 * s.y, 160.0, 19.0, "descending"),  # splenic flexure, posterior
         (110.0, ya - 48.0 * s.y, 110.0, 15.0, "descending"),
         (110.0, ya - 52.0 * s.y, 0.0, 15.0, "descending"),
         (98.0, ya - 45.0 * s.y, -60.0, 16.0, "sigmoid"),
