@@ -15,6 +15,7 @@ from ._params import ViewGeometry
 from .detector import DetectorModel
 from .grid import Grid, spr_no_grid
 from .phantom import Phantom, Primitive
+from .texture import apply_texture
 from .xray import MATERIALS
 
 if TYPE_CHECKING:
@@ -264,6 +265,7 @@ def build_view(
             map_for(iod, prim.compartment, (gr, gc))[rs, cs] += np.float32(prim.iodine_scale) * ch
             if prim.arc_mm is not None:
                 map_for(arcs, prim.compartment, (gr, gc))[rs, cs] += np.float32(prim.arc_mm) * ch
+    apply_texture(phantom, fr, u, v, px, mats)  # anatomy: soft-tissue and trabecular texture
     for k in list(iod):
         np.maximum(iod[k], 0.0, out=iod[k])
     soft = np.maximum(mats.get("soft_tissue", np.zeros((gr, gc), np.float32)), 0.0)

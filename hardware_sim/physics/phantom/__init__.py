@@ -137,7 +137,7 @@ class Phantom(Skeleton, Findings, Voxels):
         prims += self._bowel_gas()
         prims += self._findings()
         prims += self._urethra()
-        prims += self._organs()
+        prims = self._organs(prims)
         self._build_landmarks = dict(self.landmarks)
         if child:
             s = self.scale
@@ -150,11 +150,13 @@ class Phantom(Skeleton, Findings, Voxels):
             self.ureter_tube_ml *= s**3
         self.primitives: tuple[Primitive, ...] = tuple(prims)
 
-    def _organs(self) -> list[Primitive]:
-        """Hook for solid organs, colon and texture (liver, spleen, haustra, stool...): the
-        organs module adds its primitives here, in build coordinates, after everything else
-        (so the seeded layout of the parts above stays as it is; use your own generator)."""
-        return []
+    def _organs(self, prims: list[Primitive]) -> list[Primitive]:
+        """Liver, spleen, visceral fat, the colon with its haustra, stool and gas, the waist
+        and the bones' finer shapes (:mod:`..organs`), in build coordinates after everything
+        else: it draws from its own generator, so the seeded layout above stays as it is."""
+        from ..organs import add_abdominal_anatomy  # organs builds on this package
+
+        return add_abdominal_anatomy(self, prims)
 
     def collecting_system(self, side: str, volume_ml: float | None = None) -> list[Primitive]:
         """Urine spaces of one pelvicalyceal system (iodine-only primitives, compartment
