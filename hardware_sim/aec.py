@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -226,9 +227,14 @@ class AecUnit:
         return exposed, (kind, data)
 
 
-def with_exposure_index(frame: Frame, det: DetectorModel, pedestal: float) -> Frame:
-    """``frame`` with its EI (target: the AEC's, else :data:`TARGET_EI`)."""
+def with_exposure_index(
+    frame: Frame, det: DetectorModel, pedestal: float, corrected: Any = None
+) -> Frame:
+    """``frame`` with its EI (target: the AEC's, else :data:`TARGET_EI`). ``corrected``: the
+    frame offset- and gain-corrected, when ``frame`` is raw — a panel states its EI from its
+    own calibrated signal whatever it delivers."""
     aec: AecMode | None = frame.technique.aec
     target = aec.target_ei if aec is not None else TARGET_EI
-    ei = frame_exposure_index(det, frame.pixels, pedestal, target)
+    pixels = frame.pixels if corrected is None else corrected
+    ei = frame_exposure_index(det, pixels, pedestal, target)
     return dataclasses.replace(frame, exposure_index=ei)

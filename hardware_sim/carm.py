@@ -271,7 +271,9 @@ class SimCArm(CArm):
         self._beam_on = True
         try:
             frame = await self._render(technique, self._radiography)
-            frame = with_exposure_index(frame, self._radiography.detector, PEDESTAL_COUNTS)
+            detector = self._radiography.detector
+            own = None if self.panel_corrections else _corrected(frame.pixels, detector)
+            frame = with_exposure_index(frame, detector, PEDESTAL_COUNTS, own)
             await asyncio.sleep(technique.exposure_ms / 1000.0)
         finally:
             self._beam_on = False

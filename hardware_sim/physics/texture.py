@@ -190,7 +190,10 @@ def apply_texture(
     """Add the patient's texture to a view's path-length maps ``mats`` (mm per ray grid pixel,
     rows ``v``, columns ``u`` on the detector), in place: soft tissue ↔ fat by the power-law
     layers, spongiosa ↔ marrow by the trabecular field.  Each exchange is limited to half of
-    what the ray holds of the material it takes from, so no path length goes negative."""
+    what the ray holds of the material it takes from, so no path length goes negative.
+    A phantom without a body (a test object: an edge, a step wedge) gets none."""
+    if not any(p.name == "body" for p in phantom.primitives):
+        return
     tex = patient_texture(phantom)
     pts = (
         fr.det_centre[None, None, :]
