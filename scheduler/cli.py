@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 from drivers.config import ConfigError
 from drivers.wire.keys import KeyFileError
 
+from .cli_calibrate import add_calibrate_parser
 from .cli_console import add_console_parser
 from .cli_dicom import add_dicom_parser
 from .cli_keys import add_keys_parser
@@ -223,6 +224,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--patient", default="normal", help="scenario name or path")
     render.add_argument("--out", type=Path, required=True)
+    render.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="panel pixels a side (default: the room's 1024); small sizes render fast",
+    )
     render.set_defaults(func=_cmd_sim_render)
     serve = sim_sub.add_parser(
         "serve",
@@ -275,6 +282,7 @@ def _parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_cmd_validate)
 
     add_keys_parser(sub)
+    add_calibrate_parser(sub)
     add_dicom_parser(sub)
     add_worklist_parser(sub)
     add_console_parser(sub)

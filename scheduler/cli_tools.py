@@ -139,7 +139,9 @@ def _cmd_sim_render(args: argparse.Namespace) -> int:
     render = found[0].load()
     scenario = _scenario_path(args.patient)
     console = Console(stderr=True)
-    paths = render(scenario, args.out, progress=lambda msg: console.print(msg, highlight=False))
+    say = lambda msg: console.print(msg, highlight=False)  # noqa: E731
+    extra = {} if args.size is None else {"size_px": args.size}
+    paths = render(scenario, args.out, progress=say, **extra)
     for path in paths:
         print(path)
     return EXIT_OK

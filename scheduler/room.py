@@ -76,6 +76,7 @@ class OperatorConfig(_Model):
             "compression_on": 30.0,
             "compression_off": 10.0,
             "void": 240.0,
+            "voiding": 5.0,
             "note": 3.0,
         }
     )
