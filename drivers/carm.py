@@ -98,8 +98,11 @@ class Technique:
         focal_spot: FocalSpot = FocalSpot.LARGE,
         filtration_mm_al: float = 2.5,
         filtration_mm_cu: float = 0.0,
+        aec: AecMode | None = None,
     ) -> Technique:
-        return cls(kv, ma, mas / ma * 1000.0, focal_spot, filtration_mm_al, filtration_mm_cu)
+        return cls(
+            kv, ma, mas / ma * 1000.0, focal_spot, filtration_mm_al, filtration_mm_cu, aec=aec
+        )
 
 
 @dataclass(frozen=True, slots=True)

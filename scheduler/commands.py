@@ -7,12 +7,14 @@ drivers' own range checks speak before anything is exposed.
 from __future__ import annotations
 
 from drivers import FocalSpot, InjectionPhase, InjectionProgram, Technique
+from drivers.carm import AecMode
 
 from .protocol import Contrast, FluoroTechniqueSpec, InjectStep, TechniqueSpec
 
 
 def technique_for(spec: TechniqueSpec) -> Technique:
     """The radiographic technique the engine sets for a capture or tomo sweep."""
+    aec = spec.aec
     return Technique.from_mas(
         kv=spec.kv,
         mas=spec.mas,
@@ -20,6 +22,7 @@ def technique_for(spec: TechniqueSpec) -> Technique:
         focal_spot=FocalSpot(spec.focal_spot),
         filtration_mm_al=spec.filtration_mm_al,
         filtration_mm_cu=spec.filtration_mm_cu,
+        aec=None if aec is None else AecMode(tuple(aec.fields), aec.target_ei, aec.backup_ms),
     )
 
 

@@ -103,9 +103,19 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+class AecSpec(_Model):
+    """Automatic exposure control: the chamber fields end the exposure at the target exposure
+    index (IEC 62494-1); ``mas`` becomes nominal, the back-up timer the limit."""
+
+    fields: list[Literal["left", "centre", "right"]] = Field(default=["centre"], min_length=1)
+    target_ei: float = Field(default=250.0, ge=10, le=10000)
+    backup_ms: float = Field(default=1000.0, ge=1, le=6300)
+
+
 class TechniqueSpec(_Model):
     kv: float = Field(ge=40, le=150)
     mas: float = Field(gt=0, le=1000)
+    aec: AecSpec | None = Field(default=None, description="end the exposure by the AEC")
     ma: float = Field(default=500, ge=0.1, le=1250)
     focal_spot: Literal["small", "large"] = "large"
     filtration_mm_al: float = Field(default=2.5, ge=0, le=10)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from ..carm import (
+    AecMode,
     CArmCapabilities,
     CArmStatus,
     CollimationField,
@@ -96,7 +97,7 @@ def scalar(value: object) -> Scalar:
 
 # -- C-arm ------------------------------------------------------------------------------------
 def technique_fields(t: Technique) -> Fields:
-    return {
+    fields: Fields = {
         "kv": t.kv,
         "ma": t.ma,
         "exposure_ms": t.exposure_ms,
@@ -104,6 +105,11 @@ def technique_fields(t: Technique) -> Fields:
         "filtration_mm_al": t.filtration_mm_al,
         "filtration_mm_cu": t.filtration_mm_cu,
     }
+    if t.aec is not None:  # absent fields: no AEC (a device that predates it reads the same)
+        fields["aec_fields"] = ",".join(t.aec.fields)
+        fields["aec_target_ei"] = t.aec.target_ei
+        fields["aec_backup_ms"] = t.aec.backup_ms
+    return fields
 
 
 def technique_from(f: Mapping[str, Scalar], prefix: str = "") -> Technique:
@@ -114,6 +120,17 @@ def technique_from(f: Mapping[str, Scalar], prefix: str = "") -> Technique:
         focal_spot=FocalSpot(text(f, prefix + "focal_spot")),
         filtration_mm_al=num(f, prefix + "filtration_mm_al"),
         filtration_mm_cu=num(f, prefix + "filtration_mm_cu"),
+        aec=_aec_from(f, prefix),
+    )
+
+
+def _aec_from(f: Mapping[str, Scalar], prefix: str) -> AecMode | None:
+    if prefix + "aec_fields" not in f:
+        return None
+    return AecMode(
+        tuple(text(f, prefix + "aec_fields").split(",")),
+        num(f, prefix + "aec_target_ei"),
+        num(f, prefix + "aec_backup_ms"),
     )
 
 
