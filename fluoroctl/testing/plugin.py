@@ -44,6 +44,8 @@ MARKERS = {
     "slow": "a whole exam or another long run; deselect with -m 'not slow'",
     "links": "needs real links (ptys, TCP, an MQTT broker, `fluoroctl sim serve`); "
     "deselect with -m 'not links'",
+    "peers": "needs a real network peer the test starts itself (Orthanc, a worklist or MPPS "
+    "SCP) but no real-time timing: runs with the parallel tests",
 }
 
 

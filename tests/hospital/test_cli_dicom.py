@@ -19,7 +19,7 @@ from scheduler.hospital.lock import SenderLock
 
 from .conftest import Orthanc, dicom_room, free_port, orthanc_destination
 
-pytestmark = pytest.mark.links  # Orthanc in real time
+pytestmark = pytest.mark.peers  # real DICOM peers, started per test on free ports; virtual-time exams, so they run with the parallel tests
 
 
 @pytest.fixture(scope="module")

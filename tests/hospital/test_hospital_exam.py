@@ -19,7 +19,7 @@ from tests.hospital.worklist_peer import (
     fluoroctl,
 )
 
-pytestmark = pytest.mark.links  # real peers on real sockets; seconds of wall time
+pytestmark = pytest.mark.peers  # real DICOM peers, started per test on free ports; virtual-time exams, so they run with the parallel tests
 
 ORDER = Entry(
     "A2026-0042",

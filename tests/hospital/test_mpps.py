@@ -24,7 +24,7 @@ from scheduler.hospital.sender import CRASH_ENV
 from .conftest import MppsScp, dicom_room, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.links  # a real peer in real time
+pytestmark = pytest.mark.peers  # real DICOM peers, started per test on free ports; virtual-time exams, so they run with the parallel tests
 
 
 def mpps_peer(scp: MppsScp) -> dict[str, Any]:

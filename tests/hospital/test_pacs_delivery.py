@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGES = 7
 OBJECTS = IMAGES + 1
 #: real peers, real time for delivery: run with the other network tests (-m links)
-pytestmark = pytest.mark.links
+pytestmark = pytest.mark.peers  # real DICOM peers, started per test on free ports; virtual-time exams, so they run with the parallel tests
 
 
 def run(room: Path, out: Path, on_event: Any = None, protocol: str = "ivu-standard") -> Any:
