@@ -227,6 +227,10 @@ def test_every_readme_command_works_on_a_plain_install(
     assert "key_file:" in made
     shown = ok(clone.fluoroctl("keys", "show", LINKS_ROOM)).stdout
     assert "room key" in shown and (clone.root / "run/sim-serve/room.key").exists()
+    # fluoroctl calibrate ROOM: dark and flat sets from the room's panel, stored with the room
+    calibrated = ok(clone.fluoroctl("calibrate", str(room), "--out", "out/calibration"))
+    assert (clone.root / "out/calibration/calibration.json").exists(), calibrated.stdout
+    ran.add("calibrate")
     password = ok(clone.fluoroctl("keys", "console", LINKS_ROOM)).stdout.strip()
     assert len(password) == 24 and password.count("-") == 4  # the HTTPS console's login
     ran.add("keys")
