@@ -1,16 +1,17 @@
 """Films stay on their time points with five consoles attached (issue 14, item 7).
 
-The accelerated IVU on the in-process simulator at 10× real time (a ScaledTimeEventLoop: the
-exam's timers are real timers, so anything that stole the loop would show as lateness), run
-twice in the same process: without a console (the reference), then with a console server
-and five browsers on its event stream — one reading, four that connected and never read.
-Printed per run: commanded and device-reported lateness of each timed film (wall ms, i.e.
-exam ms / 10), the queues of the stalled browsers, and the process's peak RSS.
+The accelerated IVU over real links against `fluoroctl sim serve` at 10× real time (serial
+ptys, USB, MQTT: the exam process's timers are real timers, so anything that stole its loop
+would show as lateness), run twice with a fresh simulated room each: without a console (the
+reference), then with a console server and five browsers on its event stream — one reading,
+four that connected and never read. Printed per run: the device-reported lateness of each
+timed film (wall ms, i.e. exam ms / 10), the browsers' queues and the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import socket
 import sys
@@ -26,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 import fluoroctl  # noqa: E402
 from scheduler.console import ConsoleHub, ConsoleServer  # noqa: E402
 from scheduler.console.hub import MAXSIZE  # noqa: E402
-from scheduler.room import load_room  # noqa: E402
 from tests.console.harness import Client  # noqa: E402
+from tests.e2e.conftest import start_sim_serve, stop_sim_serve  # noqa: E402
 
 SCALE = 10.0
 STALLED = 4
@@ -36,18 +37,31 @@ STALLED = 4
 def lateness_ms(summary: dict[str, Any]) -> tuple[list[float], list[float]]:
     timed = [s for s in summary["steps"] if s["planned_after_injection_s"] is not None]
     commanded = [1000 * s["lateness_s"] / SCALE for s in timed if s["lateness_s"] is not None]
-    device = [1000 * s["device_lateness_s"] / SCALE for s in timed if s["files"]]
+    device = [
+        1000 * s["device_lateness_s"] / SCALE
+        for s in timed
+        if s["files"] and s["device_lateness_s"] is not None
+    ]
     return commanded, device
 
 
 def run(out: Path, hub: ConsoleHub | None) -> dict[str, Any]:
-    room = load_room(ROOT / "configs/rooms/simulator.yaml").model_copy(update={"clock": "real"})
     publish = None if hub is None else (lambda e: hub.publish(e.model_dump(mode="json")))
-    t0 = time.perf_counter()
-    outcome = fluoroctl.run_exam(
-        "ivu-accelerated", out=out, room=room, time_scale=SCALE, on_event=publish
-    )
-    wall = time.perf_counter() - t0
+    serve = start_sim_serve(out.parent / f"serve-{out.name}", scale=SCALE)
+    try:
+        t0 = time.perf_counter()
+        outcome = fluoroctl.run_exam(
+            "ivu-accelerated",
+            out=out,
+            room="sim-links",
+            endpoints=serve.endpoints,
+            on_event=publish,
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        stop_sim_serve(serve)
+    if outcome.summary["state"] != "completed":
+        raise SystemExit(f"the exam did not complete: {outcome.summary['reason']}")
     commanded, device = lateness_ms(outcome.summary)
     return {"wall_s": wall, "commanded_ms": commanded, "device_ms": device}
 
@@ -79,6 +93,7 @@ def attach_browsers(server: ConsoleServer, hub: ConsoleHub) -> tuple[list[socket
 
 
 def main() -> None:
+    os.chdir(ROOT)  # the links room names its key file relative to the checkout, as sim serve
     with tempfile.TemporaryDirectory() as tmp:
         alone = run(Path(tmp) / "alone", None)
         hub = ConsoleHub()
@@ -96,7 +111,8 @@ def main() -> None:
     def worst(values: list[float]) -> float:
         return max((abs(v) for v in values), default=0.0)
 
-    print(f"accelerated IVU at {SCALE:g}x real time, lateness in wall ms (exam ms / {SCALE:g})")
+    print(f"accelerated IVU over links (sim serve) at {SCALE:g}x real time")
+    print(f"lateness in wall ms (exam ms / {SCALE:g})")
     for name, r in (("no console", alone), (f"{STALLED + 1} consoles", watched)):
         print(
             f"  {name:12} wall {r['wall_s']:6.1f} s  commanded "

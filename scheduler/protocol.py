@@ -9,8 +9,6 @@ fires once table and patient are reported stable.
 
 from __future__ import annotations
 
-import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -18,7 +16,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -27,6 +24,14 @@ from drivers.config import LocatedValueError, load_model
 from drivers.injector import KPA_PER_PSI
 
 from .policy import FaultPolicy
+
+# Re-exported: these names have always been importable from scheduler.protocol.
+from .protocol_duration import MAX_DURATION_S as MAX_DURATION_S
+from .protocol_duration import Duration
+from .protocol_duration import parse_duration as parse_duration
+from .protocol_technique import AecSpec as AecSpec
+from .protocol_technique import FluoroTechniqueSpec as FluoroTechniqueSpec
+from .protocol_technique import TechniqueSpec as TechniqueSpec
 from .protocol_weight import (
     MaxVolume,
     MinVolume,
@@ -40,94 +45,11 @@ Position = Literal["supine", "prone", "lpo", "rpo"]
 #: what happens to a capture that falls due while the exam is paused
 WhenPaused = Literal["take_late", "miss"]
 
-_DURATION = re.compile(
-    r"^\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*min)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*$"
-)
-
-
-#: Longest duration a protocol may give: a day covers the latest delayed film (24 h in
-#: obstruction work-ups); anything beyond is a typo, not a plan.
-MAX_DURATION_S = 24 * 3600.0
-
-
-def parse_duration(value: object) -> float:
-    """``12s``, ``5min``, ``1h30min``, ``2min30s`` or a plain number of seconds.
-
-    The result is finite and within 0 … :data:`MAX_DURATION_S` (24 h), else ValueError.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}")
-    try:
-        if isinstance(value, int | float):
-            seconds = float(value)
-        elif isinstance(value, str) and (m := _DURATION.match(value)) and any(m.groups()):
-            h, mins, s = (float(g) if g else 0.0 for g in m.groups())
-            seconds = h * 3600 + mins * 60 + s
-        else:
-            raise ValueError(f"invalid duration {_short(value)} (use e.g. 12s, 5min, 1h30min)")
-    except OverflowError:  # an integer too large for a float
-        seconds = math.inf
-    shown = _short(value)
-    if not math.isfinite(seconds):
-        raise ValueError(f"duration must be a finite number of seconds, got {shown}")
-    if seconds < 0:
-        raise ValueError(f"duration must not be negative, got {shown}")
-    if seconds > MAX_DURATION_S:
-        raise ValueError(f"duration {shown} is longer than the 24 h maximum")
-    return seconds
-
-
-def _short(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-#: What editors see: a number of seconds or the duration grammar (the 24 h cap on strings is
-#: checked by parse_duration; a regular expression cannot compare numbers).
-_DURATION_SCHEMA = {
-    "anyOf": [
-        {"type": "number", "minimum": 0, "maximum": MAX_DURATION_S},
-        {
-            "type": "string",
-            "pattern": r"^(?=\s*\d)\s*(?:\d+(?:\.\d+)?\s*h)?\s*(?:\d+(?:\.\d+)?\s*min)?"
-            r"\s*(?:\d+(?:\.\d+)?\s*s)?\s*$",
-        },
-    ]
-}
-Duration = Annotated[float, Field(ge=0, le=MAX_DURATION_S), WithJsonSchema(_DURATION_SCHEMA)]
-
 
 class _Model(BaseModel):
     # allow_inf_nan=False: NaN slips through every range check (NaN < 0 is False) and
     # infinity through every lower bound; no field of these files means either.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class AecSpec(_Model):
-    """Automatic exposure control: the chamber fields end the exposure at the target exposure
-    index (IEC 62494-1); ``mas`` becomes nominal, the back-up timer the limit."""
-
-    fields: list[Literal["left", "centre", "right"]] = Field(default=["centre"], min_length=1)
-    target_ei: float = Field(default=250.0, ge=10, le=10000)
-    backup_ms: float = Field(default=1000.0, ge=1, le=6300)
-
-
-class TechniqueSpec(_Model):
-    kv: float = Field(ge=40, le=150)
-    mas: float = Field(gt=0, le=1000)
-    aec: AecSpec | None = Field(default=None, description="end the exposure by the AEC")
-    ma: float = Field(default=500, ge=0.1, le=1250)
-    focal_spot: Literal["small", "large"] = "large"
-    filtration_mm_al: float = Field(default=2.5, ge=0, le=10)
-    filtration_mm_cu: float = Field(default=0.0, ge=0, le=1)
-
-
-class FluoroTechniqueSpec(_Model):
-    kv: float = Field(ge=40, le=125)
-    ma: float = Field(ge=0.1, le=100)
-    pulse_ms: float = Field(default=8.0, ge=0.5, le=50)
-    filtration_mm_al: float = Field(default=2.5, ge=0, le=10)
-    filtration_mm_cu: float = Field(default=0.1, ge=0, le=1)
 
 
 class FieldSpec(_Model):

@@ -87,6 +87,8 @@ class Sender:
         self._listener: commitment.CommitmentListener | None = None
         self._answers = 0
         self._crash_after = _crash_after()
+        #: in :meth:`drain`, whose caller reports what is left itself
+        self._draining = False
         #: why commitment reports cannot arrive on their own association (None: they can)
         self.listener_problem: str | None = None
 
@@ -146,6 +148,7 @@ class Sender:
         """Send until everything is delivered (committed where asked) or ``timeout_s``
         passes; returns what is still undelivered. Runs in the calling thread."""
         deadline = time.monotonic() + timeout_s
+        self._draining = True
         outbox = Outbox.in_folder(self.folder)
         try:
             self.listen(outbox)
@@ -316,7 +319,9 @@ class Sender:
         failures = outbox.failures(target.name) + 1
         delay = backoff_s(failures, self.settings, self._rng)
         outbox.destination_down(target.name, error, self._clock() + delay)
-        level = logging.WARNING if failures == 1 else logging.INFO
+        # The first failure warns a running exam; a foreground drain (`dicom flush`) says
+        # what is left in its own one line, so it keeps these to -v.
+        level = logging.WARNING if failures == 1 and not self._draining else logging.INFO
         log.log(level, "DICOM %s: %s; retrying (next in %.1f s)", target.name, error, delay)
 
     def _object_failed(self, outbox: Outbox, target: Target, pending: Pending, error: str) -> None:
