@@ -200,6 +200,10 @@ class ImagingChain:
         fast: bool = True,
         noise_bank: bool = True,
     ) -> None:
+        #: set while a tomosynthesis sweep renders its projections (:func:`.tomo.acquire_sweep`):
+        #: they skip the native-pitch detail, which shift-and-add blurs away in every plane
+        #: but the layer's, and which would cost each of the sweep's 25 new views ~0.2 s
+        self.sweeping = False
         """``fast``: synthesise repeat frames of a (view, technique) from a precompute (see the
         module docstring); ``noise_bank``: in the fast path take the noise from a
         pre-generated bank (else fresh noise per frame); ``scatter``: add scattered radiation;
@@ -365,6 +369,8 @@ class ImagingChain:
         return vm
 
     def _spectral(self, g: ViewGeometry, vm: ViewMaps, t: TechniqueParams) -> SpectralWeights:
+        if self.sweeping:  # not cached: a radiograph of the same view wants the detail
+            return spectral_weights(self.detector, vm, t, self.grid, None)
         key = tech_key(g, t)
         w = self._weights.get(key)
         if w is not None:
@@ -377,6 +383,8 @@ class ImagingChain:
         return w
 
     def _detail(self, g: ViewGeometry, vm: ViewMaps, focal_spot_mm: float) -> DetailMaps | None:
+        if self.sweeping:
+            return None
         key = round(focal_spot_mm, 2)
         if key not in vm.detail:
             vm.detail[key] = build_detail(self.phantom, self.detector, vm, focal_spot_mm)

@@ -136,10 +136,14 @@ def acquire_sweep(
     radiographs).  The patient is frozen at ``time_s`` (a 25-projection sweep takes ~2.5 s).
     """
     per = projection_technique(technique, spec)
-    return [
-        chain.render(sweep_geometry(geometry, spec, a), per, iodine_mg_ml, volumes_ml, time_s)
-        for a in sweep_angles(spec)
-    ]
+    chain.sweeping = True
+    try:
+        return [
+            chain.render(sweep_geometry(geometry, spec, a), per, iodine_mg_ml, volumes_ml, time_s)
+            for a in sweep_angles(spec)
+        ]
+    finally:
+        chain.sweeping = False
 
 
 # ---------------------------------------------------------------------------------------------
