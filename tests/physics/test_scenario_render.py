@@ -1,13 +1,12 @@
 """``fluoroctl sim render`` of every scenario: the contact sheet is kept as a test artifact.
 
-The sheets land in one folder under pytest's temporary directory (printed; run with ``-s``
-to see it, or set FLUOROCTL_ARTIFACTS to a folder of your own).  Small panels (96²) and four
-films plus the voiding and post-void films keep it quick.
+The sheets stay after the run in build/test-artifacts/test_scenario_render/<test>/ (or under
+$FLUOROCTL_TEST_ARTIFACTS; the ``artifacts`` fixture of tests/conftest.py).  Small panels (96²)
+and four films plus the voiding and post-void films keep it quick.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
@@ -20,18 +19,9 @@ SCENARIOS = sorted((ROOT / "configs" / "patients").glob("*.yaml"))
 TIMES_S = (0, 60, 300, 900)
 
 
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    chosen = os.environ.get("FLUOROCTL_ARTIFACTS")
-    out = Path(chosen) if chosen else tmp_path_factory.mktemp("scenario-contact-sheets")
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"\ncontact sheets: {out}")
-    return out
-
-
 @pytest.mark.parametrize("scenario_path", SCENARIOS, ids=lambda p: p.stem)
 def test_render_writes_the_scenarios_contact_sheet(scenario_path: Path, artifacts: Path) -> None:
-    out = artifacts / scenario_path.stem
+    out = artifacts
     paths = render_scenario(scenario_path, out, size_px=96, tomo_time_s=None, times_s=TIMES_S)
     names = [p.name for p in paths]
     films = [n for n in names if n[:2].isdigit()]
