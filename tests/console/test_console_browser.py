@@ -106,6 +106,12 @@ def test_the_standard_exam_driven_by_clicks(tmp_path, artifacts):
             expect(page.locator("#state")).to_have_text(re.compile("^completed"), timeout=60_000)
             expect(page.locator("#sheet img")).to_have_count(7)
             expect(page.locator("#timing circle.actual")).to_have_count(5)  # 4 films, 1 prompt
+            # every thumbnail loaded (the last one may still be on its way)
+            page.wait_for_function(
+                """() => [...document.querySelectorAll('#sheet img')]
+                           .every((i) => i.complete && i.naturalWidth > 0)""",
+                timeout=60_000,
+            )
             seen["thumbs"] = page.eval_on_selector_all(
                 "#sheet img", "(els) => els.map((e) => [e.dataset.name, e.naturalWidth])"
             )
