@@ -69,7 +69,7 @@ class ProgressView:
         at = moment_s(event.kind, event.t_s, event.data)
         after = "" if p.injection_start_s is None else f"T{_mmss(at - p.injection_start_s, '+')}"
         text = _describe(event)
-        if event.t_s - at >= 0.5:  # the image reached the disk noticeably later (links)
+        if event.kind == "capture" and event.t_s - at >= 0.5:  # the image reached the disk later
             text += f"; on disk {event.t_s - at:.1f} s later"
         line = f"[{_mmss(at)}] {after:>10} {event.step or '':<16} {text}"
         self.console.print(line, highlight=False, markup=False, soft_wrap=True)
