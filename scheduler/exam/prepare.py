@@ -27,17 +27,20 @@ async def baseline_contrast(ctx: ExamContext) -> None:
     An injector that cannot be read now is not an error here (the steps meet it): the
     ledger then judges by what the injector reports later.
     """
-    try:
-        status = await ctx.devices.injector.status()
-    except DeviceError:
-        return
-    ctx.contrast.baseline(status)
+    # What the journal says was commanded is ours whether or not the injector answers now:
+    # an unreadable injector right after a restart must not make our own injection look
+    # uncommanded later.
     rec = ctx.recovered
     if rec is not None and rec.injection_commanded and ctx.protocol.contrast is not None:
         for step in ctx.protocol.steps:
             if isinstance(step, InjectStep):
                 ctx.contrast.command(sum(p.volume_ml for p in step.phases))
                 break
+    try:
+        status = await ctx.devices.injector.status()
+    except DeviceError:
+        return
+    ctx.contrast.baseline(status)
 
 
 async def reset_injector(ctx: ExamContext) -> None:
