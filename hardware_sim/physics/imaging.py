@@ -383,8 +383,6 @@ class ImagingChain:
         return w
 
     def _detail(self, g: ViewGeometry, vm: ViewMaps, focal_spot_mm: float) -> DetailMaps | None:
-        if self.sweeping:
-            return None
         key = round(focal_spot_mm, 2)
         if key not in vm.detail:
             vm.detail[key] = build_detail(self.phantom, self.detector, vm, focal_spot_mm)
