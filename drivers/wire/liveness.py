@@ -9,12 +9,23 @@ ticker task and the watchdog; what a heartbeat contains and what "lost" means (t
 The watchdog is a loop timer callback, not a task, so a heartbeat write stuck on a full link
 cannot delay the loss decision. Durations are wall seconds of the cable, multiplied by the
 clock's ``time_scale`` before waiting on the loop.
+
+A watchdog that fires late means this end's own loop was stalled (a busy CPU, a long
+collection): the peer's frames may be waiting in the kernel, and a loop runs due timers before
+the reader tasks those frames wake. So a late verdict is deferred by one short settle, long
+enough for the loop to read what has arrived; only silence that outlasts it is a loss. Our own
+stall is not the peer's silence.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+
+#: a watchdog this late (wall seconds) found its own loop stalled
+STALL_S = 0.005
+#: how long a stalled watchdog lets the loop read before it decides (wall seconds)
+SETTLE_S = 0.02
 
 SendBeat = Callable[[float], Awaitable[None]]
 """``send(now)``: write one heartbeat; called only when ``may_send()`` is true."""
@@ -28,6 +39,7 @@ class Liveness:
     """
 
     __slots__ = (
+        "_due",
         "_loop",
         "_may_send",
         "_on_lost",
@@ -65,6 +77,7 @@ class Liveness:
         self._on_period = on_period
         self._ticker: asyncio.Task[None] | None = None
         self._watch: asyncio.Handle | None = None
+        self._due = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -85,6 +98,7 @@ class Liveness:
         """Start sending and watching (on the running loop)."""
         loop = self._loop = asyncio.get_running_loop()
         self._ticker = loop.create_task(self._tick(), name=name)
+        self._due = loop.time()
         self._watch = loop.call_soon(self._check)
 
     def stop_watching(self) -> None:
@@ -112,10 +126,18 @@ class Liveness:
         if loop is None:
             return
         now = loop.time()
+        stalled = now - self._due > STALL_S * self._scale
         if self._watching():
             deadline = self.last_rx + self._timeout_s * self._scale
             if now < deadline:
-                self._watch = loop.call_at(deadline, self._check)
+                self._arm(loop, deadline)
+                return
+            if stalled:
+                self._arm(loop, now + SETTLE_S * self._scale)
                 return
             self._on_lost()
-        self._watch = loop.call_at(now + self._period_s * self._scale, self._check)
+        self._arm(loop, now + self._period_s * self._scale)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._due = when
+        self._watch = loop.call_at(when, self._check)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -112,3 +115,53 @@ def test_host_and_device_ends_share_it() -> None:
         assert "Liveness(" in source, owner
         for own in ("_tick", "_watchdog"):
             assert not hasattr(owner, own), f"{owner.__name__} keeps a {own} of its own"
+
+
+def test_a_stall_of_our_own_loop_is_not_the_peers_silence() -> None:
+    # Real loop, real socket: the peer's frame arrives while this end's loop is blocked past
+    # the loss bound. The loop runs the overdue watchdog before the reader task the frame
+    # wakes; the watchdog must let it read before deciding. Silence after that is still a loss.
+    async def scenario() -> tuple[_Peer, list[float]]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair()
+        ours.setblocking(False)
+        arrived: asyncio.Queue[bytes] = asyncio.Queue()
+        loop.add_reader(ours, lambda: arrived.put_nowait(ours.recv(64)))
+        peer = _Peer()
+        peer.live = Liveness(
+            period_s=0.05,
+            timeout_s=0.2,
+            time_scale=1.0,
+            send=peer._send,
+            may_send=lambda: True,
+            watching=lambda: peer.watch,
+            on_lost=peer._lost,
+        )
+        heard: list[float] = []
+
+        async def reader() -> None:  # as WireClient._read_loop stamps each valid frame
+            while True:
+                await arrived.get()
+                peer.live.last_rx = loop.time()
+                heard.append(peer.live.last_rx)
+
+        task = loop.create_task(reader())
+        peer.live.last_rx = loop.time()
+        peer.live.start("test")
+        await asyncio.sleep(0.05)
+        threading.Timer(0.1, theirs.send, (b"beat",)).start()
+        time.sleep(0.4)  # noqa: ASYNC251 - our loop is blocked: the beat waits in the kernel
+        await asyncio.sleep(0.1)
+        lost_during_stall = list(peer.lost)
+        await asyncio.sleep(0.4)  # now the peer is silent for real
+        task.cancel()
+        await peer.stop()
+        loop.remove_reader(ours)
+        ours.close()
+        theirs.close()
+        assert lost_during_stall == [], "declared lost while the beat sat unread"
+        return peer, heard
+
+    peer, heard = asyncio.run(scenario())
+    assert len(heard) == 1
+    assert len(peer.lost) == 1 and peer.lost[0] >= heard[0] + 0.2
