@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 import logging
 import re
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,7 @@ from .tls import server_context
 
 log = logging.getLogger(__name__)
 SESSION = web.RequestKey("session", Session)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: what a console with password login serves before a session exists
 _LOGIN_ROUTES = ("/login", "/login.js", "/app.css", "/api/login")
 _IMAGE = re.compile(r"^[A-Za-z0-9._-]+\.dcm$")
@@ -130,27 +133,38 @@ class ConsoleServer:
 
     # -- the app ------------------------------------------------------------------------------
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._guard])
-        app.router.add_get("/", self._page)
-        app.router.add_get("/login", self._login_page)
-        app.router.add_get("/login.js", self._login_script)
-        app.router.add_post("/api/login", self._login)
-        app.router.add_get("/app.js", self._script)
-        app.router.add_get("/app.css", self._style)
-        app.router.add_get("/state", self._state)
-        app.router.add_get("/events", self._events)
-        app.router.add_get("/image/{name}.png", self._image)
-        app.router.add_post("/api/answer", self._answer)
-        app.router.add_post("/api/control", self._control)
-        app.router.add_post("/api/request", self._request)
+        # The guard wraps each route rather than being an aiohttp middleware: aiohttp keeps
+        # every (handler, app) pair that ran middlewares in a process-wide cache, which would
+        # hold this server, and through it the exam and its devices, for the process's life.
+        app = web.Application()
+        routes: tuple[tuple[str, str, Handler], ...] = (
+            ("GET", "/", self._page),
+            ("GET", "/login", self._login_page),
+            ("GET", "/login.js", self._login_script),
+            ("POST", "/api/login", self._login),
+            ("GET", "/app.js", self._script),
+            ("GET", "/app.css", self._style),
+            ("GET", "/state", self._state),
+            ("GET", "/events", self._events),
+            ("GET", "/image/{name}.png", self._image),
+            ("POST", "/api/answer", self._answer),
+            ("POST", "/api/control", self._control),
+            ("POST", "/api/request", self._request),
+        )
+        for method, path, handler in routes:
+            app.router.add_route(method, path, functools.partial(self._guard, handler=handler))
+        app.on_response_prepare.append(self._headers)
         return app
 
-    @web.middleware
-    async def _guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every response, a refused or unknown route's too, carries the security headers."""
+        self._secured(response)
+
+    async def _guard(self, request: web.Request, *, handler: Handler) -> web.StreamResponse:
         if self.gate.hosts and request.host not in self.gate.hosts:
             return _text(421, "wrong host for this console")
         if request.path == "/" and "token" in request.query:
-            return self._secured(self._exchange(request))
+            return self._exchange(request)
         if request.method != "GET":
             origin, site = request.headers.get("Origin"), request.headers.get("Sec-Fetch-Site")
             if not self.gate.same_origin(origin, site):
@@ -158,7 +172,7 @@ class ConsoleServer:
             if request.content_type != "application/json":
                 return _text(415, "send JSON")
         if self.gate.password is not None and request.path in _LOGIN_ROUTES:
-            return self._secured(await handler(request))
+            return await handler(request)
         session = self.gate.session(request.cookies.get(COOKIE))
         if session is None:
             if self.gate.password is not None and request.path == "/":
@@ -169,7 +183,7 @@ class ConsoleServer:
         ):
             return _text(403, "missing or wrong CSRF token")
         request[SESSION] = session
-        return self._secured(await handler(request))
+        return await handler(request)
 
     def _secured(self, response: web.StreamResponse) -> web.StreamResponse:
         for key, value in _HEADERS.items():

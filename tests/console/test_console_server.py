@@ -7,6 +7,7 @@ a client thread plays the browser (answering each prompt as it appears).
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import socket
 import time
@@ -195,6 +196,40 @@ def test_abort_from_the_console_ends_the_exam_safely(tmp_path):
     assert "aborted by the operator (console" in exam.result.reason
     assert not [e for e in exam.kinds("command") if e["data"].get("command") == "start_injection"]
     assert exam.kinds("abort")
+
+
+def test_a_closed_console_keeps_nothing_of_its_exam_alive(tmp_path):
+    # A long-lived process (an integrator's service, a test session) runs exam after exam;
+    # once one and its console are closed, its devices and their image caches must be freed.
+    # (aiohttp keeps every handler that ran its middlewares in a process-wide cache.)
+    from hardware_sim.room import SimRoom
+
+    def rooms_alive() -> int:
+        gc.collect()
+        return sum(isinstance(o, SimRoom) for o in gc.get_objects())
+
+    def exam_with_a_console() -> str:
+        console = ConsoleOperator.__new__(ConsoleOperator)
+        ConsoleOperator.__init__(console, clock=None, announce=lambda _: None)  # type: ignore[arg-type]
+
+        def browser() -> None:
+            while console.server is None or not console.server.url:
+                time.sleep(0.01)
+            client = Client(console.server.url)
+            while client.state()["prompt"] is None:
+                time.sleep(0.01)
+            assert client.post("/api/control", {"action": "abort"})[0] == 200
+
+        thread = in_thread(browser)
+        exam = run_exam(tmp_path / "exam", protocol("ivu-standard"), console=console)
+        thread.join(timeout=60)
+        console.close()
+        assert not thread.errors, thread.errors  # type: ignore[attr-defined]
+        return str(exam.result.state)
+
+    before = rooms_alive()
+    assert exam_with_a_console() == "aborted"
+    assert rooms_alive() == before
 
 
 def watched_waits(hub: ConsoleHub) -> list[object]:
