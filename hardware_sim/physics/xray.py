@@ -2,7 +2,8 @@
 
 * Spectra come from SpekPy 2.5.4 (tungsten anode, 12° target angle) [S125]: photons per keV per
   cm² per mAs at 100 cm, converted here to photons per mm² per mAs per 1-keV bin.  They are cached
-  per (kVp, filtration) because SpekPy takes ~0.3 s per call.
+  per (kVp, filtration) because SpekPy takes ~0.3 s per call, in memory and on disk between
+  processes (:mod:`._diskcache`), as are the attenuation tables.
 * Linear attenuation coefficients are built from xraydb 4.5.8 elemental mass attenuation
   (``mu_elam``, Elam tables) [S124] and ICRU-44/46 mass-fraction compositions, as in the research
   note §5.1 (soft tissue = ICRU-44 skeletal muscle, adipose, cortical bone, kidney, blood).
@@ -22,7 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-import xraydb
+
+from ._diskcache import disk_cached
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -138,6 +140,13 @@ def _energy_key(energies_kev: npt.ArrayLike) -> tuple[float, ...]:
 
 @lru_cache(maxsize=512)
 def _mass_atten_cached(element: str, energies: tuple[float, ...], kind: str) -> FloatArray:
+    return _mu_elam(element, energies, kind)
+
+
+@disk_cached("mu_elam", "xraydb")
+def _mu_elam(element: str, energies: tuple[float, ...], kind: str) -> FloatArray:
+    import xraydb  # slow import (SciPy); only when a table is not on disk yet
+
     e_ev = np.asarray(energies, dtype=float) * 1000.0
     out = np.asarray(xraydb.mu_elam(element, e_ev, kind=kind), dtype=float)
     out.setflags(write=False)
@@ -215,8 +224,9 @@ def kerma_ugy_per_photon_mm2(energies_kev: npt.ArrayLike) -> FloatArray:
 
 
 @lru_cache(maxsize=64)
+@disk_cached("spekpy", "spekpy")
 def _spectrum_cached(kvp: float, al: float, cu: float) -> tuple[FloatArray, FloatArray]:
-    import spekpy  # slow import; only when a spectrum is first needed
+    import spekpy  # slow import; only when a spectrum is not on disk yet
 
     spek = spekpy.Spek(kvp=kvp, th=12.0, dk=1.0, targ="W")
     if al > 0:
