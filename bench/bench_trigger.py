@@ -194,10 +194,14 @@ def main() -> None:
     ap.add_argument("--films", type=int, default=30)
     ap.add_argument("--spacing", type=float, default=2.0, help="seconds between films")
     ap.add_argument("--samples", type=int, default=300, help="floor samples")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="keep the exam folders and logs in this folder"
+    )
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-trigger-") as tmp_name:
-        tmp = Path(tmp_name)
+        tmp = Path(tmp_name) if args.keep is None else args.keep
+        tmp.mkdir(parents=True, exist_ok=True)
         protocol = tmp / "films.yaml"
         protocol.write_text(protocol_text(args.films, args.spacing, first_s=15.0))
         early_room = tmp / "sim-links-untimed.yaml"
@@ -230,6 +234,7 @@ def main() -> None:
                 "beam_on_late_ms": stats_ms([s["device_lateness_s"] for s in films]),
                 "command_late_ms": stats_ms([s["lateness_s"] for s in films]),
                 "lead_ms": stats_ms([s["planned_s"] - s["sent_s"] for s in films]),
+                "latest_command": max(films, key=lambda s: s["lateness_s"])["id"],
             }
     load1 = os.getloadavg()[0]
     fl, timed, early = results["floor"], results["timed"], results["early"]

@@ -276,7 +276,7 @@ def test_a_local_start_over_real_links_is_journaled_and_ends_the_exam(sim_serve,
     summary = json.loads((out / "summary.json").read_text())
     assert summary["state"] == "faulted", (summary.get("reason"), run_.stderr[-2000:])
     lines = [e for e in events if e["kind"] == "uncommanded_injection"]
-    assert [e["source"] for e in lines] == ["safety"]
+    assert [e["source"] for e in lines] == ["safety"], summary.get("reason")
     assert lines[0]["data"]["device_starts"] == 2
     assert summary["totals"]["contrast_commanded_ml"] == pytest.approx(40.0)
     assert summary["totals"]["contrast_delivered_ml"] >= 40.0 - 0.5
