@@ -194,22 +194,31 @@ class AecUnit:
     def fail_next(self, count: int = 1) -> None:
         self.faults_pending += count
 
+    def take_fault(self) -> bool:
+        """Whether this exposure's AEC fails (one pending fault used up)."""
+        if self.faults_pending:
+            self.faults_pending -= 1
+            return True
+        return False
+
     def end_exposure(
         self,
         chain: ImagingChain,
         scene: tuple[ViewGeometry, TechniqueParams, dict[str, float], dict[str, float], float],
         technique: Technique,
         max_mas: float,
+        *,
+        failed: bool = False,
     ) -> tuple[Technique, tuple[str, dict[str, object]]]:
         """(the technique as exposed, (event kind, event data)) for an AEC ``technique``:
         ``aec_terminated`` (the chambers ended it), ``aec_backup`` (the back-up timer did:
-        too little radiation reached the chambers) or ``aec_fault`` (the AEC failed)."""
+        too little radiation reached the chambers) or ``aec_fault`` (the AEC failed:
+        ``failed``, from :meth:`take_fault`). Pure arithmetic: it may run off the loop."""
         mode = technique.aec
         assert mode is not None
         geometry, params, conc, volumes, t = scene
         settings = AecSettings(mode.fields, mode.target_ei, mode.backup_ms, max_mas)
-        if self.faults_pending:
-            self.faults_pending -= 1
+        if failed:
             cap = min(max_mas, technique.ma * mode.backup_ms / 1000.0)
             result = AecResult(cap, cap / technique.ma * 1000.0, 0.0, "backup")
             kind = "aec_fault"

@@ -42,7 +42,7 @@ from drivers.carm import (
 )
 from drivers.timer import SPIN_S, sleep_until_precise
 
-from .aec import AecUnit, with_exposure_index
+from .aec import TARGET_EI, AecUnit, frame_exposure_index, with_exposure_index
 from .limits import GeneratorLimits, check_fluoro, check_technique
 from .patient import SimPatient
 from .physics import DetectorModel, ImagingChain, RenderedImage, TechniqueParams, ViewGeometry
@@ -132,7 +132,9 @@ class SimCArm(CArm):
         def build() -> None:
             for chain in (self._radiography, self._fluoroscopy):
                 image = chain.render(geometry, params, conc, volumes, time_s=t_model)
-                self._on_board(image.pixels, chain)
+                pixels = self._on_board(image.pixels, chain)
+                # the exposure index's tables (detector response to this spectrum)
+                frame_exposure_index(chain.detector, pixels, PEDESTAL_COUNTS, TARGET_EI)
 
         await asyncio.get_running_loop().run_in_executor(None, build)
 
@@ -267,13 +269,14 @@ class SimCArm(CArm):
     async def _radiograph(self, technique: Technique) -> Frame:
         """Beam on now for the technique's exposure time (the AEC's when it has one), then
         the readout."""
-        technique = self._aec_end(technique)
-        self._beam_on = True
+        loop = asyncio.get_running_loop()
+        self._beam_on = True  # from here: the AEC measures while the beam is on
         try:
+            technique = await self._aec_end(technique)
             frame = await self._render(technique, self._radiography)
-            detector = self._radiography.detector
-            own = None if self.panel_corrections else _corrected(frame.pixels, detector)
-            frame = with_exposure_index(frame, detector, PEDESTAL_COUNTS, own)
+            # off the loop like the rendering: on real links a first exposure's tables would
+            # otherwise hold the device's heartbeats back for over a second
+            frame = await loop.run_in_executor(None, self._indexed, frame)
             await asyncio.sleep(technique.exposure_ms / 1000.0)
         finally:
             self._beam_on = False
@@ -433,16 +436,30 @@ class SimCArm(CArm):
         )
 
     # -- internals -------------------------------------------------------------------------
-    def _aec_end(self, technique: Technique) -> Technique:
+    async def _aec_end(self, technique: Technique) -> Technique:
         """With an AEC technique, the exposure time the chambers end at (hardware_sim/aec.py)."""
         if technique.aec is None:
             return technique
         scene = self._scene(technique)
-        exposed, (kind, data) = self.aec.end_exposure(
-            self._radiography, scene, technique, self.limits.max_mas
+        exposed, (kind, data) = await asyncio.get_running_loop().run_in_executor(
+            None,
+            functools.partial(
+                self.aec.end_exposure,
+                self._radiography,
+                scene,
+                technique,
+                self.limits.max_mas,
+                failed=self.aec.take_fault(),
+            ),
         )
         self._emit(kind, **data)
         return exposed
+
+    def _indexed(self, frame: Frame) -> Frame:
+        """``frame`` with the exposure index the panel states from its own corrected signal."""
+        detector = self._radiography.detector
+        own = None if self.panel_corrections else _corrected(frame.pixels, detector)
+        return with_exposure_index(frame, detector, PEDESTAL_COUNTS, own)
 
     def _ready_technique(self, operation: str) -> Technique:
         if self._technique is None:
