@@ -1,8 +1,11 @@
-"""The C-arm contract's capabilities and timed exposure (decision 0016), on virtual time."""
+"""The C-arm contract's capabilities and timed exposure (decision 0016), on virtual time; the
+precise trigger timer's switch interval on real time."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
 
 import pytest
 
@@ -52,3 +55,32 @@ def test_the_precise_timer_is_exact_on_virtual_time(run_virtual) -> None:
         return await sleep_until_precise(clock, clock.now() + 0.5)
 
     assert run_virtual(go) == 0.0
+
+
+def test_the_precise_timer_shortens_the_thread_switch_interval_only_while_it_polls() -> None:
+    # A thread running Python keeps the GIL for up to the switch interval after the trigger
+    # hands it over; while a trigger polls, that must be well under a millisecond.
+    from drivers import timer
+
+    seen: list[float] = []
+
+    def python_thread(stop: threading.Event) -> None:
+        while not stop.is_set():
+            seen.append(sys.getswitchinterval())
+
+    async def go() -> float:
+        clock = Clock.for_running_loop()
+        stop = threading.Event()
+        worker = threading.Thread(target=python_thread, args=(stop,))
+        worker.start()
+        try:
+            return await sleep_until_precise(clock, clock.now() + 0.05)
+        finally:
+            stop.set()
+            worker.join()
+
+    before = sys.getswitchinterval()
+    late = asyncio.run(go())
+    assert late >= 0.0
+    assert min(seen) <= timer.SWITCH_S < before
+    assert sys.getswitchinterval() == before
