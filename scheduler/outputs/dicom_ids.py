@@ -12,6 +12,7 @@ carried to the writer as :attr:`~scheduler.records.ExamInfo.uid_root`):
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import uuid
 
@@ -41,6 +42,7 @@ _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://fluoroctl.invalid/dicom/uid
 _MAX_UID = 64
 
 
+@functools.cache
 def implementation_version_name() -> str:
     """Implementation Version Name (0002,0013): ``FLUOROCTL_<installed version>``, ≤ 16
     characters (VR SH; a longer version is cut)."""

@@ -13,6 +13,7 @@ from pydicom.tag import Tag
 from ..records import CaptureRecord
 from .dicom_values import _ds
 from .display import collimated_mask, compute_window, to_presentation
+from .percentiles import percentiles
 
 BITS_STORED = 12
 _FRAME_TIME = Tag(0x0018, 0x1063)
@@ -81,7 +82,7 @@ def _anatomy_range(image: npt.NDArray[np.uint16], mask: npt.NDArray[np.bool_]) -
     step = max(1, math.isqrt(image.size // _WINDOW_SAMPLES))
     sub, sub_mask = image[::step, ::step], mask[::step, ::step]
     values = sub[sub_mask] if sub_mask.any() else sub.ravel()
-    low, high = np.percentile(values, _WINDOW_PCT)
+    low, high = percentiles(values, _WINDOW_PCT)
     lo, hi = math.floor(float(low)), math.ceil(float(high))
     return lo, max(hi, lo + 1)
 

@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from .percentiles import percentiles
+
 __all__ = [
     "DisplayWindow",
     "collimated_mask",
@@ -137,7 +139,7 @@ def compute_window(
     """
     _as_raw(raw)
     s = _step(raw.shape)
-    sub = raw[::s, ::s].astype(np.float32)
+    sub = raw[::s, ::s]
     rows, cols = exposed_region(raw)
     detected = np.zeros(sub.shape, dtype=np.bool_)
     r0, r1 = -(-rows.start // s), -(-rows.stop // s)  # subsample indices (ceil division)
@@ -147,9 +149,9 @@ def compute_window(
     if border.size >= _MIN_BORDER_SAMPLES:
         # The collimator shadow shows the dark offset (plus a little scatter): subtract most
         # of it, so the log follows the attenuation even behind the densest structures.
-        offset = _BORDER_OFFSET_FRACTION * max(0.0, float(np.percentile(border, 1.0)))
+        offset = _BORDER_OFFSET_FRACTION * max(0.0, float(percentiles(border, (1.0,))[0]))
     else:
-        offset = _OFFSET_FRACTION * max(0.0, float(np.percentile(sub, 0.1)))
+        offset = _OFFSET_FRACTION * max(0.0, float(percentiles(sub, (0.1,))[0]))
     selected = detected
     if exposed_mask is not None:
         if exposed_mask.shape != raw.shape:
@@ -159,7 +161,7 @@ def compute_window(
         both = detected & exposed_mask[::s, ::s]
         selected = both if both.any() else exposed_mask[::s, ::s]
     values = sub[selected] if selected.any() else sub.ravel()
-    lo_raw, hi_raw = np.percentile(values, [_LOW_PCT, _HIGH_PCT])
+    lo_raw, hi_raw = percentiles(values, (_LOW_PCT, _HIGH_PCT))
     log_low = math.log(max(float(lo_raw) - offset, 1.0))
     log_high = math.log(max(float(hi_raw) - offset, 1.0))
     span = log_high - log_low
