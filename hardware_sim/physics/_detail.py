@@ -221,9 +221,20 @@ def heel_angles(vm: ViewMaps) -> F64:
 
 def heel_factor(energy_kev: float, kvp: float, phi: F64) -> F64:
     """Fluence at angle φ relative to the central ray's, at one energy (module docstring)."""
+    return heel_factor_of_path(energy_kev, kvp, heel_extra_path(phi))
+
+
+def heel_extra_path(phi: F64) -> F64:
+    """The extra path in the anode, in units of the heel depth, at each angle φ: the same for
+    every energy, so a spectrum's bins share it."""
     theta = math.radians(TARGET_ANGLE_DEG)
     take_off = np.maximum(theta + phi, math.radians(MIN_TAKE_OFF_DEG))
-    extra = 1.0 / np.sin(take_off) - 1.0 / math.sin(theta)
+    out: F64 = 1.0 / np.sin(take_off) - 1.0 / math.sin(theta)
+    return out
+
+
+def heel_factor_of_path(energy_kev: float, kvp: float, extra: F64) -> F64:
+    """:func:`heel_factor` from :func:`heel_extra_path`'s result."""
     depth_mm = HEEL_DEPTH_UM_AT_80KV * 1e-3 * (kvp / 80.0) ** HEEL_DEPTH_KV_EXPONENT
     mu_w = float(mu_per_mm("tungsten", [energy_kev])[0])
     out: F64 = np.exp(-mu_w * depth_mm * extra)

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ._detail import DetailMaps, detail_ratio, energy_groups, heel_angles, heel_factor
+from ._detail import (
+    DetailMaps,
+    detail_ratio,
+    energy_groups,
+    heel_angles,
+    heel_extra_path,
+    heel_factor_of_path,
+)
 from ._geometry import ViewMaps
 from ._params import TechniqueParams
 from ._scatter import scatter
@@ -64,7 +71,7 @@ def spectral_weights(
     mus = {name: mu_per_mm(name, e) for name in vm.materials}
     sig = np.empty((len(e), vm.grid_rows, vm.grid_cols), np.float32)
     kr = []
-    phi = heel_angles(vm)
+    heel_path = heel_extra_path(heel_angles(vm))
     for k in range(len(e)):
         expo = np.zeros((vm.grid_rows, vm.grid_cols), np.float32)
         for name, arr in vm.materials.items():
@@ -72,7 +79,7 @@ def spectral_weights(
         trans = np.exp(-expo)
         trans *= vm.field_grid
         trans *= vm.grid_cutoff
-        trans *= heel_factor(float(e[k]), t.kvp, phi).astype(np.float32)
+        trans *= heel_factor_of_path(float(e[k]), t.kvp, heel_path).astype(np.float32)
         sig[k] = np.float32(n[k] * ew[k]) * vm.fluence_factor * trans
         # kerma behind the patient per mAs (µGy), per ROI pixel; fluence per mm² at r
         area = np.float32(det.pixel_mm**2)
