@@ -26,11 +26,26 @@ REAL_TIME_LINKS = (
 )
 
 
+#: the longest-running files (a fresh install, whole exams killed and resumed): run first, so
+#: that in a parallel run no worker is left alone with one of them at the end
+LONG_FIRST = (
+    "tests/install/",
+    "tests/exam/test_resume.py",
+    "tests/hardening/test_faults_once_per_exam.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         where = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
         if where.startswith(REAL_TIME_LINKS):
             item.add_marker(pytest.mark.links)
+
+    def long_first(item: pytest.Item) -> bool:
+        where = Path(str(item.fspath)).resolve().relative_to(ROOT).as_posix()
+        return not where.startswith(LONG_FIRST)
+
+    items.sort(key=long_first)  # stable: each file keeps its own order
 
 
 T = TypeVar("T")
