@@ -44,7 +44,7 @@ from drivers import (  # noqa: E402
     Technique,
 )
 from drivers.carm import PANEL_CORRECTIONS, PanelMode  # noqa: E402
-from hardware_sim.carm import _calibration_images  # noqa: E402
+from hardware_sim.panel import calibration_images  # noqa: E402
 from hardware_sim.physics import DetectorModel  # noqa: E402
 from scheduler.exam.store import DicomStore  # noqa: E402
 from scheduler.imaging import HostImageChain, ImageChainOptions, calibrate_mode  # noqa: E402
@@ -133,7 +133,7 @@ def main() -> None:
     det = DetectorModel()
     mode = PanelMode("radiography", det.rows, det.cols, 1, det.pixel_mm)
     cal = calibrate_mode(
-        mode, _calibration_images(det, "dark", 16), _calibration_images(det, "flat", 16)
+        mode, calibration_images(det, "dark", 16), calibration_images(det, "flat", 16)
     )
     chain = HostImageChain(
         ImageChainOptions(),

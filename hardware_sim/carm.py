@@ -44,6 +44,12 @@ from drivers.timer import SPIN_S, sleep_until_precise
 
 from .aec import TARGET_EI, AecUnit, frame_exposure_index, with_exposure_index
 from .limits import GeneratorLimits, check_fluoro, check_technique
+from .panel import (
+    PANEL_MODES,
+    PEDESTAL_COUNTS,
+    calibration_images,
+    corrected_on_board,
+)
 from .patient import SimPatient
 from .physics import DetectorModel, ImagingChain, RenderedImage, TechniqueParams, ViewGeometry
 from .table import SimTable
@@ -54,15 +60,6 @@ READOUT_S = 0.15  # flat-panel readout after a radiographic exposure
 #: The largest host clock-offset uncertainty a timed exposure is accepted with: it is the
 #: beam-on error the host cannot see, so it is kept below the ±2 ms trigger target.
 MAX_SYNC_S = 0.0015
-#: Counts added back after offset subtraction so noise around zero signal is not clipped.
-PEDESTAL_COUNTS = 100
-#: Panel modes: "raw" delivers frames as read (offset, gain pattern, defects: the host
-#: calibrates); "corrected" corrects them on board with the panel's factory maps.
-PANEL_MODES = ("raw", "corrected")
-#: Open-field flat frames sit this far above the dark offset (≈ 30 % of the 16-bit range).
-FLAT_COUNTS = 20000.0
-#: Mean absorbed energy per photon of the flat's beam (keV): sets its quantum noise.
-FLAT_MEAN_KEV = 50.0
 
 
 class SimCArm(CArm):
@@ -383,7 +380,7 @@ class SimCArm(CArm):
         layers = tuple(
             Frame(
                 # reconstructed on board from projections the panel corrected itself
-                pixels=_corrected(layer, self._radiography.detector),
+                pixels=corrected_on_board(layer, self._radiography.detector),
                 pixel_spacing_mm=result.pixel_spacing_mm,
                 acquired_at_s=started,
                 technique=technique,
@@ -458,7 +455,7 @@ class SimCArm(CArm):
     def _indexed(self, frame: Frame) -> Frame:
         """``frame`` with the exposure index the panel states from its own corrected signal."""
         detector = self._radiography.detector
-        own = None if self.panel_corrections else _corrected(frame.pixels, detector)
+        own = None if self.panel_corrections else corrected_on_board(frame.pixels, detector)
         return with_exposure_index(frame, detector, PEDESTAL_COUNTS, own)
 
     def _ready_technique(self, operation: str) -> Technique:
@@ -536,7 +533,7 @@ class SimCArm(CArm):
         """The frame as the panel delivers it: as read (raw), or corrected on board."""
         if not self.panel_corrections:
             return raw
-        return _corrected(raw, chain.detector)
+        return corrected_on_board(raw, chain.detector)
 
     # -- calibration -------------------------------------------------------------------------
     def panel_modes(self) -> tuple[PanelMode, ...]:
@@ -556,7 +553,7 @@ class SimCArm(CArm):
             raise DeviceStateError(self.name, "calibration_frames", "beam already on")
         detector = chains[mode].detector
         images = await asyncio.get_running_loop().run_in_executor(
-            None, _calibration_images, detector, kind, count
+            None, calibration_images, detector, kind, count
         )
         technique = Technique(70.0, 100.0, 100.0)  # the flat's open-field beam (10 mAs)
         none = Dose(0.0, 0.0, 0.0)
@@ -576,41 +573,3 @@ class SimCArm(CArm):
 
     def _emit(self, kind: str, **data: object) -> None:
         self._publish(DeviceEvent(self.name, kind, self._clock.now(), data))
-
-
-@functools.lru_cache(maxsize=16)
-def _calibration_images(
-    detector: DetectorModel, kind: str, count: int
-) -> tuple[npt.NDArray[np.uint16], ...]:
-    """Dark or open-field frames of ``detector``, from their own noise stream (the patient's
-    frames keep theirs); deterministic, so cached: a simulated panel calibrates once per
-    process."""
-    rng = np.random.default_rng([detector.seed, 0xCA1, 1 if kind == "flat" else 0])
-    shape = (detector.rows, detector.cols)
-    if kind == "dark":
-        images = [detector.dark(rng) for _ in range(count)]
-    else:
-        signal = np.full(shape, FLAT_COUNTS / detector.counts_per_kev, np.float32)
-        variance = signal * np.float32(FLAT_MEAN_KEV)
-        images = [detector.read_out(signal, variance, rng) for _ in range(count)]
-    for image in images:
-        image.setflags(write=False)
-    return tuple(images)
-
-
-def _corrected(raw: npt.NDArray[np.uint16], detector: DetectorModel) -> npt.NDArray[np.uint16]:
-    """On-board correction with the panel's factory maps: offset and gain, defect pixels
-    replaced by the mean of their row neighbours.
-
-    Without the offset correction fixed-pattern offsets (row banding) dominate low-dose
-    fluoroscopy frames.
-    """
-    x = raw.astype(np.float32) - detector.offset_map()
-    x /= detector.gain_map()
-    x += PEDESTAL_COUNTS
-    rows, cols, _ = detector.defects()
-    left = np.clip(cols - 1, 0, detector.cols - 1)
-    right = np.clip(cols + 1, 0, detector.cols - 1)
-    x[rows, cols] = 0.5 * (x[rows, left] + x[rows, right])
-    out: npt.NDArray[np.uint16] = np.clip(np.rint(x), 0, 65535).astype(np.uint16)
-    return out

@@ -11,11 +11,12 @@ from drivers import DeviceEvent, Injector
 from drivers.backends import DeviceSet, RoomDevices, RoomRequest
 from drivers.config import ConfigError
 
-from .carm import PANEL_MODES, SimCArm
+from .carm import SimCArm
 from .faults import FaultInjector, FaultSpecError, parse_faults
 from .follow import InjectorFollower
 from .injector import SimInjector
 from .limits import device_limits
+from .panel import PANEL_MODES
 from .patient import SimPatient
 from .persist import STATE_FILE, RoomPersistence, restore_room
 from .physics.kinetics import ContrastKinetics

@@ -12,6 +12,7 @@ import http.client
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -175,7 +176,8 @@ def test_a_whole_exam_answered_and_driven_through_the_console_api(tmp_path):
     assert len(exam.result.records) == 7 - 1 + 1  # prone skipped, one repeat
 
 
-def test_abort_from_the_console_ends_the_exam_safely(tmp_path):
+def aborted_from_the_console(out: Path) -> Any:
+    """The standard exam, aborted from a browser at its first prompt; its console closed."""
     console = ConsoleOperator.__new__(ConsoleOperator)
     ConsoleOperator.__init__(console, clock=None, announce=lambda _: None)  # type: ignore[arg-type]
 
@@ -188,10 +190,15 @@ def test_abort_from_the_console_ends_the_exam_safely(tmp_path):
         assert client.post("/api/control", {"action": "abort"})[0] == 200
 
     thread = in_thread(browser)
-    exam = run_exam(tmp_path / "exam", protocol("ivu-standard"), console=console)
+    exam = run_exam(out, protocol("ivu-standard"), console=console)
     thread.join(timeout=60)
     console.close()
     assert not thread.errors, thread.errors  # type: ignore[attr-defined]
+    return exam
+
+
+def test_abort_from_the_console_ends_the_exam_safely(tmp_path):
+    exam = aborted_from_the_console(tmp_path / "exam")
     assert exam.result.state == "aborted"
     assert "aborted by the operator (console" in exam.result.reason
     assert not [e for e in exam.kinds("command") if e["data"].get("command") == "start_injection"]
@@ -208,27 +215,8 @@ def test_a_closed_console_keeps_nothing_of_its_exam_alive(tmp_path):
         gc.collect()
         return sum(isinstance(o, SimRoom) for o in gc.get_objects())
 
-    def exam_with_a_console() -> str:
-        console = ConsoleOperator.__new__(ConsoleOperator)
-        ConsoleOperator.__init__(console, clock=None, announce=lambda _: None)  # type: ignore[arg-type]
-
-        def browser() -> None:
-            while console.server is None or not console.server.url:
-                time.sleep(0.01)
-            client = Client(console.server.url)
-            while client.state()["prompt"] is None:
-                time.sleep(0.01)
-            assert client.post("/api/control", {"action": "abort"})[0] == 200
-
-        thread = in_thread(browser)
-        exam = run_exam(tmp_path / "exam", protocol("ivu-standard"), console=console)
-        thread.join(timeout=60)
-        console.close()
-        assert not thread.errors, thread.errors  # type: ignore[attr-defined]
-        return str(exam.result.state)
-
     before = rooms_alive()
-    assert exam_with_a_console() == "aborted"
+    assert aborted_from_the_console(tmp_path / "exam").result.state == "aborted"
     assert rooms_alive() == before
 
 

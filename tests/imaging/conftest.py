@@ -8,7 +8,7 @@ import numpy.typing as npt
 import pytest
 
 from drivers.carm import PanelMode
-from hardware_sim.carm import _calibration_images
+from hardware_sim.panel import calibration_images
 from hardware_sim.physics import DetectorModel
 from scheduler.imaging import ModeCalibration, calibrate_mode
 
@@ -29,6 +29,6 @@ def mode_of(det: DetectorModel) -> PanelMode:
 
 @pytest.fixture(scope="session")
 def small_calibration() -> ModeCalibration:
-    darks = _calibration_images(SMALL, "dark", 16)
-    flats = _calibration_images(SMALL, "flat", 16)
+    darks = calibration_images(SMALL, "dark", 16)
+    flats = calibration_images(SMALL, "flat", 16)
     return calibrate_mode(mode_of(SMALL), darks, flats)

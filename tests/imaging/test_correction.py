@@ -78,9 +78,9 @@ def test_noise_follows_the_dose_on_stored_images(
 
 
 def test_calibration_from_an_empty_flat_is_refused() -> None:
-    from hardware_sim.carm import _calibration_images
+    from hardware_sim.panel import calibration_images
 
-    darks = _calibration_images(SMALL, "dark", 2)
+    darks = calibration_images(SMALL, "dark", 2)
     try:
         calibrate_mode(mode_of(SMALL), darks, darks)
     except ValueError as exc:
