@@ -154,10 +154,17 @@ class MqttLink(Link):
             raise LinkDown(self.url, "not open")
         if self._down is not None:
             raise LinkDown(self.url, self._down)
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             await client.publish(self.write_topic, data, qos=0, timeout=PUBLISH_TIMEOUT_S)
         except aiomqtt.MqttError as exc:
             raise self._fail("write", exc) from exc
+        if task is not None and task.cancelling() > cancels:
+            # Python 3.11's asyncio.wait_for, inside aiomqtt's publish, returns normally when
+            # the publish completes in the same moment as a cancellation: the caller's cancel
+            # (an operator's Ctrl-C ending the exam) would be lost. It is raised here instead.
+            raise asyncio.CancelledError
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -128,3 +128,25 @@ def test_broker_restart_keeps_the_port_and_missing_binary_says_what_to_install(
     monkeypatch.setattr(mod, "FALLBACK_PATH", "/nonexistent/mosquitto")
     with pytest.raises(mod.MosquittoError, match="install Debian package mosquitto"):
         Mosquitto()
+
+
+def test_a_cancel_swallowed_inside_aiomqtts_publish_still_reaches_the_caller() -> None:
+    # Python 3.11's asyncio.wait_for (inside aiomqtt's publish) returns normally when the
+    # publish completes as the caller is cancelled; an exam's Ctrl-C must not be lost there.
+    class SwallowingClient:
+        async def publish(self, *args: object, **kwargs: object) -> None:
+            try:
+                await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                return None  # the publish "completed" in the same moment
+
+    async def go() -> None:
+        link = MqttLink("mqtt://127.0.0.1:1/room/carm")
+        link._client = SwallowingClient()  # type: ignore[assignment]
+        writing = asyncio.create_task(link.write(b"frame"))
+        await asyncio.sleep(0.01)
+        writing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await writing
+
+    asyncio.run(go())
