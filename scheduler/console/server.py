@@ -158,7 +158,10 @@ class ConsoleServer:
 
     async def _headers(self, request: web.Request, response: web.StreamResponse) -> None:
         """Every response, a refused or unknown route's too, carries the security headers."""
-        self._secured(response)
+        for key, value in _HEADERS.items():
+            response.headers.setdefault(key, value)
+        if self._ssl is not None:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
 
     async def _guard(self, request: web.Request, *, handler: Handler) -> web.StreamResponse:
         if self.gate.hosts and request.host not in self.gate.hosts:
@@ -184,13 +187,6 @@ class ConsoleServer:
             return _text(403, "missing or wrong CSRF token")
         request[SESSION] = session
         return await handler(request)
-
-    def _secured(self, response: web.StreamResponse) -> web.StreamResponse:
-        for key, value in _HEADERS.items():
-            response.headers.setdefault(key, value)
-        if self._ssl is not None:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-        return response
 
     def _set_session(self, response: web.StreamResponse, session: Session) -> None:
         response.set_cookie(
