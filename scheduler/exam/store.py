@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ..imaging.chain import HostImageChain
 from ..outputs import write_capture
+from ..outputs.dicom_series import SeriesIndex
 from ..records import CaptureRecord, ExamInfo
 
 
@@ -33,10 +34,13 @@ class DicomStore:
         self._exam = exam
         self._out_dir = out_dir
         self.chain = chain
+        self._series = SeriesIndex(out_dir, exam.study_instance_uid)
 
     def write(self, record: CaptureRecord) -> Path:
-        return write_capture(record, self._exam, self._out_dir)
+        return write_capture(record, self._exam, self._out_dir, index=self._series)
 
     def write_for_processing(self, record: CaptureRecord) -> Path:
         """The linear "for processing" image of an acquisition (its own instance)."""
-        return write_capture(record, self._exam, self._out_dir, for_processing=True)
+        return write_capture(
+            record, self._exam, self._out_dir, for_processing=True, index=self._series
+        )

@@ -17,7 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +27,9 @@ from ..records import CaptureRecord, ExamInfo
 from .dicom_ids import series_uid_for
 from .dicom_values import _da, _lo, _local, _tm
 
-__all__ = ["SeriesInfo", "new_series", "series_description", "series_in_folder"]
+__all__ = ["SeriesIndex", "SeriesInfo", "new_series", "series_description", "series_in_folder"]
 
 _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime"]
-#: headers remembered (a few hundred bytes each), by file identity
-_HEADER_CACHE = 4096
-_HEADERS: OrderedDict[tuple[str, int, int, int, int], pydicom.Dataset | None] = OrderedDict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,47 +63,86 @@ def series_in_folder(
     record: CaptureRecord, exam: ExamInfo, directory: Path, zone: dt.tzinfo
 ) -> SeriesInfo:
     """The series ``record`` belongs to, given the study's images already in ``directory``."""
-    uid = series_uid_for(exam, record)
-    highest = 0
-    for ds in _study_images(directory, exam.study_instance_uid):
-        number = _number(ds)
-        if str(ds.get("SeriesInstanceUID", "")) == uid and number is not None:
-            return SeriesInfo(
-                uid,
-                number,
-                series_description(record),
-                str(ds.get("SeriesDate", "")),
-                str(ds.get("SeriesTime", "")),
+    return SeriesIndex(directory, exam.study_instance_uid).series_for(record, exam, zone)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """What one image file says about its series (None fields: it does not say)."""
+
+    uid: str
+    number: int | None
+    date: str
+    time: str
+
+
+class SeriesIndex:
+    """The series of one study's images in one folder, read once and then kept up to date.
+
+    The exam's store keeps one for its folder. Every write still lists the folder, so an image
+    another writer put there (a resumed exam's, a dose report's) is read and counted, but only
+    the headers of names not seen before are read: reading every image's header at every write
+    made a write's cost grow with the exam. A name already seen is not read again; fluoroctl
+    never replaces a file (images are linked into place, never renamed over), and a name that
+    disappears from the listing is forgotten.
+    """
+
+    def __init__(self, directory: Path, study_uid: str) -> None:
+        self._dir = Path(directory)
+        self._study = study_uid
+        self._seen: dict[str, _Entry | None] = {}
+
+    def series_for(self, record: CaptureRecord, exam: ExamInfo, zone: dt.tzinfo) -> SeriesInfo:
+        """The series ``record`` joins: its own if an image of it is in the folder, else a new
+        one numbered one past the study's highest."""
+        uid = series_uid_for(exam, record)
+        highest = 0
+        for entry in self._entries():
+            if entry.uid == uid and entry.number is not None:
+                return SeriesInfo(
+                    uid, entry.number, series_description(record), entry.date, entry.time
+                )
+            highest = max(highest, entry.number or 0)
+        return new_series(record, exam, highest + 1, zone)
+
+    def wrote(self, name: str, series: SeriesInfo) -> None:
+        """``name`` was just written into the folder as an image of ``series``."""
+        self._seen[name] = _Entry(str(series.uid), series.number, series.date, series.time)
+
+    def _entries(self) -> list[_Entry]:
+        """The study's images in the folder, by name (unreadable or foreign files skipped)."""
+        try:
+            names = sorted(
+                n
+                for n in os.listdir(self._dir)
+                if not n.startswith(".") and n.lower().endswith(".dcm")
             )
-        highest = max(highest, number or 0)
-    return new_series(record, exam, highest + 1, zone)
+        except OSError:
+            return []
+        if len(self._seen) > len(names) or any(n not in self._seen for n in names):
+            listed = set(names)
+            for gone in [n for n in self._seen if n not in listed]:
+                del self._seen[gone]
+            for name in names:
+                if name not in self._seen:
+                    self._seen[name] = self._read(name)
+        return [e for n in names if (e := self._seen[n]) is not None]
 
-
-def _study_images(directory: Path, study_uid: str) -> list[pydicom.Dataset]:
-    """Headers of the study's images in ``directory`` (unreadable or foreign files skipped)."""
-    try:
-        names = sorted(os.listdir(directory))
-    except OSError:
-        return []
-    found: list[pydicom.Dataset] = []
-    for name in names:
-        if name.startswith(".") or not name.lower().endswith(".dcm"):
-            continue
-        ds = _header(directory / name)
-        if ds is not None and str(ds.get("StudyInstanceUID", "")) == study_uid:
-            found.append(ds)
-    return found
+    def _read(self, name: str) -> _Entry | None:
+        ds = _header(self._dir / name)
+        if ds is None or str(ds.get("StudyInstanceUID", "")) != self._study:
+            return None
+        return _Entry(
+            str(ds.get("SeriesInstanceUID", "")),
+            _number(ds),
+            str(ds.get("SeriesDate", "")),
+            str(ds.get("SeriesTime", "")),
+        )
 
 
 def _header(path: Path) -> pydicom.Dataset | None:
     """The series attributes of a regular file; None for anything else (a FIFO would block
-    a plain open, a symlink may point anywhere) or a file that is not readable DICOM.
-
-    Headers are remembered by the file's identity (device, inode, size, mtime): an exam
-    folder is re-read at every image, and parsing each earlier image's header again made a
-    write's cost grow with the exam (≈ 1 ms per image already stored). A file changed or
-    replaced since has another identity and is read again.
-    """
+    a plain open, a symlink may point anywhere) or a file that is not readable DICOM."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
     except OSError:
@@ -116,21 +151,11 @@ def _header(path: Path) -> pydicom.Dataset | None:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             return None
-        key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-        if key in _HEADERS:
-            _HEADERS.move_to_end(key)
-            return _HEADERS[key]
         with os.fdopen(os.dup(fd), "rb") as f:
             try:
-                ds: pydicom.Dataset | None = pydicom.dcmread(
-                    f, stop_before_pixels=True, specific_tags=_TAGS
-                )
+                return pydicom.dcmread(f, stop_before_pixels=True, specific_tags=_TAGS)
             except Exception:  # a damaged or foreign file says nothing about our series
-                ds = None
-        _HEADERS[key] = ds
-        while len(_HEADERS) > _HEADER_CACHE:
-            _HEADERS.popitem(last=False)
-        return ds
+                return None
     except OSError:
         return None
     finally:

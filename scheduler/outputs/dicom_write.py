@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset
 
 from ..records import CaptureRecord, ExamInfo
 from .dicom import build_dataset
-from .dicom_series import series_in_folder
+from .dicom_series import SeriesIndex
 from .dicom_values import exam_zone
 
 #: mode of an image file before the umask applies (mkstemp's own 0600 would hide it from a
@@ -129,20 +129,29 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_capture(
-    record: CaptureRecord, exam: ExamInfo, directory: Path, *, for_processing: bool = False
+    record: CaptureRecord,
+    exam: ExamInfo,
+    directory: Path,
+    *,
+    for_processing: bool = False,
+    index: SeriesIndex | None = None,
 ) -> Path:
     """Write ``record`` as ``{instance:03d}-{step_id}.dcm`` in ``directory``; return the path.
 
     The file appears complete or not at all (temporary file, fsync, link, directory fsync).
-    The image joins its step's series as the study's images in ``directory`` number it
-    (:func:`.dicom_series.series_in_folder`).
+    The image joins its step's series as the study's images in ``directory`` number it:
+    ``index`` is the folder's :class:`.dicom_series.SeriesIndex` when the caller keeps one
+    (the exam's store does), else the folder's headers are read afresh.
     An existing file of that name is never replaced: :class:`ImageExistsError` (a
     ``FileExistsError``) names it and where the new image was kept instead.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    series = series_in_folder(record, exam, directory, exam_zone(exam.study_datetime))
+    if index is None:
+        index = SeriesIndex(directory, exam.study_instance_uid)
+    series = index.series_for(record, exam, exam_zone(exam.study_datetime))
     ds = build_dataset(record, exam, series, for_processing=for_processing)
     path = directory / capture_file_name(record)
     _write_atomically(ds, path)
+    index.wrote(path.name, series)
     return path

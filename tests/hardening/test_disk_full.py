@@ -60,11 +60,11 @@ def test_an_image_that_cannot_be_written_aborts_the_exam_safely(tmp_path, monkey
     real = exam_store.write_capture
     calls = {"n": 0}
 
-    def full_on_third(record, exam, directory):  # type: ignore[no-untyped-def]
+    def full_on_third(record, exam, directory, **kwargs):  # type: ignore[no-untyped-def]
         calls["n"] += 1
         if calls["n"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device", str(directory))
-        return real(record, exam, directory)
+        return real(record, exam, directory, **kwargs)
 
     monkeypatch.setattr(exam_store, "write_capture", full_on_third)
     out = tmp_path / "exam"

@@ -29,9 +29,10 @@ from drivers import (
     TablePosition,
     Technique,
 )
-from scheduler.outputs import sop_instance_uid_for, write_capture
+from scheduler.outputs import dicom_series, sop_instance_uid_for, write_capture
 from scheduler.outputs.dicom import acquisition_uid_for, instance_uid_for
 from scheduler.outputs.dicom_ids import IMPLEMENTATION_CLASS_UID, implementation_version_name
+from scheduler.outputs.dicom_series import SeriesIndex
 from scheduler.records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo, TomoInfo
 
 XRF = "1.2.840.10008.5.1.4.1.1.12.2"
@@ -559,6 +560,43 @@ def test_series_numbering_ignores_other_studies_and_damaged_files(tmp_path: Path
     (tmp_path / "012-link.dcm").symlink_to(tmp_path / "009-nephrogram.dcm")
     path = write_capture(make_record(instance=2), make_exam(), tmp_path)
     assert _series(path)[1] == 1
+
+
+def test_a_kept_series_index_reads_only_files_it_did_not_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exam's store keeps the folder's series index: a write lists the folder but reads
+    only headers it has not seen, and still counts an image another writer put there."""
+    exam = make_exam()
+    index = SeriesIndex(tmp_path, exam.study_instance_uid)
+    reads: list[str] = []
+    real_header = dicom_series._header
+
+    def counted(path: Path) -> pydicom.Dataset | None:
+        reads.append(path.name)
+        return real_header(path)
+
+    monkeypatch.setattr(dicom_series, "_header", counted)
+    for i, step in enumerate(("scout", "film-1", "film-2", "film-3"), start=1):
+        record = dataclasses.replace(make_record(instance=i), step_id=step, label=step)
+        write_capture(record, exam, tmp_path, index=index)
+    assert reads == []  # its own four images: never re-read
+    # another writer's image of this study (a resumed exam's, its series numbered 1 where it
+    # was written): read once, and the next image of its step joins that series
+    stranger = dataclasses.replace(make_record(instance=7), step_id="late", label="Late")
+    monkeypatch.setattr(dicom_series, "_header", real_header)
+    write_capture(stranger, exam, tmp_path / "elsewhere")
+    shutil.copy(tmp_path / "elsewhere" / "007-late.dcm", tmp_path / "007-late.dcm")
+    monkeypatch.setattr(dicom_series, "_header", counted)
+    path = write_capture(
+        dataclasses.replace(stranger, instance_number=8), exam, tmp_path, index=index
+    )
+    assert reads == ["007-late.dcm"]
+    assert _series(path)[:2] == _series(tmp_path / "007-late.dcm")[:2]
+    assert _series(path)[1] == 1
+    other = dataclasses.replace(make_record(instance=9), step_id="other", label="Other")
+    assert _series(write_capture(other, exam, tmp_path, index=index))[1] == 5
+    assert reads == ["007-late.dcm"]
 
 
 def test_tomo_layers_share_the_sweeps_irradiation_event(tmp_path: Path) -> None:
