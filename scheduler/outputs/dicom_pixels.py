@@ -12,7 +12,7 @@ from pydicom.tag import Tag
 
 from ..records import CaptureRecord
 from .dicom_values import _ds
-from .display import collimated_mask, compute_window, to_presentation
+from .display import collimated_box, compute_window, to_presentation
 from .percentiles import percentiles
 
 BITS_STORED = 12
@@ -31,18 +31,20 @@ def _pixels(
         raise ValueError(f"{record.step_id}: frames must be 2-D and of one shape")
     rows, cols = int(shape[0]), int(shape[1])
     middle = frames[len(frames) // 2]
-    mask = collimated_mask(
+    field = collimated_box(
         (rows, cols),
         middle.pixel_spacing_mm,
         record.collimation.width_mm,
         record.collimation.height_mm,
     )
     if for_processing:
-        return _linear_pixels(ds, record, multi_frame, mask)
+        return _linear_pixels(ds, record, multi_frame, field)
+    mask = np.zeros((rows, cols), dtype=np.bool_)
+    mask[field] = True
     window = compute_window(middle.pixels, exposed_mask=mask)
     stack = np.empty((len(frames), rows, cols), dtype="<u2")
     for i, frame in enumerate(frames):
-        stack[i] = to_presentation(frame.pixels, BITS_STORED, window=window)
+        to_presentation(frame.pixels, BITS_STORED, window=window, out=stack[i])
 
     ds.SamplesPerPixel = 1
     # Dense (bone, iodine) = high value = white, as a radiograph is read.
@@ -59,7 +61,7 @@ def _pixels(
     # most web viewers) would then window linear intensities and show a white field.
     ds.PixelIntensityRelationship = "DISP"
     ds.AcquisitionDeviceProcessingDescription = "LOG, INVERTED, WINDOWED, UNSHARP MASK"
-    low, high = _anatomy_range(stack[len(frames) // 2], mask)
+    low, high = _anatomy_range(stack[len(frames) // 2], field)
     top = 1 << BITS_STORED
     # First window: the anatomy (what viewers apply by default); second: every stored value.
     ds.WindowCenter = [_ds((low + high + 1) / 2.0), _ds(top / 2)]
@@ -72,23 +74,27 @@ def _pixels(
     return rows, cols, middle.pixel_spacing_mm
 
 
-def _anatomy_range(image: npt.NDArray[np.uint16], mask: npt.NDArray[np.bool_]) -> tuple[int, int]:
+def _anatomy_range(image: npt.NDArray[np.uint16], field: tuple[slice, slice]) -> tuple[int, int]:
     """Stored values bounding the collimated field's content (robust percentiles).
 
     The field's extremes stay just inside the window, so little is clipped to white or black
     while the grey scale is spent on the anatomy, not on the collimator shadow.
     """
-    # a strided view first: masking the whole frame copied it, on the write's critical path
+    # Every step-th pixel of the frame (as a strided view: selecting the field by a mask
+    # copied the frame, on the write's critical path), those inside the field.
     step = max(1, math.isqrt(image.size // _WINDOW_SAMPLES))
-    sub, sub_mask = image[::step, ::step], mask[::step, ::step]
-    values = sub[sub_mask] if sub_mask.any() else sub.ravel()
+    rows, cols = field
+    first_row, first_col = -(-rows.start // step) * step, -(-cols.start // step) * step
+    values = image[first_row : rows.stop : step, first_col : cols.stop : step]
+    if values.size == 0:
+        values = image[::step, ::step]
     low, high = percentiles(values, _WINDOW_PCT)
     lo, hi = math.floor(float(low)), math.ceil(float(high))
     return lo, max(hi, lo + 1)
 
 
 def _linear_pixels(
-    ds: Dataset, record: CaptureRecord, multi_frame: bool, mask: npt.NDArray[np.bool_]
+    ds: Dataset, record: CaptureRecord, multi_frame: bool, field: tuple[slice, slice]
 ) -> tuple[int, int, float]:
     """The "for processing" image: the corrected detector values, linear in dose, 16 bits
     (more radiation, higher value: MONOCHROME2 shows it as the panel saw it)."""
@@ -105,7 +111,7 @@ def _linear_pixels(
     ds.PixelIntensityRelationship = "LIN"
     ds.PresentationIntentType = "FOR PROCESSING"
     ds.AcquisitionDeviceProcessingDescription = "OFFSET, GAIN, DEFECT CORRECTED"
-    low, high = _anatomy_range(stack[len(frames) // 2], mask)
+    low, high = _anatomy_range(stack[len(frames) // 2], field)
     ds.WindowCenter = _ds((low + high + 1) / 2.0)
     ds.WindowWidth = _ds(high - low + 1)
     if multi_frame:

@@ -21,6 +21,8 @@ from drivers import (
 )
 from scheduler.outputs import (
     ContactSheetEntry,
+    DisplayWindow,
+    compute_window,
     entry_for,
     to_display,
     to_presentation,
@@ -99,6 +101,37 @@ def test_display_is_deterministic_and_presentation_consistent() -> None:
     assert int(to_presentation(raw, bits=10).max()) <= 1023
     # Same mapping, different depth: 12-bit scaled down matches 8-bit within rounding.
     assert np.abs(p12.astype(float) * 255 / 4095 - a).max() <= 1.0
+
+
+def reference_presentation(raw: np.ndarray, window: DisplayWindow, bits: int) -> np.ndarray:
+    """The documented mapping in float64, step by step: the windowed log (1 = white), an
+    unsharp mask of amount 0.5 whose blur is taken on a 4× smaller image, rounded, clipped."""
+    top = (1 << bits) - 1
+    log = np.log(np.maximum(raw.astype(np.float64) - window.offset, 1.0))
+    v = (window.log_high - log) / (window.log_high - window.log_low)
+    rows, cols = v.shape
+    small = cv2.resize(v, (cols // 4, rows // 4), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), max(1.0, min(rows, cols) / 96.0) / 4)
+    blur = cv2.resize(small, (cols, rows), interpolation=cv2.INTER_LINEAR)
+    return np.clip(np.rint((v + 0.5 * (v - blur)) * top), 0, top)
+
+
+def test_presentation_is_the_documented_mapping_into_the_given_frame() -> None:
+    """Two images of different shapes in turn (the mapping keeps scratch buffers between
+    calls), each written into a frame of a pixel stack as the DICOM writer does."""
+    for shape, seed in (((256, 320), 4), ((96, 128), 5), ((256, 320), 6)):
+        raw = u16(with_border(anatomy(shape, seed=seed), 12))
+        window = compute_window(raw)
+        stack = np.full((2, *shape), 7, dtype=np.uint16)
+        got = to_presentation(raw, 12, window=window, out=stack[1])
+        assert got is stack[1] or np.shares_memory(got, stack[1])
+        expected = reference_presentation(raw, window, 12)
+        diff = np.abs(stack[1].astype(np.float64) - expected)
+        assert diff.max() <= 1.0  # float32 rounding at a half step
+        assert np.count_nonzero(diff) <= raw.size // 100
+        assert (stack[0] == 7).all()  # the other frame untouched
+    with pytest.raises(ValueError, match="C-contiguous uint16"):
+        to_presentation(raw, 12, out=np.zeros(shape, dtype=np.float32))  # type: ignore[arg-type]
 
 
 def test_to_display_is_fast_for_1024_squared() -> None:
