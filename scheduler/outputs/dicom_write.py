@@ -2,15 +2,15 @@
 then the folder fsynced.
 
 Files are made readable by others (mode ``0o644`` less the process umask, as an ordinary
-``open`` would: ``0644`` under the usual umask 022), so a forwarding service running as
-another user can send them; folders are created ``0o777`` less the umask (``0755``).
+``open`` would: ``0644`` under the usual umask 022; :mod:`.files`), so a forwarding service
+running as another user can send them; folders are created ``0o777`` less the umask
+(``0755``).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -19,10 +19,7 @@ from ..records import CaptureRecord, ExamInfo
 from .dicom import build_dataset
 from .dicom_series import SeriesIndex
 from .dicom_values import exam_zone
-
-#: mode of an image file before the umask applies (mkstemp's own 0600 would hide it from a
-#: forwarding service)
-FILE_MODE = 0o644
+from .files import create_temporary
 
 
 def capture_file_name(record: CaptureRecord) -> str:
@@ -57,10 +54,8 @@ def _write_atomically(ds: Dataset, path: Path) -> None:
     window), the temporary name removed and the directory fsynced. When ``path`` exists,
     the new image is kept under a free sibling name and :class:`ImageExistsError` says where.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
+    fd, tmp = create_temporary(path)
     try:
-        os.fchmod(fd, FILE_MODE & ~_umask())
         with os.fdopen(fd, "wb") as f:
             ds.save_as(f, enforce_file_format=True)
             f.flush()
@@ -99,20 +94,6 @@ def _keep_beside(tmp: Path, path: Path) -> Path | None:
         if _claim_name(tmp, candidate):
             return candidate
     return None
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where the system allows."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # no /proc: set and restore (a brief window, single-threaded here)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -17,7 +17,6 @@ import base64
 import datetime as dt
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,11 @@ import numpy as np
 import pydicom
 
 from ..records import ExamInfo
-from .dicom_write import FILE_MODE, ImageExistsError
+from .dicom_write import ImageExistsError
 from .dose_html import THUMB_PX, render_dose_report
 from .dose_ledger import DoseEvent, DoseLedger, read_ledger
 from .dose_sr import DOSE_SR_FILE, write_dose_sr
+from .files import create_temporary
 
 __all__ = ["DOSE_REPORT_FILE", "dose_section", "render_dose_report", "write_dose_outputs"]
 
@@ -156,9 +156,8 @@ def _first(value: Any) -> Any:
 
 def _write_text(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all (temporary file, fsync, rename), mode 0644."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = create_temporary(path)
     try:
-        os.fchmod(fd, FILE_MODE & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -166,12 +165,6 @@ def _write_text(path: Path, text: str) -> None:
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def write_dose_outputs(out_dir: Path, exam: ExamInfo, *, ended: dt.datetime) -> dict[str, Any]:
