@@ -16,6 +16,7 @@ not command: :meth:`SimInjector.local_start` is someone pressing start at the in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -325,6 +326,15 @@ class SimInjector(Injector):
         if self._state is InjectorState.INJECTING:
             self._sync(self._clock.now())
         return self._snapshot()
+
+    async def aclose(self) -> None:
+        """The simulated room closes: the running injection's clock stops with it, so the
+        room leaves no task behind on its loop."""
+        task, self._task = self._task, None
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # -- internals ----------------------------------------------------------------------
     def _new_injection(self) -> None:

@@ -134,6 +134,7 @@ class SimRoom:
             self.faults.cancel()
         if self.follower is not None:
             self.follower.close()
+        await self.injector.aclose()
 
     def device_set(self) -> DeviceSet:
         s = self.scenario

@@ -160,3 +160,31 @@ def test_injected_fault(run_virtual):
     assert final.state is InjectorState.FAULTED
     assert final.faults == (InjectorFault.AIR_DETECTED,)
     assert 5.0 < final.delivered_ml < 9.0
+
+
+def test_a_closed_room_leaves_no_task_of_an_injection_in_flight(run_virtual):
+    """A simulated room closed mid-injection (an exam that ended early, a test) stops the
+    injection's clock with it: nothing is left pending on the loop to be destroyed later."""
+    from pathlib import Path
+
+    from drivers.backends import RoomRequest
+    from hardware_sim.room import SimRoom
+
+    links = {"carm": "sim://carm", "table": "sim://table", "injector": "sim://injector"}
+    root = Path(__file__).resolve().parents[2]
+
+    async def main():
+        room = SimRoom(RoomRequest(links, Clock.for_running_loop(), {"patient": "normal"}, root))
+        await room.injector.arm(program())
+        await room.injector.start()
+        await room.injector.wait_started()
+        await asyncio.sleep(3.0)
+        before = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await room.aclose()
+        after = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return len(before), after, (await room.injector.status()).state
+
+    running, left, state = run_virtual(main)
+    assert running >= 1  # the injection's clock was running
+    assert left == []
+    assert state is InjectorState.INJECTING  # closing is not a command to the injector
