@@ -126,14 +126,17 @@ class SimCArm(CArm):
         """
         geometry, params, conc, volumes, t_model = self._scene(technique)
 
-        def build() -> None:
-            for chain in (self._radiography, self._fluoroscopy):
-                image = chain.render(geometry, params, conc, volumes, time_s=t_model)
-                pixels = self._on_board(image.pixels, chain)
-                # the exposure index's tables (detector response to this spectrum)
-                frame_exposure_index(chain.detector, pixels, PEDESTAL_COUNTS, TARGET_EI)
+        def build(chain: ImagingChain) -> None:
+            image = chain.render(geometry, params, conc, volumes, time_s=t_model)
+            pixels = self._on_board(image.pixels, chain)
+            # the exposure index's tables (detector response to this spectrum)
+            frame_exposure_index(chain.detector, pixels, PEDESTAL_COUNTS, TARGET_EI)
 
-        await asyncio.get_running_loop().run_in_executor(None, build)
+        # both chains at once: their numpy work releases the GIL, and a second core is idle
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(None, build, c) for c in (self._radiography, self._fluoroscopy))
+        )
 
     # -- fault-injection hook ------------------------------------------------------------
     def fail_next_exposures(self, count: int = 1) -> None:

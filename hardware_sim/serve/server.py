@@ -101,11 +101,26 @@ class SimServer:
 
     # -- set-up ------------------------------------------------------------------------------
     async def start(self) -> tuple[dict[str, str], str | None]:
+        room = self.room
+        # Before the links go live: a first exposure would otherwise cost ~2 s of wall time,
+        # which a rehearsal at 60× reads as two minutes of a late film. It computes in the
+        # executor while the broker and the services start.
+        warming = asyncio.ensure_future(room.carm.warm_up(WARM_UP_TECHNIQUE))
+        try:
+            return await self._start_links(room, warming)
+        finally:
+            if not warming.done():
+                warming.cancel()
+            elif not warming.cancelled():
+                warming.exception()  # seen: a failed start reports its own error
+
+    async def _start_links(
+        self, room: SimRoom, warming: asyncio.Future[None]
+    ) -> tuple[dict[str, str], str | None]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if _mqtt_prefixes(self.links) and not self.broker:
             self._start_broker()
         now = self.clock.now
-        room = self.room
         detector = DetectorService("detector", now)
         services: dict[str, Service] = {
             "detector": detector,
@@ -134,9 +149,7 @@ class SimServer:
                 else None
             )
         )
-        # Before the links go live: a first exposure would otherwise cost ~2 s of wall time,
-        # which a rehearsal at 60× reads as two minutes of a late film.
-        await room.carm.warm_up(WARM_UP_TECHNIQUE)
+        await warming
         # Rendering and image transfer are wall time; the devices' own bounds are loop time.
         scale = self.clock.time_scale
         room.carm.latency_allowance_s = COMPUTE_ALLOWANCE_S * scale
