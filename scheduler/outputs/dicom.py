@@ -300,7 +300,7 @@ def build_dataset(
 ) -> Dataset:
     """The complete dataset (with file meta) for one capture, without writing it.
 
-    ``series`` is the series the image joins (:func:`.dicom_series.series_in_folder`);
+    ``series`` is the series the image joins (:meth:`.dicom_series.SeriesIndex.series_for`);
     without it the image starts series number 1 of its own. ``for_processing``: the linear
     corrected image (Presentation Intent Type FOR PROCESSING) instead of the display one.
     """

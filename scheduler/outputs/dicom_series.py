@@ -27,7 +27,7 @@ from ..records import CaptureRecord, ExamInfo
 from .dicom_ids import series_uid_for
 from .dicom_values import _da, _lo, _local, _tm
 
-__all__ = ["SeriesIndex", "SeriesInfo", "new_series", "series_description", "series_in_folder"]
+__all__ = ["SeriesIndex", "SeriesInfo", "new_series", "series_description"]
 
 _TAGS = ["StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "SeriesDate", "SeriesTime"]
 
@@ -57,13 +57,6 @@ def new_series(record: CaptureRecord, exam: ExamInfo, number: int, zone: dt.tzin
     return SeriesInfo(
         series_uid_for(exam, record), number, series_description(record), _da(started), _tm(started)
     )
-
-
-def series_in_folder(
-    record: CaptureRecord, exam: ExamInfo, directory: Path, zone: dt.tzinfo
-) -> SeriesInfo:
-    """The series ``record`` belongs to, given the study's images already in ``directory``."""
-    return SeriesIndex(directory, exam.study_instance_uid).series_for(record, exam, zone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,13 +112,8 @@ class SeriesIndex:
             )
         except OSError:
             return []
-        if len(self._seen) > len(names) or any(n not in self._seen for n in names):
-            listed = set(names)
-            for gone in [n for n in self._seen if n not in listed]:
-                del self._seen[gone]
-            for name in names:
-                if name not in self._seen:
-                    self._seen[name] = self._read(name)
+        if self._seen.keys() != set(names):
+            self._seen = {n: self._seen[n] if n in self._seen else self._read(n) for n in names}
         return [e for n in names if (e := self._seen[n]) is not None]
 
     def _read(self, name: str) -> _Entry | None:
