@@ -17,6 +17,7 @@ from pydicom.dataset import Dataset
 
 from ..records import CaptureRecord, ExamInfo
 from .dicom import build_dataset
+from .dicom_encode import write_part10
 from .dicom_series import SeriesIndex
 from .dicom_values import exam_zone
 from .files import create_temporary
@@ -57,7 +58,7 @@ def _write_atomically(ds: Dataset, path: Path) -> None:
     fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            ds.save_as(f, enforce_file_format=True)
+            write_part10(ds, f)
             f.flush()
             os.fsync(f.fileno())
         if not _claim_name(tmp, path):

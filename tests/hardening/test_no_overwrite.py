@@ -12,10 +12,12 @@ from __future__ import annotations
 import errno
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 import pytest
 
+from scheduler.outputs import dicom_write
 from scheduler.outputs.dicom_write import ImageExistsError, capture_file_name, write_capture
 from tests.outputs.test_dicom import make_exam, make_record
 
@@ -60,13 +62,13 @@ def test_a_file_appearing_during_the_write_is_not_replaced(
     """Checking before writing is not enough: the name is claimed atomically at the end."""
     record = make_record()
     final = tmp_path / capture_file_name(record)
-    save_as = pydicom.Dataset.save_as
+    write_part10 = dicom_write.write_part10
 
-    def save_and_race(self: pydicom.Dataset, fp: object, **kwargs: object) -> None:
+    def write_and_race(ds: pydicom.Dataset, fp: BinaryIO) -> None:
         final.write_bytes(b"arrived meanwhile")
-        save_as(self, fp, **kwargs)  # type: ignore[arg-type]
+        write_part10(ds, fp)
 
-    monkeypatch.setattr(pydicom.Dataset, "save_as", save_and_race)
+    monkeypatch.setattr(dicom_write, "write_part10", write_and_race)
     with pytest.raises(ImageExistsError):
         write_capture(record, make_exam(), tmp_path)
     assert final.read_bytes() == b"arrived meanwhile"
