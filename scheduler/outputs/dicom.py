@@ -43,6 +43,7 @@ from ..records import (
     ExamInfo,
     TomoInfo,
 )
+from .dicom_attrs import ImageAttributes
 from .dicom_ids import (
     IMPLEMENTATION_CLASS_UID,
     acquisition_uid_for,
@@ -66,6 +67,7 @@ __all__ = [
     "PATIENT_ORIENTATION",
     "XRF_IMAGE_STORAGE",
     "acquisition_uid_for",
+    "build_attributes",
     "build_dataset",
     "instance_uid_for",
     "protocol_step_of",
@@ -103,7 +105,9 @@ def _image_comments(record: CaptureRecord) -> str:
     return _text("; ".join(parts), 10240)
 
 
-def _general_image(ds: Dataset, exam: ExamInfo, record: CaptureRecord, zone: dt.tzinfo) -> None:
+def _general_image(
+    ds: ImageAttributes, exam: ExamInfo, record: CaptureRecord, zone: dt.tzinfo
+) -> None:
     t = _local(record.acquisition_time, zone)
     ds.InstanceNumber = record.instance_number
     ds.AcquisitionNumber = record.instance_number
@@ -136,7 +140,7 @@ def _frame_time_ms(record: CaptureRecord) -> float:
     return 0.0
 
 
-def _cine(ds: Dataset, record: CaptureRecord) -> None:
+def _cine(ds: ImageAttributes, record: CaptureRecord) -> None:
     frame_time = _frame_time_ms(record)
     ds.FrameTime = _ds(frame_time)
     if frame_time > 0:
@@ -166,7 +170,12 @@ def _distances(d: Dose, area_cm2: float, sid_mm: float) -> tuple[float, float] |
 
 
 def _acquisition(
-    ds: Dataset, record: CaptureRecord, rows: int, cols: int, spacing: float, multi_frame: bool
+    ds: ImageAttributes,
+    record: CaptureRecord,
+    rows: int,
+    cols: int,
+    spacing: float,
+    multi_frame: bool,
 ) -> None:
     tq = record.technique
     fluoro = record.kind == "fluoro"
@@ -245,7 +254,7 @@ def _acquisition(
     ds.TableAngle = _ds(record.table.tilt_deg)
 
 
-def _contrast(ds: Dataset, contrast: ContrastInfo, zone: dt.tzinfo) -> None:
+def _contrast(ds: ImageAttributes, contrast: ContrastInfo, zone: dt.tzinfo) -> None:
     ds.ContrastBolusAgent = _lo(contrast.agent)
     ds.ContrastBolusRoute = _lo(contrast.route)
     ds.ContrastBolusVolume = _ds(contrast.volume_ml)
@@ -264,7 +273,7 @@ def _contrast(ds: Dataset, contrast: ContrastInfo, zone: dt.tzinfo) -> None:
     ds.ContrastBolusIngredientConcentration = _ds(contrast.concentration_mg_ml)
 
 
-def _character_set(ds: Dataset, texts: Sequence[str]) -> None:
+def _character_set(ds: ImageAttributes, texts: Sequence[str]) -> None:
     joined = "".join(texts)
     if joined.isascii():
         return
@@ -276,7 +285,7 @@ def _character_set(ds: Dataset, texts: Sequence[str]) -> None:
         ds.SpecificCharacterSet = "ISO_IR 100"  # Latin-1
 
 
-def _tomography(ds: Dataset, tomo: TomoInfo) -> None:
+def _tomography(ds: ImageAttributes, tomo: TomoInfo) -> None:
     """X-Ray Tomography Acquisition module; required when Scan Options contains TOMO."""
     ds.ScanOptions = "TOMO"
     ds.TomoLayerHeight = _ds(tomo.layer_height_mm)
@@ -304,6 +313,18 @@ def build_dataset(
     without it the image starts series number 1 of its own. ``for_processing``: the linear
     corrected image (Presentation Intent Type FOR PROCESSING) instead of the display one.
     """
+    return build_attributes(record, exam, series, for_processing=for_processing).to_dataset()
+
+
+def build_attributes(
+    record: CaptureRecord,
+    exam: ExamInfo,
+    series: SeriesInfo | None = None,
+    *,
+    for_processing: bool = False,
+) -> ImageAttributes:
+    """:func:`build_dataset`'s attributes, before pydicom makes them a ``Dataset`` (what the
+    image store encodes: :mod:`.dicom_attrs`)."""
     if not record.frames:
         raise ValueError(f"{record.step_id}: a capture without frames cannot be stored")
     if record.patient_position not in PATIENT_POSITIONS:
@@ -320,8 +341,7 @@ def build_dataset(
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
     meta.ImplementationVersionName = implementation_version_name()
-    ds = Dataset()
-    ds.file_meta = meta
+    ds = ImageAttributes(meta)
 
     _patient(ds, exam, zone)
     _study_series_equipment(ds, exam, record, series, zone)

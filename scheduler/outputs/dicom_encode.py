@@ -16,17 +16,21 @@ leaves the dataset to pydicom.
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 from typing import IO, Any
 
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
-__all__ = ["Unsupported", "encode_header", "write_part10"]
+from .dicom_attrs import ImageAttributes
+
+__all__ = ["Unsupported", "encode_attributes", "encode_header", "write_image", "write_part10"]
 
 _PREAMBLE = b"\x00" * 128 + b"DICM"
 #: Explicit VR with a 4-byte length (PS3.5 Table 7.1-1); every other VR has 2 bytes
@@ -142,6 +146,10 @@ def _sequence(
 ) -> None:
     if elem.is_undefined_length or not isinstance(items, Sequence):
         raise Unsupported(f"sequence {tag:08X} of undefined length")
+    _items(tag, items, codec, out)
+
+
+def _items(tag: int, items: Iterable[Dataset], codec: str, out: list[bytes | memoryview]) -> None:
     body: list[bytes | memoryview] = []
     for item in items:
         if getattr(item, "is_undefined_length_sequence_item", False):
@@ -153,18 +161,15 @@ def _sequence(
     _element(tag, "SQ", b"".join(body), out)
 
 
-def _file_meta(ds: Dataset) -> bytes:
+def _file_meta(meta: Dataset | None, sop_class: object, sop_instance: object) -> bytes:
     """Group 2 as pydicom's ``enforce_file_format`` writes it: its length first, the
     version added when missing."""
-    meta = getattr(ds, "file_meta", None)
     if meta is None or meta.get("TransferSyntaxUID") != ExplicitVRLittleEndian:
         raise Unsupported("only Explicit VR Little Endian files with file meta are written")
-    for meta_kw, ds_kw in (
-        ("MediaStorageSOPClassUID", "SOPClassUID"),
-        ("MediaStorageSOPInstanceUID", "SOPInstanceUID"),
-    ):
-        if meta.get(meta_kw) != ds.get(ds_kw):
-            raise Unsupported(f"file meta {meta_kw} differs from the dataset's {ds_kw}")
+    if meta.get("MediaStorageSOPClassUID") != sop_class:
+        raise Unsupported("file meta's SOP Class UID differs from the dataset's")
+    if meta.get("MediaStorageSOPInstanceUID") != sop_instance:
+        raise Unsupported("file meta's SOP Instance UID differs from the dataset's")
     for keyword in ("ImplementationClassUID", "ImplementationVersionName"):
         if not meta.get(keyword):  # pydicom would add its own
             raise Unsupported(f"file meta without {keyword}")
@@ -197,7 +202,103 @@ def encode_header(ds: Dataset) -> tuple[bytes, bytes | memoryview | None]:
     out: list[bytes | memoryview] = []
     _dataset(ds, "latin_1", out)
     last = out.pop() if out and isinstance(out[-1], memoryview) else None
-    return _PREAMBLE + _file_meta(ds) + b"".join(out), last
+    meta = _file_meta(
+        getattr(ds, "file_meta", None), ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
+    )
+    return _PREAMBLE + meta + b"".join(out), last
+
+
+@functools.cache
+def _entry(keyword: str) -> tuple[int, str]:
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        raise Unsupported(f"{keyword!r} is not a DICOM keyword")
+    return tag, dictionary_VR(tag)
+
+
+def _strings(value: Any, vr: str) -> list[Any]:
+    """What pydicom makes of a value as it sets it: a list splits into values, a string
+    splits at backslashes (except in the VRs that may hold them)."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and vr not in ("LT", "ST", "UT") and "\\" in value:
+        return value.split("\\")
+    return [value]
+
+
+def _attribute(vr: str, value: Any, codec: str) -> bytes | memoryview:
+    """An attribute's value set as a plain Python value, as pydicom would convert and
+    write it (``Unsupported`` for any type this does not follow it for)."""
+    if value is None or value == "" or isinstance(value, tuple):
+        if isinstance(value, tuple):
+            raise Unsupported("a tuple value (pydicom takes it as one value)")
+        return b""
+    if vr in ("DS", "IS"):
+        parts = _strings(value, vr)
+        if vr == "DS" and not all(isinstance(v, str) for v in parts):
+            raise Unsupported("DS from a number (pydicom's formatting)")
+        if not all(isinstance(v, str) or type(v) is int for v in parts):
+            raise Unsupported(f"IS from {type(value).__name__}")
+        joined = "\\".join(v.strip() if isinstance(v, str) else str(v) for v in parts)
+        return joined.encode("latin_1")
+    parts = _strings(value, vr)
+    if vr in _CHARSET_TEXT or vr in _DEFAULT_TEXT or vr == "UI":
+        if not all(isinstance(v, str) for v in parts):
+            raise Unsupported(f"{vr} from {type(value).__name__}")
+        return _text(parts, codec if vr in _CHARSET_TEXT else "latin_1")
+    numbers = (int, float) if vr in ("FL", "FD") else (int,)
+    if vr in _NUMBERS and all(type(v) in numbers for v in parts):
+        return struct.pack(f"<{len(parts)}{_NUMBERS[vr]}", *parts)
+    if vr == "AT" and all(isinstance(v, int) for v in parts):
+        return struct.pack(
+            f"<{2 * len(parts)}H", *(h for t in parts for h in (t >> 16, t & 0xFFFF))
+        )
+    if vr in ("OB", "OW") and isinstance(value, bytes):
+        return memoryview(value)
+    raise Unsupported(f"{vr} from {type(value).__name__}")
+
+
+def encode_attributes(attrs: ImageAttributes) -> tuple[bytes, bytes | memoryview | None]:
+    """:func:`encode_header` for attributes not yet made a ``Dataset``: the same bytes as
+    pydicom's writer gives for ``attrs.to_dataset()``."""
+    charset = attrs.SpecificCharacterSet if "SpecificCharacterSet" in attrs else ""
+    if not isinstance(charset, str) or charset not in _CODECS:
+        raise Unsupported(f"Specific Character Set {charset!r}")
+    codec = _CODECS[charset]
+    elements = []
+    for keyword, value in attrs.items():
+        tag, vr = _entry(keyword)
+        if vr == "OB or OW" and tag == _PIXEL_DATA:
+            bits = attrs.BitsAllocated if "BitsAllocated" in attrs else 0
+            vr = "OW" if bits > 8 else "OB"
+        elif " or " in vr:
+            raise Unsupported(f"{keyword} has the ambiguous VR {vr}")
+        elements.append((tag, vr, value))
+    elements.sort(key=lambda e: e[0])
+    out: list[bytes | memoryview] = []
+    for tag, vr, value in elements:
+        if vr == "SQ":
+            if not all(isinstance(item, Dataset) for item in value):
+                raise Unsupported(f"sequence {tag:08X} of other than datasets")
+            _items(tag, value, codec, out)
+        else:
+            _element(tag, vr, _attribute(vr, value, codec), out)
+    last = out.pop() if out and isinstance(out[-1], memoryview) else None
+    meta = _file_meta(attrs.file_meta, attrs.SOPClassUID, attrs.SOPInstanceUID)
+    return _PREAMBLE + meta + b"".join(out), last
+
+
+def write_image(attrs: ImageAttributes, f: IO[bytes]) -> None:
+    """Write the image object ``attrs`` describes to ``f`` (pydicom writes what this module
+    does not cover)."""
+    try:
+        header, last = encode_attributes(attrs)
+    except Unsupported:
+        attrs.to_dataset().save_as(f, enforce_file_format=True)
+        return
+    f.write(header)
+    if last is not None:
+        f.write(last)
 
 
 def write_part10(ds: Dataset, f: IO[bytes]) -> None:

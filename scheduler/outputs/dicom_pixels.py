@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from ..records import CaptureRecord
+from .dicom_attrs import ImageAttributes
 from .dicom_values import _ds
 from .display import collimated_box, compute_window, to_presentation
 from .percentiles import percentiles
@@ -23,7 +23,7 @@ _WINDOW_SAMPLES = 262144
 
 
 def _pixels(
-    ds: Dataset, record: CaptureRecord, multi_frame: bool, for_processing: bool = False
+    ds: ImageAttributes, record: CaptureRecord, multi_frame: bool, for_processing: bool = False
 ) -> tuple[int, int, float]:
     frames = record.frames
     shape = frames[0].pixels.shape
@@ -94,7 +94,7 @@ def _anatomy_range(image: npt.NDArray[np.uint16], field: tuple[slice, slice]) ->
 
 
 def _linear_pixels(
-    ds: Dataset, record: CaptureRecord, multi_frame: bool, field: tuple[slice, slice]
+    ds: ImageAttributes, record: CaptureRecord, multi_frame: bool, field: tuple[slice, slice]
 ) -> tuple[int, int, float]:
     """The "for processing" image: the corrected detector values, linear in dose, 16 bits
     (more radiation, higher value: MONOCHROME2 shows it as the panel saw it)."""

@@ -9,11 +9,12 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from ..records import PATIENT_POSITIONS, CaptureRecord, ExamInfo, RequestInfo
+from .dicom_attrs import ImageAttributes
 from .dicom_series import SeriesInfo
 from .dicom_values import _age, _da, _ds, _lo, _local, _sh, _text, _tm
 
 
-def _patient(ds: Dataset, exam: ExamInfo, zone: dt.tzinfo) -> None:
+def _patient(ds: ImageAttributes, exam: ExamInfo, zone: dt.tzinfo) -> None:
     p = exam.patient
     ds.PatientName = _text(p.name, 64)
     ds.PatientID = _lo(p.patient_id)
@@ -28,7 +29,7 @@ def _patient(ds: Dataset, exam: ExamInfo, zone: dt.tzinfo) -> None:
 
 
 def _study_series_equipment(
-    ds: Dataset, exam: ExamInfo, record: CaptureRecord, series: SeriesInfo, zone: dt.tzinfo
+    ds: ImageAttributes, exam: ExamInfo, record: CaptureRecord, series: SeriesInfo, zone: dt.tzinfo
 ) -> None:
     started = _local(exam.study_datetime, zone)
     ds.StudyInstanceUID = exam.study_instance_uid

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 from pathlib import Path
-
-from pydicom.dataset import Dataset
+from typing import IO
 
 from ..records import CaptureRecord, ExamInfo
-from .dicom import build_dataset
-from .dicom_encode import write_part10
+from .dicom import build_attributes
+from .dicom_encode import write_image
 from .dicom_series import SeriesIndex
 from .dicom_values import exam_zone
 from .files import create_temporary
@@ -47,10 +47,10 @@ class ImageExistsError(FileExistsError):
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK})
 
 
-def _write_atomically(ds: Dataset, path: Path) -> None:
-    """Write ``ds`` to ``path`` complete or not at all, never replacing an existing file.
+def _write_atomically(path: Path, write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file to ``path`` with ``write``, complete or not at all, never replacing one.
 
-    The dataset goes to a temporary name and is fsynced; then the temporary file is
+    The file goes to a temporary name and is fsynced; then the temporary file is
     hard-linked to ``path`` (``link`` fails if the name exists, atomically: no check-then-act
     window), the temporary name removed and the directory fsynced. When ``path`` exists,
     the new image is kept under a free sibling name and :class:`ImageExistsError` says where.
@@ -58,7 +58,7 @@ def _write_atomically(ds: Dataset, path: Path) -> None:
     fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
-            write_part10(ds, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         if not _claim_name(tmp, path):
@@ -132,8 +132,8 @@ def write_capture(
     if index is None:
         index = SeriesIndex(directory, exam.study_instance_uid)
     series = index.series_for(record, exam, exam_zone(exam.study_datetime))
-    ds = build_dataset(record, exam, series, for_processing=for_processing)
+    attrs = build_attributes(record, exam, series, for_processing=for_processing)
     path = directory / capture_file_name(record)
-    _write_atomically(ds, path)
+    _write_atomically(path, lambda f: write_image(attrs, f))
     index.wrote(path.name, series)
     return path

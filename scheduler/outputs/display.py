@@ -205,6 +205,8 @@ class _Scratch(threading.local):
 
 
 _SCRATCH = _Scratch()
+#: pixel types OpenCV converts to float while it subtracts
+_CV_INPUTS = frozenset({np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32)})
 
 
 def _log_and_blur(
@@ -222,14 +224,23 @@ def _log_and_blur(
     log = _SCRATCH.get("log", (rows, cols))
     # OpenCV for the element-wise steps: numpy's with a scalar operand took 3-8× as long.
     # (OpenCV takes a Python number as a scalar operand; its stubs only list arrays.)
-    np.copyto(log, raw, casting="unsafe")
-    cv2.subtract(log, float(w.offset), dst=log)  # type: ignore[call-overload]
+    if raw.dtype in _CV_INPUTS:  # converted and offset in one pass
+        cv2.subtract(raw, float(w.offset), dst=log, dtype=cv2.CV_32F)  # type: ignore[call-overload]
+    else:
+        np.copyto(log, raw, casting="unsafe")
+        cv2.subtract(log, float(w.offset), dst=log)  # type: ignore[call-overload]
     cv2.max(log, 1.0, dst=log)  # type: ignore[call-overload]
     cv2.log(log, dst=log)
     # Unsharp mask: blur on a 4× smaller image (cheap at any blur radius), upsample back.
+    # Two halvings by area average: the same 4 × 4 means as one quartering, a third of the
+    # time (OpenCV's 2 × 2 path is vectorised).
     sigma = max(1.0, min(rows, cols) * _UNSHARP_SCALE)
     f = 4 if min(rows, cols) >= 64 else 1
-    small = cv2.resize(log, (max(1, cols // f), max(1, rows // f)), interpolation=cv2.INTER_AREA)
+    small: npt.NDArray[Any] = log
+    for k in (2, 4) if f == 4 else ():
+        small = cv2.resize(
+            small, (max(1, cols // k), max(1, rows // k)), interpolation=cv2.INTER_AREA
+        )
     small = cv2.GaussianBlur(small, (0, 0), sigma / f)
     blur = _SCRATCH.get("blur", (rows, cols))
     cv2.resize(small, (cols, rows), dst=blur, interpolation=cv2.INTER_LINEAR)

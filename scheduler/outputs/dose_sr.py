@@ -367,7 +367,7 @@ def write_dose_sr(
     if ds is None:
         return None
     path = Path(out_dir) / DOSE_SR_FILE
-    _write_atomically(ds, path)
+    _write_atomically(path, lambda f: ds.save_as(f, enforce_file_format=True))
     return path
 
 

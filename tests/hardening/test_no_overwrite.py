@@ -18,6 +18,7 @@ import pydicom
 import pytest
 
 from scheduler.outputs import dicom_write
+from scheduler.outputs.dicom_attrs import ImageAttributes
 from scheduler.outputs.dicom_write import ImageExistsError, capture_file_name, write_capture
 from tests.outputs.test_dicom import make_exam, make_record
 
@@ -62,13 +63,13 @@ def test_a_file_appearing_during_the_write_is_not_replaced(
     """Checking before writing is not enough: the name is claimed atomically at the end."""
     record = make_record()
     final = tmp_path / capture_file_name(record)
-    write_part10 = dicom_write.write_part10
+    write_image = dicom_write.write_image
 
-    def write_and_race(ds: pydicom.Dataset, fp: BinaryIO) -> None:
+    def write_and_race(attrs: ImageAttributes, fp: BinaryIO) -> None:
         final.write_bytes(b"arrived meanwhile")
-        write_part10(ds, fp)
+        write_image(attrs, fp)
 
-    monkeypatch.setattr(dicom_write, "write_part10", write_and_race)
+    monkeypatch.setattr(dicom_write, "write_image", write_and_race)
     with pytest.raises(ImageExistsError):
         write_capture(record, make_exam(), tmp_path)
     assert final.read_bytes() == b"arrived meanwhile"

@@ -32,6 +32,7 @@ from drivers import (
 )
 from scheduler.outputs import dicom_series, dicom_write, sop_instance_uid_for, write_capture
 from scheduler.outputs.dicom import acquisition_uid_for, instance_uid_for
+from scheduler.outputs.dicom_attrs import ImageAttributes
 from scheduler.outputs.dicom_ids import IMPLEMENTATION_CLASS_UID, implementation_version_name
 from scheduler.outputs.dicom_series import SeriesIndex
 from scheduler.records import CaptureRecord, ContrastInfo, ExamInfo, PatientInfo, TomoInfo
@@ -342,11 +343,11 @@ def test_same_record_gives_same_uid_and_bytes(tmp_path: Path) -> None:
 
 
 def test_failed_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_write(ds: pydicom.Dataset, fp: BinaryIO) -> None:
+    def broken_write(attrs: ImageAttributes, fp: BinaryIO) -> None:
         fp.write(b"\0" * 200)
         raise OSError("disk full")
 
-    monkeypatch.setattr(dicom_write, "write_part10", broken_write)
+    monkeypatch.setattr(dicom_write, "write_image", broken_write)
     with pytest.raises(OSError, match="disk full"):
         write_capture(make_record(), make_exam(), tmp_path)
     assert list(tmp_path.iterdir()) == []

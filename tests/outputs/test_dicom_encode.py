@@ -13,7 +13,14 @@ from pydicom.tag import Tag
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from scheduler.outputs import build_dataset
-from scheduler.outputs.dicom_encode import Unsupported, encode_header, write_part10
+from scheduler.outputs.dicom import build_attributes
+from scheduler.outputs.dicom_encode import (
+    Unsupported,
+    encode_attributes,
+    encode_header,
+    write_image,
+    write_part10,
+)
 from scheduler.records import CaptureRecord, ExamInfo, RequestInfo
 
 from .test_dicom import make_exam, make_record, tomo_record
@@ -75,6 +82,63 @@ def cases() -> dict[str, tuple[CaptureRecord, ExamInfo, bool]]:
 def test_image_objects_are_byte_identical_to_pydicoms(name: str) -> None:
     record, exam, for_processing = cases()[name]
     assert_same_file(build_dataset(record, exam, for_processing=for_processing))
+
+
+@pytest.mark.parametrize("name", list(cases()))
+def test_image_attributes_encode_as_their_dataset_does(name: str) -> None:
+    """The store's path: attributes encoded without becoming a Dataset at all."""
+    record, exam, for_processing = cases()[name]
+    attrs = build_attributes(record, exam, for_processing=for_processing)
+    header, last = encode_attributes(attrs)  # the fast path, not the fallback
+    expected = pydicom_bytes(attrs.to_dataset())
+    assert header + bytes(last or b"") == expected
+    buffer = io.BytesIO()
+    write_image(attrs, buffer)
+    assert buffer.getvalue() == expected
+
+
+def test_attribute_values_pydicom_converts_are_written_as_it_writes_them() -> None:
+    """Strings pydicom strips (DS, IS) or splits at backslashes, numbers as IS, one-item
+    lists, empty values, an explicit character set."""
+    record, exam, _ = cases()["radiograph"]
+    attrs = build_attributes(record, exam)
+    attrs.SpecificCharacterSet = "ISO_IR 100"
+    attrs.PatientComments = "Gefäß\\kept"  # LT keeps its backslash
+    attrs.OtherPatientIDs = "A\\B"  # LO: two values
+    attrs.PatientWeight = " 72.5 "
+    attrs.PixelSpacing = [" 0.1", "0.2 "]
+    attrs.ReferencedFrameNumber = [1, " 22 "]
+    attrs.ImageType = ["ORIGINAL"]
+    attrs.ReferringPhysicianName = ""
+    attrs.AdmittingDiagnosesDescription = []
+    attrs.RecommendedDisplayCIELabValue = [1, 2, 3]
+    attrs.SimpleFrameList = [7]
+    attrs.TableOfYBreakPoints = [1.5, 2]
+    header, last = encode_attributes(attrs)
+    assert header + bytes(last or b"") == pydicom_bytes(attrs.to_dataset())
+
+
+@pytest.mark.parametrize(
+    "keyword, value",
+    [
+        ("PatientWeight", 72.5),  # DS from a float: pydicom's number formatting
+        ("ImageType", ("A", "B")),  # a tuple: pydicom takes it as one value
+        ("LUTDescriptor", [256, 0, 16]),  # an ambiguous VR
+        ("SpecificCharacterSet", ["ISO 2022 IR 6", "ISO 2022 IR 87"]),
+        ("InstanceNumber", 3.0),  # IS from a float
+    ],
+)
+def test_attribute_values_it_does_not_follow_go_to_pydicom(keyword: str, value: object) -> None:
+    record, exam, _ = cases()["radiograph"]
+    attrs = build_attributes(record, exam)
+    setattr(attrs, keyword, value)
+    with pytest.raises(Unsupported):
+        encode_attributes(attrs)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        write_image(attrs, buffer)
+        assert buffer.getvalue() == pydicom_bytes(attrs.to_dataset())
 
 
 def file_dataset() -> Dataset:
