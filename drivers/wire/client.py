@@ -2,17 +2,15 @@
 
 One client per device. A background supervisor task opens the link (again and again, with
 backoff, after it drops) and runs the reader; a ticker task sends the host's heartbeats and
-watches the device's. ``call`` sends a REQUEST and waits for the REPLY with the same ``seq``;
-it creates no task: the reader resolves a future kept in a ``seq -> future`` dict. Reply
-timeouts share one ``loop.call_at`` timer, armed for the earliest deadline and re-armed when it
-fires (sequential calls push the deadline later, so the timer is made about once per timeout
-instead of once per call). A link that offers ``set_fast_receiver`` (``SerialLink`` on a tty,
-``FdLink``) hands each freshly read chunk to the client inside its reader callback: a chunk
-that is exactly one REPLY for a waiting call resolves it there (``parse_reply``), one task
-switch earlier; everything else goes to the reader task as before, in stream order. A link
-with ``wait_reply`` (``serial://...?reply_wait_ms=N``) may take the reply in ``poll(2)`` right
-after the write, without the event loop; the client then lets the loop run once per
-``LOOP_SHARE_S`` of such calls (decision 0009).
+watches the device's. ``call`` sends a REQUEST and waits for the REPLY with the same ``seq``
+(the requests in flight and their shared timeout timer: :mod:`._pending`). A link that offers
+``set_fast_receiver`` (``SerialLink`` on a tty, ``FdLink``) hands each freshly read chunk to
+the client inside its reader callback: a chunk that is exactly one REPLY for a waiting call
+resolves it there (``parse_reply``), one task switch earlier; everything else goes to the
+reader task as before, in stream order. A link with ``wait_reply``
+(``serial://...?reply_wait_ms=N``) may take the reply in ``poll(2)`` right after the write,
+without the event loop; the client then lets the loop run once per ``LOOP_SHARE_S`` of such
+calls (decision 0009).
 
 Time: every link-level duration in this module (reply timeout, heartbeat period and loss
 bound, reconnect backoff, bulk idle) is a *wall-clock* fact of the cable; it is multiplied by
@@ -27,32 +25,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any, Final
 
 from ..clock import Clock
 from ..errors import (
-    LIMIT_FAULT,
-    AmbiguousCommand,
-    CommandRejected,
     ControlRefused,
-    DeviceBusy,
     DeviceError,
-    DeviceFault,
-    DeviceLimitExceeded,
     DeviceLost,
-    DeviceStateError,
-    DeviceTimeout,
     LinkSecurityError,
 )
 from ..links._base import Link, LinkError
 from ._bulkrx import BULK_IDLE_S, BulkReceiver
 from ._fast import FastDecoder, encode_request, parse_reply
 from ._hostsession import HostSecurity, SecurityCallback, SecurityStats
+from ._pending import Miss, PendingCalls, no_reply_error, reply_error
 from ._seqwindow import SeqWindow
 from ._timesync import OffsetEstimator
 from .codec import (
@@ -104,25 +93,6 @@ RESTART_SLACK_MS: Final = 250  # uptime may lag the host's view of elapsed time 
 # 20 µs: 0.4 % of the time). Well under the 20 ms a single reply wait may hold the loop.
 LOOP_SHARE_S: Final = 0.005
 _EMPTY: Final[Fields] = {}
-_NEVER: Final = float("inf")
-
-
-class _Miss(Enum):
-    """Why a call's wait ended without a reply."""
-
-    TIMEOUT = "timeout"
-    NAK = "nak"
-    LINK_LOST = "link_lost"
-    CLOSED = "closed"
-
-
-_Outcome = tuple[Status, Fields, float] | _Miss
-"""``(status, fields, arrival)`` of the reply, or why there is none."""
-
-
-def _miss(fut: asyncio.Future[_Outcome], why: _Miss) -> None:
-    if not fut.done():
-        fut.set_result(why)
 
 
 @dataclass(slots=True)
@@ -204,15 +174,9 @@ class WireClient:
         self._heard_this_link = False
         self._restart_note = ""
 
-        # Requests: a random first seq, so a restarted host does not hit the device's reply
-        # cache with the seqs of its previous life.
-        self._req_seq = random.randrange(0x10000)
-        self._pending: dict[int, asyncio.Future[_Outcome]] = {}
-        self._deadlines: dict[int, float] = {}  # seq -> loop time its current attempt ends
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = _NEVER
+        self._calls = PendingCalls()
+        self._pending = self._calls.futures  # the reader resolves replies here
         self._loop_seen = 0.0  # wall time this client last let the event loop run
-        self._fire_once: set[int] = set()
         self._decoder: FastDecoder | None = None  # the reader's, while it runs
         self._rx_busy = False  # the reader task is between a read and the end of its frames
         self._hb_seq = 0
@@ -382,9 +346,7 @@ class WireClient:
                 await self.call("link.release", timeout_s=0.1)
         self._closed = True
         self._live.stop_watching()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer, self._timer_at = None, _NEVER
+        self._calls.stop()
         tasks = [t for t in (self._supervisor, self._live.ticker, self._reader, *self._aux) if t]
         # Cancel until they are gone: Python 3.11's asyncio.wait_for (used inside aiomqtt's
         # publish) can swallow a cancellation that races with its inner future's result.
@@ -399,7 +361,7 @@ class WireClient:
         self._up = False
         self._up_event.clear()
         self._down_detail = "client closed"
-        self._fail_pending(_Miss.CLOSED)
+        self._fail_pending(Miss.CLOSED)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -425,13 +387,8 @@ class WireClient:
         loop = self._loop
         if not self._up or link is None or loop is None:
             raise DeviceLost(self.name, command, self._down_detail, link=self._link_url)
-        pending = self._pending
-        seq = self._req_seq
-        while True:
-            seq = (seq + 1) & 0xFFFF
-            if seq not in pending:
-                break
-        self._req_seq = seq
+        calls = self._calls
+        seq = calls.next_seq()
         session = self._sec.session
         if session is None:
             raise DeviceLost(self.name, command, "no session", link=self._link_url)
@@ -441,24 +398,19 @@ class WireClient:
         per_try = wait_s * self._scale
         tries = 1 if fire_once else self._tries
         if fire_once:
-            self._fire_once.add(seq)
+            calls.fire_once.add(seq)
         self.stats.requests += 1
-        deadlines = self._deadlines
         attempt = 0
         sent = first_sent = loop.time()
         try:
             while True:
                 attempt += 1
-                fut: asyncio.Future[_Outcome] = loop.create_future()
-                pending[seq] = fut
                 if attempt > 1:
                     sent = loop.time()
                     # Same seq (the device answers it from its cache), fresh counter: the
                     # device's replay window drops a byte-identical copy.
                     data = encode_request(seq, self.device_id, command, args, session.seal)
-                deadline = deadlines[seq] = sent + per_try
-                if deadline < self._timer_at:
-                    self._arm_timer(loop, deadline)
+                fut = calls.attempt(loop, seq, sent + per_try)
                 try:
                     await link.write(data)
                     if not fut.done():
@@ -474,99 +426,48 @@ class WireClient:
                             await asyncio.sleep(0)
                 except LinkError as exc:
                     self._link_failed(link, exc)
-                    outcome = _Miss.LINK_LOST
+                    outcome = Miss.LINK_LOST
                 if type(outcome) is tuple:
                     status, result, received = outcome
                     break
-                assert isinstance(outcome, _Miss)
-                if outcome is _Miss.TIMEOUT:
+                assert isinstance(outcome, Miss)
+                if outcome is Miss.TIMEOUT:
                     self.stats.timeouts += 1
-                if fire_once or outcome is _Miss.LINK_LOST or outcome is _Miss.CLOSED:
+                if fire_once or outcome is Miss.LINK_LOST or outcome is Miss.CLOSED:
                     raise self._no_reply(command, seq, outcome, fire_once, first_sent, attempt)
                 if attempt >= tries:
                     raise self._no_reply(command, seq, outcome, fire_once, first_sent, attempt)
                 link = self._link
                 if not self._up or link is None:
                     raise self._no_reply(
-                        command, seq, _Miss.LINK_LOST, fire_once, first_sent, attempt
+                        command, seq, Miss.LINK_LOST, fire_once, first_sent, attempt
                     )
                 self.stats.retries += 1
         finally:
-            del pending[seq]
-            del deadlines[seq]
-            if fire_once:
-                self._fire_once.discard(seq)
+            calls.end(seq)
         t = result.get("t_s")
         # Karn's rule: a reply to a re-sent request may answer either copy; no clock sample.
         if attempt == 1 and (type(t) is float or type(t) is int):
             self._sync.exchange(sent, received, t)
         if status is Status.OK:
             return result if isinstance(result, dict) else dict(result)
-        raise self._reply_error(command, Reply(status, result))
-
-    def _arm_timer(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = loop.call_at(when, self._on_timer)
-        self._timer_at = when
-
-    def _on_timer(self) -> None:
-        """The shared reply timer: end the attempts that are due, re-arm for the next one."""
-        self._timer, self._timer_at = None, _NEVER
-        loop = self._loop
-        if loop is None or self._closed:
-            return
-        now = loop.time()
-        following = _NEVER
-        for seq, deadline in self._deadlines.items():
-            if deadline <= now:
-                fut = self._pending.get(seq)
-                if fut is not None:
-                    _miss(fut, _Miss.TIMEOUT)
-            elif deadline < following:
-                following = deadline
-        if following < _NEVER:
-            self._arm_timer(loop, following)
+        raise reply_error(self.name, command, Reply(status, result), self._link_url)
 
     def _no_reply(
-        self, command: str, seq: int, why: _Miss, fire_once: bool, since: float, attempts: int
+        self, command: str, seq: int, why: Miss, fire_once: bool, since: float, attempts: int
     ) -> DeviceError:
         assert self._loop is not None
-        waited_s = (self._loop.time() - since) / self._scale
-        url = self._link_url
-        if why is _Miss.CLOSED and not fire_once:
-            return DeviceLost(self.name, command, "client closed", link=url)
-        if fire_once:
-            detail = f"request seq {seq} sent once and not re-sent (fire-once)"
-            if why is _Miss.LINK_LOST:
-                detail += f"; {self._down_detail}"
-            return AmbiguousCommand(
-                self.name, command, waited_s, cause=why.value, detail=detail, link=url
-            )
-        if why is _Miss.LINK_LOST:
-            return DeviceLost(self.name, command, self._down_detail, link=url)
-        detail = f"no reply to seq {seq} in {attempts} attempts (last: {why.value})"
-        return DeviceTimeout(self.name, command, waited_s, detail=detail, link=url)
-
-    def _reply_error(self, command: str, reply: Reply) -> DeviceError:
-        f = reply.fields
-        message = str(f.get("message") or "")
-        status = reply.status
-        url = self._link_url
-        if status is Status.BAD_STATE:
-            return DeviceStateError(self.name, command, message or "not allowed now", link=url)
-        if status is Status.FAULT:
-            return DeviceFault(
-                self.name, command, str(f.get("fault") or "unknown"), message, link=url
-            )
-        if status is Status.INTERLOCK:
-            fault = str(f.get("fault") or "interlock")
-            if fault == LIMIT_FAULT:
-                return DeviceLimitExceeded.from_fields(self.name, command, f, message, link=url)
-            return DeviceFault(self.name, command, fault, message, link=url)
-        if status is Status.BUSY:
-            return DeviceBusy(self.name, command, message or "busy, try again later", link=url)
-        return CommandRejected(self.name, command, status.name, message or status.name, link=url)
+        return no_reply_error(
+            self.name,
+            command,
+            seq,
+            why,
+            fire_once=fire_once,
+            waited_s=(self._loop.time() - since) / self._scale,
+            attempts=attempts,
+            down_detail=self._down_detail,
+            link=self._link_url,
+        )
 
     # --- bulk -------------------------------------------------------------------------------
 
@@ -673,7 +574,7 @@ class WireClient:
         sealed: bool,
     ) -> tuple[Status, Fields]:
         loop = asyncio.get_running_loop()
-        seq = self._req_seq = (self._req_seq + 1) & 0xFFFF
+        seq = self._calls.next_seq(unused=False)
         fut: asyncio.Future[tuple[Status, Fields, bool]] = loop.create_future()
         self._hs_pending[seq] = fut
         try:
@@ -744,13 +645,11 @@ class WireClient:
             return
         self._up = False
         self._up_event.clear()
-        self._fail_pending(_Miss.LINK_LOST)
+        self._fail_pending(Miss.LINK_LOST)
         self._notify_state(False, detail)
 
-    def _fail_pending(self, why: _Miss) -> None:
-        for fut in self._pending.values():
-            if not fut.done():
-                fut.set_result(why)
+    def _fail_pending(self, why: Miss) -> None:
+        self._calls.fail_all(why)
         self._bulkrx.link_url = self._link_url
         self._bulkrx.fail_waiting(self._down_detail)
 
@@ -957,18 +856,10 @@ class WireClient:
 
     def _on_nak(self, seq: int, nk: Nak) -> None:
         self.stats.naks_received += 1
-        pending = self._pending
         if nk.ref_type is MsgType.REQUEST:
-            fut = pending.get(seq)
-            if fut is not None and not fut.done():
-                fut.set_result(_Miss.NAK)
+            self._calls.nak(seq)
         elif nk.ref_type is None:
-            # "A frame was lost, I don't know which": re-send the idempotent requests now (a
-            # copy the device did get is answered from its reply cache); fire-once requests
-            # wait for their reply or their timeout.
-            for s, fut in pending.items():
-                if s not in self._fire_once and not fut.done():
-                    fut.set_result(_Miss.NAK)
+            self._calls.nak(None)
 
     # --- helpers ----------------------------------------------------------------------------
 
