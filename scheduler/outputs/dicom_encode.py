@@ -226,36 +226,29 @@ def _strings(value: Any, vr: str) -> list[Any]:
     return [value]
 
 
-def _attribute(vr: str, value: Any, codec: str) -> bytes | memoryview:
-    """An attribute's value set as a plain Python value, as pydicom would convert and
-    write it (``Unsupported`` for any type this does not follow it for)."""
-    if value is None or value == "" or isinstance(value, tuple):
-        if isinstance(value, tuple):
-            raise Unsupported("a tuple value (pydicom takes it as one value)")
-        return b""
-    if vr in ("DS", "IS"):
-        parts = _strings(value, vr)
-        if vr == "DS" and not all(isinstance(v, str) for v in parts):
-            raise Unsupported("DS from a number (pydicom's formatting)")
-        if not all(isinstance(v, str) or type(v) is int for v in parts):
-            raise Unsupported(f"IS from {type(value).__name__}")
-        joined = "\\".join(v.strip() if isinstance(v, str) else str(v) for v in parts)
-        return joined.encode("latin_1")
+def _attribute(tag: int, vr: str, value: Any, codec: str) -> bytes | memoryview:
+    """An attribute's value as a plain Python value: converted here as pydicom converts it
+    when it is set (``Unsupported`` for any type this does not follow it for), then
+    written by :func:`_value` as a ``Dataset``'s would be."""
+    if isinstance(value, tuple):
+        raise Unsupported("a tuple value (pydicom takes it as one value)")
+    if value is None or (vr in ("OB", "OW") and isinstance(value, bytes)):
+        return _value(tag, vr, value, codec)
     parts = _strings(value, vr)
-    if vr in _CHARSET_TEXT or vr in _DEFAULT_TEXT or vr == "UI":
+    if vr in ("DS", "IS"):
+        if not all(isinstance(v, str) or (vr == "IS" and type(v) is int) for v in parts):
+            raise Unsupported(f"{vr} from {type(value).__name__} (pydicom's formatting)")
+        parts = [v.strip() if isinstance(v, str) else str(v) for v in parts]
+    elif vr in _CHARSET_TEXT or vr in _DEFAULT_TEXT or vr == "UI":
         if not all(isinstance(v, str) for v in parts):
             raise Unsupported(f"{vr} from {type(value).__name__}")
-        return _text(parts, codec if vr in _CHARSET_TEXT else "latin_1")
-    numbers = (int, float) if vr in ("FL", "FD") else (int,)
-    if vr in _NUMBERS and all(type(v) in numbers for v in parts):
-        return struct.pack(f"<{len(parts)}{_NUMBERS[vr]}", *parts)
-    if vr == "AT" and all(isinstance(v, int) for v in parts):
-        return struct.pack(
-            f"<{2 * len(parts)}H", *(h for t in parts for h in (t >> 16, t & 0xFFFF))
-        )
-    if vr in ("OB", "OW") and isinstance(value, bytes):
-        return memoryview(value)
-    raise Unsupported(f"{vr} from {type(value).__name__}")
+    elif vr in _NUMBERS:
+        numbers = (int, float) if vr in ("FL", "FD") else (int,)
+        if not all(type(v) in numbers for v in parts):
+            raise Unsupported(f"{vr} from {type(value).__name__}")
+    elif vr != "AT" or not all(isinstance(v, int) for v in parts):
+        raise Unsupported(f"{vr} from {type(value).__name__}")
+    return _value(tag, vr, parts, codec)
 
 
 def encode_attributes(attrs: ImageAttributes) -> tuple[bytes, bytes | memoryview | None]:
@@ -282,7 +275,7 @@ def encode_attributes(attrs: ImageAttributes) -> tuple[bytes, bytes | memoryview
                 raise Unsupported(f"sequence {tag:08X} of other than datasets")
             _items(tag, value, codec, out)
         else:
-            _element(tag, vr, _attribute(vr, value, codec), out)
+            _element(tag, vr, _attribute(tag, vr, value, codec), out)
     last = out.pop() if out and isinstance(out[-1], memoryview) else None
     meta = _file_meta(attrs.file_meta, attrs.SOPClassUID, attrs.SOPInstanceUID)
     return _PREAMBLE + meta + b"".join(out), last

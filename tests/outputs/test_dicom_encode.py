@@ -126,6 +126,7 @@ def test_attribute_values_pydicom_converts_are_written_as_it_writes_them() -> No
         ("LUTDescriptor", [256, 0, 16]),  # an ambiguous VR
         ("SpecificCharacterSet", ["ISO 2022 IR 6", "ISO 2022 IR 87"]),
         ("InstanceNumber", 3.0),  # IS from a float
+        ("PatientName", b"Doe^Jane"),  # text from bytes (pydicom decodes them)
     ],
 )
 def test_attribute_values_it_does_not_follow_go_to_pydicom(keyword: str, value: object) -> None:
