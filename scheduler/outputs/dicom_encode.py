@@ -7,18 +7,18 @@ makes use a small, fixed set of VRs and value types, so this module encodes them
 header into one ``bytes``, the Pixel Data written from its own buffer.
 
 It produces what ``Dataset.save_as(f, enforce_file_format=True)`` produces, byte for byte (the
-tests compare every image of a simulated exam, a multi-frame run, a sequence and non-ASCII
-names). Anything outside that set (another transfer syntax, a multi-charset Specific Character
-Set, an ambiguous VR other than Pixel Data's, a value type it does not know, an over-long
-value) raises :class:`Unsupported` before anything is written; :func:`write_part10` then
-leaves the dataset to pydicom.
+tests compare every kind of image object the store writes, sequences, non-ASCII names and
+every VR handled here). Anything outside that set (another transfer syntax, a multi-charset
+Specific Character Set, an ambiguous VR other than Pixel Data's, a value type it does not
+know, an over-long value) raises :class:`Unsupported` before anything is written;
+:func:`write_image` and :func:`write_part10` then leave the object to pydicom.
 """
 
 from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
@@ -106,6 +106,16 @@ def _value(tag: int, vr: str, value: Any, codec: str) -> bytes | memoryview:
     raise Unsupported(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) {vr} {type(value).__name__}")
 
 
+def _resolved_vr(tag: int, vr: str, bits_allocated: int) -> str:
+    """``vr`` as pydicom resolves it for Explicit VR: Pixel Data's "OB or OW" by Bits
+    Allocated; any other ambiguous VR is left to pydicom."""
+    if " or " not in vr:
+        return vr
+    if tag == _PIXEL_DATA and vr == "OB or OW":
+        return "OW" if bits_allocated > 8 else "OB"
+    raise Unsupported(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) has the ambiguous VR {vr}")
+
+
 def _element(tag: int, vr: str, data: bytes | memoryview, out: list[bytes | memoryview]) -> None:
     length = len(data)
     pad = length % 2
@@ -129,16 +139,11 @@ def _dataset(ds: Dataset, parent_codec: str, out: list[bytes | memoryview]) -> N
         elem = ds.get_item(tag)
         if not isinstance(elem, DataElement):
             raise Unsupported(f"{tag} is a raw element")
-        vr = str(elem.VR)
-        value = elem.value
-        if tag == _PIXEL_DATA and vr == "OB or OW":
-            vr = "OW" if int(ds.get("BitsAllocated", 0)) > 8 else "OB"
+        vr = _resolved_vr(int(tag), str(elem.VR), int(ds.get("BitsAllocated", 0)))
         if vr == "SQ":
-            _sequence(int(tag), elem, value, codec, out)
+            _sequence(int(tag), elem, elem.value, codec, out)
         else:
-            if " or " in vr:
-                raise Unsupported(f"{tag} has the ambiguous VR {vr}")
-            _element(int(tag), vr, _value(int(tag), vr, value, codec), out)
+            _element(int(tag), vr, _value(int(tag), vr, elem.value, codec), out)
 
 
 def _sequence(
@@ -190,6 +195,13 @@ def _file_meta(meta: Dataset | None, sop_class: object, sop_instance: object) ->
     return b"".join(length) + body
 
 
+def _file(meta: bytes, out: list[bytes | memoryview]) -> tuple[bytes, bytes | memoryview | None]:
+    """Preamble, file meta and the encoded elements, the last element's value apart when it
+    is a byte buffer (the Pixel Data: written from its own buffer, not copied)."""
+    last = out.pop() if out and isinstance(out[-1], memoryview) else None
+    return _PREAMBLE + meta + b"".join(out), last
+
+
 def encode_header(ds: Dataset) -> tuple[bytes, bytes | memoryview | None]:
     """The file up to its last element's value, and that value when it is a byte buffer
     (the Pixel Data, written from its own buffer), else ``None``.
@@ -201,11 +213,10 @@ def encode_header(ds: Dataset) -> tuple[bytes, bytes | memoryview | None]:
         raise Unsupported("a preamble of its own")
     out: list[bytes | memoryview] = []
     _dataset(ds, "latin_1", out)
-    last = out.pop() if out and isinstance(out[-1], memoryview) else None
     meta = _file_meta(
         getattr(ds, "file_meta", None), ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
     )
-    return _PREAMBLE + meta + b"".join(out), last
+    return _file(meta, out)
 
 
 @functools.cache
@@ -258,15 +269,11 @@ def encode_attributes(attrs: ImageAttributes) -> tuple[bytes, bytes | memoryview
     if not isinstance(charset, str) or charset not in _CODECS:
         raise Unsupported(f"Specific Character Set {charset!r}")
     codec = _CODECS[charset]
+    bits = attrs.BitsAllocated if "BitsAllocated" in attrs else 0
     elements = []
     for keyword, value in attrs.items():
         tag, vr = _entry(keyword)
-        if vr == "OB or OW" and tag == _PIXEL_DATA:
-            bits = attrs.BitsAllocated if "BitsAllocated" in attrs else 0
-            vr = "OW" if bits > 8 else "OB"
-        elif " or " in vr:
-            raise Unsupported(f"{keyword} has the ambiguous VR {vr}")
-        elements.append((tag, vr, value))
+        elements.append((tag, _resolved_vr(tag, vr, bits), value))
     elements.sort(key=lambda e: e[0])
     out: list[bytes | memoryview] = []
     for tag, vr, value in elements:
@@ -276,30 +283,29 @@ def encode_attributes(attrs: ImageAttributes) -> tuple[bytes, bytes | memoryview
             _items(tag, value, codec, out)
         else:
             _element(tag, vr, _attribute(tag, vr, value, codec), out)
-    last = out.pop() if out and isinstance(out[-1], memoryview) else None
-    meta = _file_meta(attrs.file_meta, attrs.SOPClassUID, attrs.SOPInstanceUID)
-    return _PREAMBLE + meta + b"".join(out), last
+    return _file(_file_meta(attrs.file_meta, attrs.SOPClassUID, attrs.SOPInstanceUID), out)
 
 
 def write_image(attrs: ImageAttributes, f: IO[bytes]) -> None:
     """Write the image object ``attrs`` describes to ``f`` (pydicom writes what this module
     does not cover)."""
-    try:
-        header, last = encode_attributes(attrs)
-    except Unsupported:
-        attrs.to_dataset().save_as(f, enforce_file_format=True)
-        return
-    f.write(header)
-    if last is not None:
-        f.write(last)
+    _write(f, lambda: encode_attributes(attrs), attrs.to_dataset)
 
 
 def write_part10(ds: Dataset, f: IO[bytes]) -> None:
     """Write ``ds`` to ``f`` as ``ds.save_as(f, enforce_file_format=True)`` would."""
+    _write(f, lambda: encode_header(ds), lambda: ds)
+
+
+def _write(
+    f: IO[bytes],
+    encode: Callable[[], tuple[bytes, bytes | memoryview | None]],
+    dataset: Callable[[], Dataset],
+) -> None:
     try:
-        header, last = encode_header(ds)
+        header, last = encode()
     except Unsupported:
-        ds.save_as(f, enforce_file_format=True)
+        dataset().save_as(f, enforce_file_format=True)
         return
     f.write(header)
     if last is not None:
